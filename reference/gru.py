@@ -1,0 +1,116 @@
+"""GRU layer: forward and backward through time, side by side.
+
+Forward, for t = 1..T (PyTorch's ``nn.GRU`` equations and gate order r, z, n)::
+
+    [x_r, x_z, x_n] = W_ih x_t + b_ih          [h_r, h_z, h_n] = W_hh h_{t-1} + b_hh
+    r_t = σ(x_r + h_r)
+    z_t = σ(x_z + h_z)
+    n_t = tanh(x_n + r_t ⊙ h_n)
+    h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+Backward, with ``dh_t`` the *total* adjoint dL/dh_t::
+
+    dh_t  = dh_out[t] + dh_next
+    dn_t  = dh_t ⊙ (1 - z_t)               da_n = dn_t ⊙ (1 - n_t²)
+    dz_t  = dh_t ⊙ (h_{t-1} - n_t)         da_z = dz_t ⊙ z_t (1 - z_t)
+    dr_t  = da_n ⊙ h_n                     da_r = dr_t ⊙ r_t (1 - r_t)
+    input side:      d[x_r, x_z, x_n] = [da_r, da_z, da_n]
+    recurrent side:  d[h_r, h_z, h_n] = [da_r, da_z, da_n ⊙ r_t]
+    dh_next = dh_t ⊙ z_t + W_hhᵀ d[h_r, h_z, h_n]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
+
+GATES = ("r", "z", "n")
+
+
+@dataclass
+class GRUCache:
+    """What the backward pass needs from the forward pass."""
+
+    x: np.ndarray  # (T, B, I)
+    h_prev: np.ndarray  # (T, B, H)
+    gates: np.ndarray  # (T, B, 3H): activated r, z, n
+    h_n: np.ndarray  # (T, B, H): W_hn h_{t-1} + b_hn, before the reset gate
+    W_ih: np.ndarray
+    W_hh: np.ndarray
+
+
+def forward(
+    x: np.ndarray,
+    h0: np.ndarray,
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    b_ih: np.ndarray,
+    b_hh: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, GRUCache]:
+    """Run the layer over ``x`` (T, B, I) from ``h0`` (B, H).
+
+    Returns ``(h, h_T, cache)`` with ``h`` of shape (T, B, H).
+    """
+    T, B, _ = x.shape
+    H = W_hh.shape[1]
+    dtype = np.result_type(x, h0, W_ih, W_hh, b_ih, b_hh)
+    a_x = (x.reshape(T * B, -1) @ W_ih.T).reshape(T, B, 3 * H) + b_ih
+    gates = np.empty((T, B, 3 * H), dtype=dtype)
+    h = np.empty((T, B, H), dtype=dtype)
+    h_prev = np.empty_like(h)
+    h_n = np.empty_like(h)
+    h_t = h0.astype(dtype, copy=False)
+    for t in range(T):
+        h_prev[t] = h_t
+        a_h = h_t @ W_hh.T + b_hh
+        g = gates[t]
+        g[:, : 2 * H] = sigmoid(a_x[t, :, : 2 * H] + a_h[:, : 2 * H])  # r, z
+        h_n[t] = a_h[:, 2 * H :]
+        r_t, z_t = g[:, :H], g[:, H : 2 * H]
+        g[:, 2 * H :] = np.tanh(a_x[t, :, 2 * H :] + r_t * h_n[t])  # n
+        h_t = (1.0 - z_t) * g[:, 2 * H :] + z_t * h_t
+        h[t] = h_t
+    return h, h_t, GRUCache(x, h_prev, gates, h_n, W_ih, W_hh)
+
+
+def backward(
+    dh_out: np.ndarray, dh_T: np.ndarray | None, cache: GRUCache
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[np.ndarray], dict[str, np.ndarray]]:
+    """Backpropagate through time.
+
+    Returns ``(grads, dx, (dh0,), adjoints)`` with the total ``adjoints["h"]``.
+    """
+    T, B, H = cache.h_prev.shape
+    dh_next = np.zeros((B, H), dtype=cache.gates.dtype) if dh_T is None else dh_T
+    da_x = np.empty_like(cache.gates)  # gradient of the input-side pre-activations
+    da_h = np.empty_like(cache.gates)  # gradient of the recurrent-side pre-activations
+    dh_total = np.empty_like(cache.h_prev)
+    for t in reversed(range(T)):
+        g = cache.gates[t]
+        r_t, z_t, n_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
+        h_prev = cache.h_prev[t]
+        dh_t = dh_out[t] + dh_next
+        dh_total[t] = dh_t
+        da_n = dh_t * (1.0 - z_t) * dtanh_from_output(n_t)
+        da_z = dh_t * (h_prev - n_t) * dsigmoid_from_output(z_t)
+        da_r = da_n * cache.h_n[t] * dsigmoid_from_output(r_t)
+        dx_t, dhh_t = da_x[t], da_h[t]
+        dx_t[:, :H] = da_r
+        dx_t[:, H : 2 * H] = da_z
+        dx_t[:, 2 * H :] = da_n
+        dhh_t[:, : 2 * H] = dx_t[:, : 2 * H]
+        dhh_t[:, 2 * H :] = da_n * r_t
+        dh_next = dh_t * z_t + dhh_t @ cache.W_hh
+    dax2 = da_x.reshape(T * B, 3 * H)
+    dah2 = da_h.reshape(T * B, 3 * H)
+    grads = {
+        "W_ih": dax2.T @ cache.x.reshape(T * B, -1),
+        "W_hh": dah2.T @ cache.h_prev.reshape(T * B, H),
+        "b_ih": dax2.sum(axis=0),
+        "b_hh": dah2.sum(axis=0),
+    }
+    dx = (dax2 @ cache.W_ih).reshape(cache.x.shape)
+    return grads, dx, (dh_next,), {"h": dh_total}

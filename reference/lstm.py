@@ -1,0 +1,127 @@
+"""LSTM layer: forward and backward through time, side by side.
+
+Forward, for t = 1..T (PyTorch's ``nn.LSTM`` equations and gate order i, f, g, o)::
+
+    [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    i_t = σ(a_i)   f_t = σ(a_f)   g_t = tanh(a_g)   o_t = σ(a_o)
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+    h_t = o_t ⊙ tanh(c_t)
+
+Backward.  ``dh_t`` and ``dc_t`` are the *total* adjoints dL/dh_t and dL/dc_t::
+
+    dh_t  = dh_out[t] + dh_next
+    dc_t  = dc_next + dh_t ⊙ o_t ⊙ (1 - tanh²(c_t))
+    do_t  = dh_t ⊙ tanh(c_t)      da_o = do_t ⊙ o_t (1 - o_t)
+    di_t  = dc_t ⊙ g_t            da_i = di_t ⊙ i_t (1 - i_t)
+    df_t  = dc_t ⊙ c_{t-1}        da_f = df_t ⊙ f_t (1 - f_t)
+    dg_t  = dc_t ⊙ i_t            da_g = dg_t ⊙ (1 - g_t²)
+    dh_next = W_hhᵀ da_t          dc_next = dc_t ⊙ f_t
+    dW_hh += da_t h_{t-1}ᵀ        dW_ih += da_t x_tᵀ        db_ih = db_hh = Σ_t da_t
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
+
+GATES = ("i", "f", "g", "o")
+
+
+@dataclass
+class LSTMCache:
+    """What the backward pass needs from the forward pass."""
+
+    x: np.ndarray  # (T, B, I)
+    h_prev: np.ndarray  # (T, B, H)
+    c_prev: np.ndarray  # (T, B, H)
+    gates: np.ndarray  # (T, B, 4H): activated i, f, g, o
+    tanh_c: np.ndarray  # (T, B, H)
+    W_ih: np.ndarray
+    W_hh: np.ndarray
+
+
+def forward(
+    x: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    b_ih: np.ndarray,
+    b_hh: np.ndarray,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], LSTMCache]:
+    """Run the layer over ``x`` (T, B, I) from ``(h0, c0)``, each (B, H).
+
+    Returns ``(h, (h_T, c_T), cache)`` with ``h`` of shape (T, B, H).
+    """
+    T, B, _ = x.shape
+    H = W_hh.shape[1]
+    dtype = np.result_type(x, h0, c0, W_ih, W_hh, b_ih, b_hh)
+    a_x = (x.reshape(T * B, -1) @ W_ih.T).reshape(T, B, 4 * H) + (b_ih + b_hh)
+    gates = np.empty((T, B, 4 * H), dtype=dtype)
+    h = np.empty((T, B, H), dtype=dtype)
+    h_prev = np.empty_like(h)
+    c_prev = np.empty_like(h)
+    tanh_c = np.empty_like(h)
+    h_t = h0.astype(dtype, copy=False)
+    c_t = c0.astype(dtype, copy=False)
+    for t in range(T):
+        h_prev[t], c_prev[t] = h_t, c_t
+        a = a_x[t] + h_t @ W_hh.T
+        g = gates[t]
+        g[:, : 2 * H] = sigmoid(a[:, : 2 * H])  # i, f
+        g[:, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])  # g
+        g[:, 3 * H :] = sigmoid(a[:, 3 * H :])  # o
+        i_t, f_t, g_t, o_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+        c_t = f_t * c_t + i_t * g_t
+        tanh_c[t] = np.tanh(c_t)
+        h_t = o_t * tanh_c[t]
+        h[t] = h_t
+    cache = LSTMCache(x, h_prev, c_prev, gates, tanh_c, W_ih, W_hh)
+    return h, (h_t, c_t), cache
+
+
+def backward(
+    dh_out: np.ndarray,
+    dstate_T: tuple[np.ndarray | None, np.ndarray | None],
+    cache: LSTMCache,
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+    """Backpropagate through time.
+
+    ``dh_out`` (T, B, H) is ∂L/∂h_t through the output; ``dstate_T = (dh_T, dc_T)``
+    through the final state (either may be None).  Returns
+    ``(grads, dx, (dh0, dc0), adjoints)`` with total ``adjoints["h"]``, ``adjoints["c"]``.
+    """
+    T, B, H = cache.tanh_c.shape
+    zeros = np.zeros((B, H), dtype=cache.gates.dtype)
+    dh_next = zeros if dstate_T[0] is None else dstate_T[0]
+    dc_next = zeros if dstate_T[1] is None else dstate_T[1]
+    da = np.empty_like(cache.gates)
+    dh_total = np.empty_like(cache.tanh_c)
+    dc_total = np.empty_like(cache.tanh_c)
+    for t in reversed(range(T)):
+        g = cache.gates[t]
+        i_t, f_t, g_t, o_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+        tanh_c = cache.tanh_c[t]
+        dh_t = dh_out[t] + dh_next
+        dc_t = dc_next + dh_t * o_t * dtanh_from_output(tanh_c)
+        dh_total[t], dc_total[t] = dh_t, dc_t
+        d = da[t]
+        d[:, :H] = dc_t * g_t * dsigmoid_from_output(i_t)
+        d[:, H : 2 * H] = dc_t * cache.c_prev[t] * dsigmoid_from_output(f_t)
+        d[:, 2 * H : 3 * H] = dc_t * i_t * dtanh_from_output(g_t)
+        d[:, 3 * H :] = dh_t * tanh_c * dsigmoid_from_output(o_t)
+        dh_next = d @ cache.W_hh
+        dc_next = dc_t * f_t
+    da2 = da.reshape(T * B, 4 * H)
+    db = da2.sum(axis=0)
+    grads = {
+        "W_ih": da2.T @ cache.x.reshape(T * B, -1),
+        "W_hh": da2.T @ cache.h_prev.reshape(T * B, H),
+        "b_ih": db,
+        "b_hh": db.copy(),
+    }
+    dx = (da2 @ cache.W_ih).reshape(cache.x.shape)
+    return grads, dx, (dh_next, dc_next), {"h": dh_total, "c": dc_total}

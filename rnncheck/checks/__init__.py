@@ -1,0 +1,1 @@
+"""Checks: each takes a prepared case and returns findings."""

@@ -1,0 +1,85 @@
+"""Converters between ``nn.RNN``/``nn.LSTM``/``nn.GRU`` modules and the NumPy reference.
+
+Parameter names are PyTorch's on both sides, so the conversion is a copy: every layer
+and direction, both biases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .reference import Spec
+
+
+def spec_of(module: nn.RNNBase) -> Spec:
+    """The reference :class:`Spec` of a fused recurrent module."""
+    if isinstance(module, nn.LSTM):
+        mode = "lstm"
+    elif isinstance(module, nn.GRU):
+        mode = "gru"
+    elif isinstance(module, nn.RNN):
+        mode = "rnn_" + module.nonlinearity
+    else:
+        raise TypeError(f"expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError("LSTM with proj_size is not supported by the reference")
+    if not module.bias:
+        raise ValueError("recurrent layers built with bias=False are not supported by the reference")
+    return Spec(
+        mode,
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        module.bidirectional,
+        module.batch_first,
+    )
+
+
+def from_torch(module: nn.RNNBase, dtype: type | None = None) -> tuple[Spec, dict[str, np.ndarray]]:
+    """Return ``(spec, params)``: the module's architecture and a NumPy copy of its weights."""
+    spec = spec_of(module)
+    params = {}
+    for name in spec.param_shapes():
+        value = getattr(module, name).detach().cpu().numpy()
+        params[name] = value.astype(dtype) if dtype is not None else value.copy()
+    return spec, params
+
+
+def to_torch(spec: Spec, params: dict[str, np.ndarray], dtype: torch.dtype | None = None) -> nn.RNNBase:
+    """Build the ``nn`` module of ``spec`` carrying ``params``."""
+    kwargs = dict(
+        input_size=spec.input_size,
+        hidden_size=spec.hidden_size,
+        num_layers=spec.num_layers,
+        bidirectional=spec.bidirectional,
+        batch_first=spec.batch_first,
+    )
+    if spec.mode == "lstm":
+        module: nn.RNNBase = nn.LSTM(**kwargs)
+    elif spec.mode == "gru":
+        module = nn.GRU(**kwargs)
+    elif spec.mode in ("rnn_tanh", "rnn_relu"):
+        module = nn.RNN(nonlinearity=spec.mode[4:], **kwargs)
+    else:
+        raise ValueError(f"PyTorch has no fused module for {spec.mode!r}")
+    if dtype is None:
+        dtype = torch.from_numpy(next(iter(params.values()))).dtype
+    module = module.to(dtype)
+    load_into(module, params)
+    return module
+
+
+def load_into(module: nn.RNNBase, params: dict[str, np.ndarray]) -> None:
+    """Copy reference ``params`` into an existing module, in place."""
+    spec = spec_of(module)
+    expected = spec.param_shapes()
+    if set(params) != set(expected):
+        missing = sorted(set(expected) - set(params))
+        extra = sorted(set(params) - set(expected))
+        raise KeyError(f"parameter names differ: missing {missing}, unexpected {extra}")
+    with torch.no_grad():
+        for name, value in params.items():
+            target = getattr(module, name)
+            target.copy_(torch.as_tensor(np.asarray(value), dtype=target.dtype))

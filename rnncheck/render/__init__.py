@@ -1,0 +1,1 @@
+"""Renderers: terminal, JSON, JUnit XML. They format; they never compute."""
