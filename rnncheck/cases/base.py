@@ -1,0 +1,116 @@
+"""What every case turns into: a flat view of named parameters, a loss and a gradient.
+
+A :class:`Case` is what the user writes.  Its ``bind`` returns a :class:`Target`, the
+backend adapter: the only place that knows whether the model is torch or NumPy, which
+dtype it computes in and on which device.  Checks see parameters as float64 NumPy
+arrays and call the target; they never ask which backend is behind it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CaseError
+
+GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+_STACKED = re.compile(r"^(?:.*\.)?(weight_ih|weight_hh|bias_ih|bias_hh)_l\d+(_reverse)?$")
+REFERENCE_MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu", "rnn_sigmoid")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A piece of one tensor probed on its own: a whole tensor, or one gate of a stacked weight."""
+
+    tensor: str
+    label: str  # "" for a whole tensor, else the gate's name, e.g. "f"
+    start: int | None = None  # rows start:stop along the first axis (None: the whole tensor)
+    stop: int | None = None
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def title(self) -> str:
+        return f"{self.tensor}[{self.label}-gate]" if self.label else self.tensor
+
+
+def split_blocks(shapes: dict[str, tuple[int, ...]], gates: dict[str, tuple[str, ...]]) -> list[Block]:
+    """Every tensor, split into gate blocks where ``gates`` names its gates (stacked along axis 0)."""
+    blocks = []
+    for name, shape in shapes.items():
+        names = gates.get(name, ())
+        if names and shape and shape[0] % len(names) == 0:
+            n = shape[0] // len(names)
+            blocks += [Block(name, g, i * n, (i + 1) * n) for i, g in enumerate(names)]
+        else:
+            blocks.append(Block(name, ""))
+    return blocks
+
+
+class Case:
+    """Base of the case types.  ``name`` and ``file`` are filled in by the collector."""
+
+    name: str = ""
+    file: str = ""
+    reference: str | None = None
+    reference_map: dict[str, str] | None = None
+
+    def _set_reference(self, reference: str | None, reference_map: dict[str, str] | None) -> None:
+        if reference is not None and reference not in REFERENCE_MODES:
+            raise CaseError(f"reference={reference!r} is not one of {', '.join(REFERENCE_MODES)}")
+        self.reference = reference
+        self.reference_map = reference_map
+
+    def bind(self, options) -> Target:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class Target:
+    """The flat view a check works on.  Subclasses implement the four methods."""
+
+    theta: dict[str, np.ndarray]  # float64 copies of the parameters at the check point
+    model_dtype: np.dtype  # the dtype the user's gradient is computed in
+    numeric_dtype: np.dtype  # the dtype the loss is evaluated in for finite differences
+    gates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # said in the report, e.g. why float32 numerics
+    mutations: list[str] = field(default_factory=list)  # caller's arrays a user call changed
+    evaluations: int = 0
+    time_structure: dict | None = None  # set where the loss is a sum over time steps
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: v.shape for n, v in self.theta.items()}
+
+    @property
+    def blocks(self) -> list[Block]:
+        return split_blocks(self.shapes, self.gates)
+
+    # --- the adapter's job -------------------------------------------------------
+    def loss(self, theta: dict[str, np.ndarray]) -> float:
+        """The loss at ``theta`` in ``numeric_dtype``: the numerical side."""
+        raise NotImplementedError
+
+    def model_loss(self) -> float:
+        """The loss at the check point, computed exactly as the user's code computes it."""
+        raise NotImplementedError
+
+    def gradient(self, theta: dict[str, np.ndarray] | None = None) -> tuple[float, dict[str, np.ndarray]]:
+        """``(loss, gradient)`` from the user's analytic gradient at ``theta`` (default: the check point)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Undo anything the target changed in the user's objects."""
+
+
+def stacked_gates(names, mode_of: dict[str, str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Gate names for tensors whose names follow PyTorch's RNN naming, given each one's mode."""
+    gates = {}
+    for n in names:
+        if _STACKED.match(n) and mode_of and mode_of.get(n) in GATE_NAMES:
+            gates[n] = GATE_NAMES[mode_of[n]]
+    return gates

@@ -1,0 +1,275 @@
+"""TorchCase: any ``torch.nn.Module``, custom autograd Functions inside included."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..errors import CaseError, call_user
+from .base import Case, Target, stacked_gates
+
+
+class TorchCase(Case):
+    """A PyTorch model whose autograd gradient is checked.
+
+    Args:
+        model: the module.  Every parameter that requires grad is checked.
+        inputs: the positional inputs of ``model(*inputs)``; may nest tuples, lists and
+            dicts (an LSTM's ``(h, c)`` state, say).  Inputs that require grad are checked too.
+        loss: ``loss(output) -> scalar tensor``.  Default: a fixed random linear functional
+            of every floating output, so that no output's gradient can cancel.
+        reference: the reference architecture the model implements, if any.
+        reference_map: reference parameter name -> this model's name, where they differ.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: tuple | list = (),
+        loss: Callable | None = None,
+        *,
+        reference: str | None = None,
+        reference_map: dict[str, str] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise CaseError(f"TorchCase needs a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(inputs, torch.Tensor):
+            inputs = (inputs,)
+        if not isinstance(inputs, tuple | list):
+            raise CaseError(
+                f"TorchCase inputs must be a tuple of the model's positional inputs, got {type(inputs).__name__}"
+            )
+        if loss is not None and not callable(loss):
+            raise CaseError("TorchCase loss must be a function of the model's output")
+        self.model = model
+        self.inputs = tuple(inputs)
+        self.loss_fn = loss
+        self._set_reference(reference, reference_map)
+
+    def bind(self, options) -> TorchTarget:
+        return TorchTarget.create(self, options)
+
+
+# --- nested inputs and outputs ------------------------------------------------------------
+
+
+def _leaves(obj, path: str):
+    """Yield ``(path, tensor)`` for every tensor in a nest of tuples, lists and dicts."""
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, tuple | list):
+        for i, item in enumerate(obj):
+            yield from _leaves(item, f"{path}[{i}]")
+    elif isinstance(obj, dict):
+        for k, item in obj.items():
+            yield from _leaves(item, f"{path}[{k!r}]")
+
+
+def _replace(obj, path: str, new: dict[str, torch.Tensor], convert: Callable[[torch.Tensor], torch.Tensor]):
+    """Rebuild a nest, taking ``new[path]`` where given and ``convert(tensor)`` elsewhere."""
+    if isinstance(obj, torch.Tensor):
+        return new[path] if path in new else convert(obj)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(_replace(x, f"{path}[{i}]", new, convert) for i, x in enumerate(obj)))
+    if isinstance(obj, tuple | list):
+        return type(obj)(_replace(x, f"{path}[{i}]", new, convert) for i, x in enumerate(obj))
+    if isinstance(obj, dict):
+        return {k: _replace(x, f"{path}[{k!r}]", new, convert) for k, x in obj.items()}
+    return obj
+
+
+def _float_outputs(out) -> list[torch.Tensor]:
+    return [t for _, t in _leaves(out, "out") if t.is_floating_point()]
+
+
+def _rnn_modes(model: nn.Module) -> dict[str, str]:
+    modes = {}
+    for prefix, mod in model.named_modules():
+        if isinstance(mod, nn.LSTM | nn.GRU):
+            mode = "lstm" if isinstance(mod, nn.LSTM) else "gru"
+            for pname, _ in mod.named_parameters(recurse=False):
+                modes[f"{prefix}.{pname}" if prefix else pname] = mode
+    return modes
+
+
+class TorchTarget(Target):
+    case: TorchCase
+
+    @classmethod
+    def create(cls, case: TorchCase, options) -> TorchTarget:
+        device = torch.device(options.device)
+        model = case.model
+        dtype_override = getattr(torch, options.dtype) if options.dtype else None
+        if device.type != "cpu" or dtype_override is not None:
+            model = copy.deepcopy(model).to(device=device, dtype=dtype_override)
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            t2 = t.to(device)
+            if dtype_override is not None and t2.is_floating_point():
+                t2 = t2.to(dtype_override)
+            return t2.detach().requires_grad_(t.requires_grad) if t2 is not t else t
+
+        inputs = _replace(case.inputs, "input", {}, move)
+        input_leaves = {p: t for p, t in _leaves(inputs, "input") if t.requires_grad}
+        for path, t in input_leaves.items():
+            if not t.is_floating_point():
+                raise CaseError(f"{path} requires grad but is {t.dtype}: only floating-point inputs have gradients")
+        if not params and not input_leaves:
+            raise CaseError(
+                "the model has no parameter that requires grad and no input requires grad: nothing to check"
+            )
+        leaves = {**{n: p.detach() for n, p in params.items()}, **{n: t.detach() for n, t in input_leaves.items()}}
+        model_dtype = _common_dtype(leaves.values())
+        target = cls(
+            theta={n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in leaves.items()},
+            model_dtype=np.dtype(str(model_dtype).replace("torch.", "")),
+            numeric_dtype=np.dtype(np.float64),
+            gates=stacked_gates(params, _rnn_modes(model)),
+        )
+        target.case, target.model, target.inputs = case, model, inputs
+        target.device, target.param_names, target.input_names = device, list(params), list(input_leaves)
+        target.leaf_dtypes = {n: t.dtype for n, t in leaves.items()}
+        target.saved = {n: t.detach().clone() for n, t in leaves.items()}
+        target.saved_inputs = {p: t.detach().clone() for p, t in _leaves(inputs, "input")}
+        target.seed = options.seed
+        target._loss_weights = None
+        target._numeric_model = None
+        target._choose_numeric_model()
+        return target
+
+    # --- evaluation ------------------------------------------------------------------
+    def _forward(self, model: nn.Module, values: dict[str, torch.Tensor], inputs):
+        params = {n: values[n] for n in self.param_names}
+        new_inputs = {n: values[n] for n in self.input_names}
+        args = _replace(inputs, "input", new_inputs, lambda t: t)
+        out = call_user(
+            "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
+        )
+        return self._loss_of(out)
+
+    def _loss_of(self, out) -> torch.Tensor:
+        if self.case.loss_fn is not None:
+            value = call_user("loss()", self.case.loss_fn, out, user_file=self.case.file or None)
+            if not isinstance(value, torch.Tensor):
+                value = torch.as_tensor(value)
+        else:
+            outs = _float_outputs(out)
+            if not outs:
+                raise CaseError("the model returned no floating-point tensor: pass loss= to say what to differentiate")
+            if self._loss_weights is None:
+                gen = torch.Generator().manual_seed(self.seed + 7919)
+                total = sum(o.numel() for o in outs)
+                self._loss_weights = [
+                    torch.randn(o.shape, generator=gen, dtype=torch.float64) / total**0.5 for o in outs
+                ]
+            if [o.shape for o in outs] != [w.shape for w in self._loss_weights]:
+                raise CaseError("the model's output shapes change between calls: pass loss= to define a fixed loss")
+            value = sum((o * w.to(o.device, o.dtype)).sum() for o, w in zip(outs, self._loss_weights))
+        if value.numel() != 1:
+            raise CaseError(
+                f"loss() returned a tensor of shape {tuple(value.shape)}, not a scalar: reduce it with .sum() or .mean()"
+            )
+        return value.reshape(())
+
+    def _choose_numeric_model(self) -> None:
+        """Evaluate the numerical side in float64 where the model's code allows it."""
+        if self.model_dtype == np.float64:
+            self._numeric_model, self._numeric_inputs = self.model, self.inputs
+            return
+        try:
+            model64 = copy.deepcopy(self.model).to(torch.float64)
+            inputs64 = _replace(self.inputs, "input", {}, lambda t: t.double() if t.is_floating_point() else t)
+            with torch.no_grad():
+                value = self._forward(model64, self._tensors(self.theta, torch.float64), inputs64)
+        except Exception as exc:  # the model may refuse float64 in any way
+            self.notes.append(
+                f"numerical side in {self.model_dtype}: the model does not run in float64 ({type(exc).__name__})"
+            )
+            self.numeric_dtype = self.model_dtype
+            self._numeric_model, self._numeric_inputs = self.model, self.inputs
+            return
+        if value.dtype != torch.float64:
+            self.notes.append(
+                f"numerical side in {self.model_dtype}: the model computes in {value.dtype} even in float64"
+            )
+            self.numeric_dtype = self.model_dtype
+            self._numeric_model, self._numeric_inputs = self.model, self.inputs
+            return
+        self._numeric_model, self._numeric_inputs = model64, inputs64
+
+    def _tensors(self, theta, dtype=None) -> dict[str, torch.Tensor]:
+        return {n: torch.as_tensor(v, device=self.device).to(dtype or self.leaf_dtypes[n]) for n, v in theta.items()}
+
+    # --- the adapter's job --------------------------------------------------------------
+    def loss(self, theta):
+        self.evaluations += 1
+        dtype = torch.float64 if self.numeric_dtype == np.float64 else None
+        with torch.no_grad():
+            value = self._forward(self._numeric_model, self._tensors(theta, dtype), self._numeric_inputs)
+        self._check_untouched()
+        return float(value)
+
+    def model_loss(self):
+        self.evaluations += 1
+        values = {n: t.clone() for n, t in self.saved.items()}
+        with torch.no_grad():
+            value = self._forward(self.model, values, self.inputs)
+        self._check_untouched(values)
+        return float(value)
+
+    def gradient(self, theta=None):
+        self.evaluations += 1
+        if theta is None:
+            values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
+        else:
+            values = {n: t.requires_grad_(True) for n, t in self._tensors(theta).items()}
+        with torch.enable_grad():
+            value = self._forward(self.model, values, self.inputs)
+            names = list(values)
+            grads = call_user(
+                "the backward pass",
+                torch.autograd.grad,
+                value,
+                [values[n] for n in names],
+                allow_unused=True,
+                user_file=self.case.file or None,
+            )
+        self._check_untouched(values if theta is None else None)
+        result = {}
+        for n, g in zip(names, grads):
+            result[n] = np.zeros(self.theta[n].shape) if g is None else g.detach().to("cpu", torch.float64).numpy()
+        return float(value.detach()), result
+
+    def _check_untouched(self, values: dict[str, torch.Tensor] | None = None) -> None:
+        """The parameters and inputs a call was given must come out as they went in."""
+        current = {n: p for n, p in self.model.named_parameters() if n in self.saved}
+        current.update(dict(_leaves(self.inputs, "input")))
+        saved = {**self.saved, **self.saved_inputs}
+        for n, now in current.items():
+            self._compare(n, now, saved[n], restore=True)
+        for n, now in (values or {}).items():
+            self._compare(n, now, self.saved[n], restore=False)
+
+    def _compare(self, name: str, now: torch.Tensor, saved: torch.Tensor, restore: bool) -> None:
+        if torch.equal(now.detach(), saved):
+            return
+        note = f"a call changed {name} in place"
+        if note not in self.mutations:
+            self.mutations.append(note)
+        if restore:
+            with torch.no_grad():
+                now.copy_(saved)
+
+
+def _common_dtype(tensors) -> torch.dtype:
+    dtypes = {t.dtype for t in tensors}
+    for d in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+        if d in dtypes:
+            return d
+    return torch.float32

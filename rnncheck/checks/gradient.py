@@ -1,0 +1,244 @@
+"""Gradient agreement: the analytic gradient against numerical derivatives.
+
+Default mode: a few random probe directions, each over every tensor and gate block
+(see :mod:`rnncheck.directions`), compared by :mod:`rnncheck.probe`.  When a probe fails,
+every block is probed alone and each failing block is narrowed to an entry
+(:mod:`.localize`).  ``--full``: every entry gets its own finite difference.
+
+Precision: the numerical side runs in float64 where the case allows it.  For a model
+in lower precision, the analytic gradient's own rounding is measured by computing it
+once more at parameters moved by a few units in the last place.
+
+Kinks: a probe that sits on a slope jump is a ``kink``, never a fail; the check is
+then run again at a point moved off it, and the result is at worst a ``warn``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..cases.base import Block
+from ..directions import block_scales, probe_direction
+from ..findings import CheckResult, Finding, TensorRow, worst
+from ..numerics import machine_eps
+from ..probe import Probe, Prober
+from .localize import attribute, narrow
+
+#: how far the parameters are moved to step off a kink, relative to each block's size
+KINK_JITTER = 1e-3
+
+
+def _ulp_jitter(theta, dtype, rng) -> dict[str, np.ndarray]:
+    eps = machine_eps(dtype)
+    return {n: v * (1 + rng.uniform(-4, 4, size=v.shape) * eps) for n, v in theta.items()}
+
+
+def _jitter(theta, blocks, rng, size) -> dict[str, np.ndarray]:
+    scales = block_scales(theta, blocks)
+    moved = {n: v.copy() for n, v in theta.items()}
+    for b in blocks:
+        sub = moved[b.tensor][b.rows]
+        sub += rng.normal(size=sub.shape) * scales[b] * size
+    return moved
+
+
+def plan_probes(requested: int, seconds_per_eval: float, remaining: float | None) -> int:
+    """As many probes as asked for, fewer if the budget cannot hold them (at least one)."""
+    if remaining is None or seconds_per_eval <= 0:
+        return requested
+    fits = int(remaining * 0.6 / (4 * seconds_per_eval))
+    return max(1, min(requested, fits))
+
+
+def check_gradient(target, grad, options, rng, clock) -> CheckResult:
+    """Compare ``grad`` (the user's gradient at the check point) with numerical derivatives."""
+    clock.stage = "the gradient probes"
+    analytic_noise = None
+    evals = 0
+    if target.model_dtype != np.float64:
+        _, g_j = target.gradient(_ulp_jitter(target.theta, target.model_dtype, rng))
+        analytic_noise = {n: np.abs(grad[n] - g_j[n]) for n in grad}
+        evals += 1
+    t0 = time.perf_counter()
+    prober = Prober(target, target.theta, grad, analytic_noise, clock)
+    per_eval = time.perf_counter() - t0  # one loss evaluation: the unit the plan counts in
+    blocks = target.blocks
+    if options.full:
+        return _full(prober, blocks, target, evals, clock)
+    k = plan_probes(options.probes, per_eval, clock.remaining)
+
+    directions = [probe_direction(target.theta, grad, blocks, rng) for _ in range(k)]
+    probes = [prober.run(v) for v in directions]
+    findings: list[Finding] = []
+    numbers = {"probes": k, "numeric_dtype": str(target.numeric_dtype), "model_dtype": str(target.model_dtype)}
+
+    if any(p.status == "kink" for p in probes):
+        kinked = [p for p in probes if p.status == "kink"]
+        moved = _jitter(target.theta, blocks, rng, KINK_JITTER)
+        _, g_moved = target.gradient(moved)
+        evals += 1
+        prober = Prober(target, moved, g_moved, analytic_noise, clock)
+        directions = [probe_direction(moved, g_moved, blocks, rng) for _ in range(k)]
+        probes = [prober.run(v) for v in directions]
+        still = sum(p.status == "kink" for p in probes)
+        d = kinked[0].derivative
+        findings.append(
+            Finding(
+                "kink",
+                "warn",
+                f"the loss has a kink at the given parameters: along {len(kinked)} of {k} probes the slope jumps "
+                f"(Δ⁴ shrank linearly with the step, {abs(d.fourth_difference):.2e} at h={d.step:.1e}); "
+                + (
+                    f"checked at a point moved by {KINK_JITTER:g} of each block's size instead"
+                    if not still
+                    else f"{still} probes still sit on kinks after moving off: those directions are unchecked"
+                ),
+                numbers={"probes_on_kink": len(kinked), "after_moving": still},
+                hint="a ReLU (or max, abs, clip) pre-activation exactly at its break point, e.g. padded steps with zero state and zero bias",
+            )
+        )
+    if any(p.status == "unresolved" for p in probes):
+        n = sum(p.status == "unresolved" for p in probes)
+        findings.append(
+            Finding(
+                "unresolved",
+                "warn",
+                f"{n} of {k} probes could not be resolved numerically (the finite differences did not settle as the step shrank); "
+                "those directions are unchecked",
+            )
+        )
+    failing = [p for p in probes if p.status == "fail"]
+    rows = _rows(prober, blocks, probes, directions)
+    if failing:
+        findings += _localize(prober, blocks, rows, rng)
+    evals += prober.evaluations + sum(p.evaluations for p in probes)
+    numbers["worst_rel_error"] = max(p.rel_error for p in probes)
+    numbers["worst_rel_bound"] = max(p.rel_bound for p in probes)
+    verdict = worst([f.verdict for f in findings] + (["fail"] if failing else []))
+    return CheckResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)
+
+
+def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) -> list[TensorRow]:
+    rows = []
+    err = max((p.rel_error for p in probes), default=0.0)
+    tol = max((p.rel_bound for p in probes), default=0.0)
+    for name, g in prober.grad.items():
+        # the smallest relative error of a typical single entry that some probe would catch
+        reach = np.zeros(g.size)
+        for p, v in zip(probes, directions):
+            if name in v and p.bound > 0:
+                reach = np.maximum(reach, np.abs(g * v[name]).ravel() / p.bound)
+        nz = reach[reach > 0]
+        detection = float(1.0 / np.median(nz)) if nz.size else None
+        verdict = "fail" if any(p.status == "fail" for p in probes) else "pass"
+        rows.append(TensorRow(name, tuple(g.shape), float(np.linalg.norm(g)), err, tol, verdict, "", detection))
+    return rows
+
+
+def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng) -> list[Finding]:
+    """Probe every block alone, then narrow each failing block to an entry."""
+    per_block = attribute(prober, blocks, rng)
+    by_tensor: dict[str, list[tuple[Block, Probe]]] = {}
+    for b, p in per_block.items():
+        by_tensor.setdefault(b.tensor, []).append((b, p))
+    findings = []
+    for row in rows:
+        results = by_tensor.get(row.name, [])
+        row.error = max((p.rel_error for _, p in results), default=0.0)
+        row.tolerance = max((p.rel_bound for _, p in results), default=0.0)
+        bad = [(b, p) for b, p in results if p.status == "fail"]
+        row.verdict = "fail" if bad else "pass"
+        for b, p in bad:
+            place = narrow(prober, b, rng)
+            row.worst = place.where()
+            total = sum(q.evaluations for _, q in results) + place.evaluations
+            spread = " — the error is spread over the block (both halves disagree)" if place.spread else ""
+            findings.append(
+                Finding(
+                    "mismatch",
+                    "fail",
+                    f"{place.where()}: analytic {place.analytic:.6g}, numeric {place.numeric:.6g}, "
+                    f"rel err {place.rel_error:.2g}, bound {place.bound:.1g}{spread}",
+                    tensor=b.tensor,
+                    location={"gate": b.label or None, "index": list(place.index), "block_rel_error": p.rel_error},
+                    numbers={
+                        "analytic": place.analytic,
+                        "numeric": place.numeric,
+                        "rel_error": place.rel_error,
+                        "bound": place.bound,
+                        "block_rel_error": p.rel_error,
+                        "localization_evaluations": total,
+                    },
+                )
+            )
+    return findings
+
+
+def _full(prober: Prober, blocks: list[Block], target, evals: int, clock) -> CheckResult:
+    """Every entry on its own: one finite difference each, confirmed where they disagree."""
+    clock.stage = "the element-wise check"
+    scales = block_scales(prober.theta, blocks)
+    rows, findings = [], []
+    worst_rel = 0.0
+    for name, g in prober.grad.items():
+        errs = np.zeros(g.size)
+        bounds = np.zeros(g.size)
+        status = np.empty(g.size, dtype=object)
+        tensor_blocks = [b for b in blocks if b.tensor == name]
+        flat_scale = np.zeros(g.shape)
+        for b in tensor_blocks:
+            flat_scale[b.rows] = scales[b]
+        flat_scale = flat_scale.ravel()
+        for j in range(g.size):
+            v = np.zeros(g.size)
+            v[j] = flat_scale[j]
+            p = prober.run({name: v.reshape(g.shape)})
+            evals += p.evaluations
+            errs[j] = p.mismatch / flat_scale[j]
+            bounds[j] = p.bound / flat_scale[j]
+            status[j] = p.status
+        fails = np.flatnonzero(status == "fail")
+        kinks = np.flatnonzero(status == "kink")
+        rel = errs / np.maximum(np.abs(g.ravel()), np.maximum(bounds, np.finfo(float).tiny))
+        j_worst = int(fails[np.argmax(rel[fails])]) if fails.size else int(np.argmax(rel))
+        idx = tuple(int(i) for i in np.unravel_index(j_worst, g.shape))
+        worst_rel = max(worst_rel, float(rel[j_worst]) if g.size else 0.0)
+        verdict = "fail" if fails.size else ("warn" if kinks.size else "pass")
+        rows.append(
+            TensorRow(
+                name,
+                tuple(g.shape),
+                float(np.linalg.norm(g)),
+                float(rel.max(initial=0)),
+                float((bounds / np.maximum(np.abs(g.ravel()), 1e-300)).max(initial=0)),
+                verdict,
+                f"{name}[{', '.join(map(str, idx))}]" if g.ndim else name,
+                0.0,
+            )
+        )
+        if fails.size:
+            findings.append(
+                Finding(
+                    "mismatch",
+                    "fail",
+                    f"{name}: {fails.size} of {g.size} entries disagree; worst {name}[{', '.join(map(str, idx))}] rel err {rel[j_worst]:.2g}",
+                    tensor=name,
+                    location={"index": list(idx)},
+                    numbers={
+                        "entries_wrong": int(fails.size),
+                        "entries": int(g.size),
+                        "rel_error": float(rel[j_worst]),
+                    },
+                )
+            )
+        if kinks.size:
+            findings.append(
+                Finding("kink", "warn", f"{name}: {kinks.size} entries sit on a kink and were not checked", tensor=name)
+            )
+    evals += prober.evaluations
+    verdict = worst(r.verdict for r in rows)
+    return CheckResult(
+        "gradient", verdict, findings, rows, evaluations=evals, numbers={"mode": "full", "worst_rel_error": worst_rel}
+    )

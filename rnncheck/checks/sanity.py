@@ -1,0 +1,107 @@
+"""Sanity: the loss is a finite scalar and repeatable, and the gradient function behaves.
+
+Each problem is its own named finding, never a "mismatch":
+
+- ``nonfinite_loss`` / ``nondeterministic_loss`` (error: the case cannot be checked);
+- ``stateful_gradient``: the gradient asked for twice gives two answers (fail);
+- ``mutates_arguments``: a call changed the arrays it was given (fail);
+- ``nonfinite_gradient``: NaN or Inf in the gradient of a finite loss (fail);
+- ``inconsistent_loss``: the gradient function reports a loss that differs from loss() (fail).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..findings import CheckResult, Finding, worst
+from ..numerics import machine_eps
+
+
+def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
+    """Run the sanity checks.  Returns the result, the loss, and the *first* gradient."""
+    findings: list[Finding] = []
+    eps = machine_eps(target.model_dtype)
+    l1 = target.model_loss()
+    if not math.isfinite(l1):
+        findings.append(
+            Finding(
+                "nonfinite_loss",
+                "error",
+                f"the loss is {l1} at the given parameters: fix the model or its inputs so the loss is finite",
+            )
+        )
+        return CheckResult("sanity", "error", findings, evaluations=1), l1, {}
+    l2 = target.model_loss()
+    if abs(l1 - l2) > 64 * eps * abs(l1):
+        findings.append(
+            Finding(
+                "nondeterministic_loss",
+                "error",
+                f"the loss is nondeterministic: two evaluations at the same parameters gave {l1:.10g} and {l2:.10g}; "
+                "disable dropout (model.eval()) or seed the randomness inside the loss",
+                numbers={"first": l1, "second": l2},
+            )
+        )
+        return CheckResult("sanity", "error", findings, evaluations=2), l1, {}
+
+    gl1, g1 = target.gradient()
+    gl2, g2 = target.gradient()
+    for name, g in g1.items():
+        bad = ~np.isfinite(g)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            findings.append(
+                Finding(
+                    "nonfinite_gradient",
+                    "fail",
+                    f"the gradient of {name} has {int(bad.sum())} non-finite entries (first at {list(idx)}) while the loss is finite",
+                    tensor=name,
+                    location={"index": list(idx)},
+                )
+            )
+    for name in g1:
+        a, b = g1[name], g2[name]
+        scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+        if np.isfinite(scale) and float(np.abs(a - b).max(initial=0.0)) > 64 * eps * scale:
+            ratio = _ratio(a, b)
+            extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
+            findings.append(
+                Finding(
+                    "stateful_gradient",
+                    "fail",
+                    f"the gradient of {name} differs between two calls at the same parameters{extra}: "
+                    "the backward keeps state between calls (an accumulator not reset?)",
+                    tensor=name,
+                    numbers={"ratio": ratio},
+                )
+            )
+    if gl1 is not None and abs(gl1 - l1) > 64 * eps * max(abs(l1), abs(gl1)) + 1e-300:
+        findings.append(
+            Finding(
+                "inconsistent_loss",
+                "fail",
+                f"the gradient function reports loss {gl1:.10g} but loss() gives {l1:.10g}: they compute different functions",
+                numbers={"grad_loss": gl1, "loss": l1},
+            )
+        )
+    for note in target.mutations:
+        findings.append(
+            Finding(
+                "mutates_arguments",
+                "fail",
+                f"{note}: a loss or gradient must not change the arrays it is given (work on a copy)",
+            )
+        )
+    verdict = worst(f.verdict for f in findings)
+    return CheckResult("sanity", verdict, findings, evaluations=4, numbers={"loss": l1}), l1, g1
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> float | None:
+    """b / a when b is a constant multiple of a, else None."""
+    denom = float(np.vdot(a, a))
+    if denom == 0:
+        return None
+    r = float(np.vdot(a, b)) / denom
+    return r if np.allclose(b, r * a, rtol=1e-6, atol=1e-12 * np.abs(b).max()) else None

@@ -1,0 +1,104 @@
+"""Results as plain dataclasses: computing and rendering never mix.
+
+A :class:`Finding` is one statement about a case with its evidence; a
+:class:`CheckResult` groups the findings of one check; a :class:`CaseResult` is one
+case; a :class:`Report` is one run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+VERDICTS = ("pass", "warn", "fail", "error")
+_RANK = {v: i for i, v in enumerate(VERDICTS)}
+
+
+def worst(verdicts) -> str:
+    """The most serious of ``verdicts`` (``pass`` for none)."""
+    return max(verdicts, key=_RANK.__getitem__, default="pass")
+
+
+@dataclass
+class Finding:
+    """One named statement about a case: what, how bad, where, and the numbers behind it."""
+
+    kind: str  # e.g. "mismatch", "stateful_gradient", "kink", "nonfinite_loss"
+    verdict: str
+    message: str
+    tensor: str | None = None
+    location: dict[str, Any] | None = None  # gate, index, step …
+    numbers: dict[str, Any] = field(default_factory=dict)
+    hint: str | None = None
+
+
+@dataclass
+class TensorRow:
+    """One line of a case's table: a gradient tensor and how well it agrees."""
+
+    name: str
+    shape: tuple[int, ...]
+    norm: float  # ‖analytic gradient‖
+    error: float  # worst |analytic - numeric| over the probes touching it, relative to the probe's scale
+    tolerance: float  # the error bound at that probe, relative likewise
+    verdict: str
+    worst: str = ""  # worst entry, by index, where known
+    detection: float | None = None  # smallest relative error of a typical single entry the probes catch
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check on one case."""
+
+    name: str
+    verdict: str
+    findings: list[Finding] = field(default_factory=list)
+    tensors: list[TensorRow] = field(default_factory=list)
+    evaluations: int = 0
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaseResult:
+    """Everything rnncheck found about one case."""
+
+    name: str
+    file: str
+    verdict: str
+    checks: list[CheckResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None  # the one-line reason when the verdict is error
+    diagnostics: dict[str, Any] = field(default_factory=lambda: {"gradient_flow": None})
+    traceback: str | None = None
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for c in self.checks for f in c.findings]
+
+
+@dataclass
+class Report:
+    """One run over many cases."""
+
+    cases: list[CaseResult]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {v: 0 for v in VERDICTS}
+        for c in self.cases:
+            counts[c.verdict] += 1
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        return all(c.verdict in ("pass", "warn") for c in self.cases)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON has no NaN/Inf: non-finite numbers become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
