@@ -29,6 +29,8 @@ import numpy as np
 
 #: Δ⁴ of pure, independent noise of size ε has standard deviation √70·ε ≈ 8.4·ε
 FOURTH_DIFFERENCE_NOISE = math.sqrt(70.0)
+#: the odd difference O = (phi(h) - phi(-h)) - (phi(2h) - phi(-2h))/2 has noise √2.5·ε
+ODD_DIFFERENCE_NOISE = math.sqrt(2.5)
 
 
 def machine_eps(dtype: object) -> float:
@@ -70,6 +72,7 @@ class Derivative:
     d1: float  # central difference at h
     d2: float  # central difference at 2h
     fourth_difference: float  # Δ⁴, see the module docstring
+    odd_difference: float = 0.0  # O = -h³ phi''' + noise: blind to a kink at 0, so it measures noise there too
     evaluations: int = 4
 
     @property
@@ -78,11 +81,18 @@ class Derivative:
         return self.truncation + self.rounding
 
 
-def richardson(phi: Callable[[float], float], h: float, phi0: float, noise: float) -> Derivative:
+def richardson(
+    phi: Callable[[float], float], h: float, phi0: float, noise: float, extended: bool = False
+) -> Derivative:
     """Central differences at ``h`` and ``2h``, extrapolated, with their error estimate.
 
     ``phi0`` is ``phi(0)``, already known to the caller; ``noise`` is the a-priori noise
     of one evaluation.  The noise actually used is the larger of that and what Δ⁴ shows.
+
+    ``extended`` adds ``phi(±4h)``: the extrapolation is then repeated at ``2h`` and
+    ``|R(h) - R(2h)| / 15`` bounds the truncation of ``R(h)`` itself (fourth order)
+    instead of that of ``D(h)`` — a much tighter bound where rounding is large and the
+    step must be long, as in float32.
     """
     p1, m1 = phi(h), phi(-h)
     p2, m2 = phi(2 * h), phi(-2 * h)
@@ -91,18 +101,25 @@ def richardson(phi: Callable[[float], float], h: float, phi0: float, noise: floa
     value = (4 * d1 - d2) / 3
     fourth = p2 - 4 * p1 + 6 * phi0 - 4 * m1 + m2
     eps_f = max(noise, abs(fourth) / FOURTH_DIFFERENCE_NOISE)
+    truncation, evaluations = abs(d1 - d2) / 3, 4
+    if extended:
+        d4 = (phi(4 * h) - phi(-4 * h)) / (8 * h)
+        truncation = max(abs(value - (4 * d2 - d4) / 3) / 15, 0.0)
+        evaluations = 6
     return Derivative(
         value=value,
-        truncation=abs(d1 - d2) / 3,
+        truncation=truncation,
         rounding=eps_f / h,
         step=h,
         d1=d1,
         d2=d2,
         fourth_difference=fourth,
+        odd_difference=(p1 - m1) - (p2 - m2) / 2,
+        evaluations=evaluations,
     )
 
 
-def evaluation_noise(value: float, eps: float, terms: float = 16.0) -> float:
+def evaluation_noise(value: float, eps: float, terms: float = 4.0) -> float:
     """A-priori noise of one loss evaluation: ``terms·ε·|value|`` (at least ``ε``-tiny).
 
     The measured part of the error model (Δ⁴ and the Richardson pair) takes over where

@@ -22,6 +22,7 @@ from ..numerics import machine_eps
 def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     """Run the sanity checks.  Returns the result, the loss, and the *first* gradient."""
     findings: list[Finding] = []
+    start = target.evaluations
     eps = machine_eps(target.model_dtype)
     l1 = target.model_loss()
     if not math.isfinite(l1):
@@ -95,7 +96,11 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
             )
         )
     verdict = worst(f.verdict for f in findings)
-    return CheckResult("sanity", verdict, findings, evaluations=4, numbers={"loss": l1}), l1, g1
+    return (
+        CheckResult("sanity", verdict, findings, evaluations=target.evaluations - start, numbers={"loss": l1}),
+        l1,
+        g1,
+    )
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -1,0 +1,132 @@
+"""The human report: one table per case, its findings, and a one-line summary.
+
+Rich in a terminal; plain ASCII text when the output is not a terminal or NO_COLOR is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..findings import CaseResult, Report
+
+STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta"}
+MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
+
+
+def make_console(stream=None) -> Console:
+    """A console on ``stream`` (stdout): rich in a terminal, plain text elsewhere or with NO_COLOR."""
+    stream = stream or sys.stdout
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    plain = not tty or bool(os.environ.get("NO_COLOR"))
+    console = Console(
+        file=stream,
+        no_color=plain,
+        highlight=False,
+        emoji=False,
+        force_terminal=False if plain else None,
+        width=None if tty else 160,
+        soft_wrap=False,
+    )
+    console.plain = plain  # type: ignore[attr-defined]
+    return console
+
+
+def _fmt(x, spec: str = ".2g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def case_table(case: CaseResult, plain: bool) -> Table | None:
+    rows = [r for c in case.checks for r in c.tensors]
+    if not rows:
+        return None
+    table = Table(box=box.ASCII2 if plain else box.SIMPLE_HEAD, show_edge=not plain, pad_edge=False)
+    for col, justify in (
+        ("tensor", "left"),
+        ("shape", "left"),
+        ("|grad|", "right"),
+        ("rel err", "right"),
+        ("tolerance", "right"),
+        ("catches", "right"),
+        ("verdict", "left"),
+        ("worst entry", "left"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.name,
+            "x".join(map(str, r.shape)) or "scalar",
+            _fmt(r.norm, ".3g"),
+            _fmt(r.error),
+            _fmt(r.tolerance),
+            "-" if r.detection is None else f">= {r.detection:.1e}",
+            Text(r.verdict, style=STYLE[r.verdict]),
+            r.worst,
+        )
+    return table
+
+
+def render_case(console: Console, case: CaseResult) -> None:
+    plain = getattr(console, "plain", False)
+    evals = sum(c.evaluations for c in case.checks)
+    head = Text()
+    head.append(f"{MARK[case.verdict]:5} ", style=f"bold {STYLE[case.verdict]}")
+    head.append(f"{case.file}::{case.name}" if case.file else case.name, style="bold")
+    head.append(f"  ({case.seconds:.2f} s, {evals} evaluations)", style="dim")
+    console.print(head)
+    if case.error:
+        console.print(Text(f"      {case.error}", style=STYLE["error"]))
+        if case.traceback:
+            console.print(case.traceback, markup=False, highlight=False)
+        return
+    table = case_table(case, plain)
+    if table is not None:
+        console.print(table)
+    for check in case.checks:
+        if check.name == "gradient":
+            n = check.numbers
+            if n.get("mode") == "full":
+                line = "every entry checked on its own"
+            else:
+                line = (
+                    f"{n.get('probes')} probe directions, worst rel err {_fmt(n.get('worst_rel_error'))} "
+                    f"(tolerance {_fmt(n.get('worst_rel_bound'))}); numerical side in {n.get('numeric_dtype')}, "
+                    f"gradient in {n.get('model_dtype')}"
+                )
+            console.print(Text(f"      {line}", style="dim"))
+            for note in n.get("notes", []):
+                console.print(Text(f"      note: {note}", style="dim"))
+        for f in check.findings:
+            console.print(Text(f"      {f.verdict}: {f.kind}: {f.message}", style=STYLE[f.verdict]), soft_wrap=plain)
+            if f.hint:
+                console.print(Text(f"        hint: {f.hint}", style="cyan"), soft_wrap=plain)
+
+
+def summary_line(report: Report, seconds: float) -> Text:
+    s = report.summary
+    parts = [
+        (f"{s['pass']} passed", "pass"),
+        (f"{s['warn']} warned", "warn"),
+        (f"{s['fail']} failed", "fail"),
+        (f"{s['error']} errors", "error"),
+    ]
+    text = Text()
+    for i, (label, verdict) in enumerate(parts):
+        if i:
+            text.append(", ")
+        text.append(label, style=STYLE[verdict] if s[verdict] else "")
+    text.append(f" in {seconds:.2f} s")
+    return text
+
+
+def render_report(console: Console, report: Report, seconds: float, notes: list[str] = ()) -> None:
+    for case in report.cases:
+        render_case(console, case)
+    for note in notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    console.print(summary_line(report, seconds))
