@@ -72,9 +72,9 @@ class Prober:
         self.grad = grad
         self.analytic_noise = analytic_noise  # name -> |g - g'| from a jittered evaluation, or None
         self.clock = clock
+        self.loss0 = self._loss(theta)  # first: it settles the target's numeric dtype
         self.eps_num = machine_eps(target.numeric_dtype)
         self.eps_model = machine_eps(target.model_dtype)
-        self.loss0 = self._loss(theta)
         self.noise0 = evaluation_noise(self.loss0, self.eps_num)
         self.evaluations = 1
         self.step = default_step(self.eps_num)
@@ -91,8 +91,13 @@ class Prober:
         return value
 
     def phi(self, v: dict[str, np.ndarray]):
+        """``s ↦ L(θ + s·v)``, remembering the values it has computed."""
+        seen: dict[float, float] = {}
+
         def at(s: float) -> float:
-            return self._loss({n: self.theta[n] + s * v[n] if n in v else self.theta[n] for n in self.theta})
+            if s not in seen:
+                seen[s] = self._loss({n: self.theta[n] + s * v[n] if n in v else self.theta[n] for n in self.theta})
+            return seen[s]
 
         return at
 
@@ -137,23 +142,45 @@ class Prober:
         return h
 
     def run_many(self, directions: list[dict[str, np.ndarray]]) -> list[Probe]:
-        """Probe along every direction, measuring the evaluation noise from all of them first.
+        """Probe along every direction: the first in full, the rest screened with two evaluations.
 
-        The a-priori noise ``4ε|L|`` is too small for a loss that is a sum of large terms
-        that cancel.  The odd difference at the first step measures it: a kink at the
-        point adds nothing to it (its odd part is linear), so kinks cannot pass for noise;
-        the median over directions keeps one unlucky sample from setting it.
+        The first probe (a Richardson pair) measures what the others need: the evaluation
+        noise — from its odd difference, which a kink at the point cannot inflate, since
+        the a-priori ``4ε|L|`` is too small for a loss that sums large terms that cancel —
+        the step, and the truncation error at that step.  Each further direction is then
+        screened by one central difference; it passes only if it agrees within that
+        error model, and anything else is probed in full.  A fail is never decided by
+        the screen.
         """
         h = self.step
-        first = [self._richardson(self.phi(v), h) for v in directions]
-        measured = float(np.median([abs(d.odd_difference) for d in first])) / ODD_DIFFERENCE_NOISE
-        self.noise0 = max(self.noise0, measured)
-        self.calibrate(directions[0], first[0])
-        if self.step != h:
-            first = [None] * len(directions)
-        return [self.run(v, start=d) for v, d in zip(directions, first)]
+        phi0 = self.phi(directions[0])
+        first = self._richardson(phi0, h)
+        self.noise0 = max(self.noise0, abs(first.odd_difference) / ODD_DIFFERENCE_NOISE)
+        self.calibrate(directions[0], first)
+        probes = [self.run(directions[0], start=first if self.step == h else None, phi=phi0)]
+        lead = probes[0]
+        truncation_per_scale = (lead.derivative.truncation / lead.scale) if (lead.derivative and lead.scale) else None
+        for v in directions[1:]:
+            phi = self.phi(v)
+            screened = self.screen(v, truncation_per_scale, phi) if lead.status == "pass" else None
+            probes.append(screened if screened is not None else self.run(v, phi=phi))
+        return probes
 
-    def run(self, v: dict[str, np.ndarray], step: float | None = None, start: Derivative | None = None) -> Probe:
+    def screen(self, v: dict[str, np.ndarray], truncation_per_scale: float | None, phi) -> Probe | None:
+        """One central difference; a pass if it agrees within the error model, else None."""
+        a, a_err, scale = self.analytic(v)
+        h = self.step
+        d = (phi(h) - phi(-h)) / (2 * h)
+        truncation = 0.0 if truncation_per_scale is None else 3 * truncation_per_scale * scale
+        bound = SAFETY * (self.noise0 / h + truncation) + a_err
+        useless = bound > USELESS_BOUND * max(scale, abs(d), np.finfo(float).tiny)
+        if abs(a - d) <= bound and not useless:
+            return Probe(a, d, bound, scale, "pass", None, 2)
+        return None
+
+    def run(
+        self, v: dict[str, np.ndarray], step: float | None = None, start: Derivative | None = None, phi=None
+    ) -> Probe:
         """One probe along ``v`` (scaled so that a step of 1 is a relative change of order 1).
 
         Tries steps h, h/8, h/64.  A pass at a step whose error estimate is dominated by
@@ -165,7 +192,7 @@ class Prober:
         """
         a, a_err, scale = self.analytic(v)
         h = self.step if step is None else step
-        phi = self.phi(v)
+        phi = phi or self.phi(v)
         prev: Derivative | None = None
         evals = 0
         for stage in range(3):

@@ -99,6 +99,7 @@ def _rnn_modes(model: nn.Module) -> dict[str, str]:
 
 class TorchTarget(Target):
     case: TorchCase
+    gradient_computes_loss = True  # gradient() runs the very forward that model_loss() would
 
     @classmethod
     def create(cls, case: TorchCase, options) -> TorchTarget:
@@ -178,30 +179,45 @@ class TorchTarget(Target):
         return value.reshape(())
 
     def _choose_numeric_model(self) -> None:
-        """Evaluate the numerical side in float64 where the model's code allows it."""
+        """Evaluate the numerical side in float64 where the model's code allows it.
+
+        The float64 copy is made here; whether the model really computes in float64 is
+        learnt from the first numerical evaluation, which is needed anyway.
+        """
+        self._numeric_model, self._numeric_inputs = self.model, self.inputs
+        self._numeric_checked = True
         if self.model_dtype == np.float64:
-            self._numeric_model, self._numeric_inputs = self.model, self.inputs
             return
         try:
             model64 = copy.deepcopy(self.model).to(torch.float64)
             inputs64 = _replace(self.inputs, "input", {}, lambda t: t.double() if t.is_floating_point() else t)
-            with torch.no_grad():
-                value = self._forward(model64, self._tensors(self.theta, torch.float64), inputs64)
         except Exception as exc:  # the model may refuse float64 in any way
-            self.notes.append(
-                f"numerical side in {self.model_dtype}: the model does not run in float64 ({type(exc).__name__})"
-            )
-            self.numeric_dtype = self.model_dtype
-            self._numeric_model, self._numeric_inputs = self.model, self.inputs
-            return
-        if value.dtype != torch.float64:
-            self.notes.append(
-                f"numerical side in {self.model_dtype}: the model computes in {value.dtype} even in float64"
-            )
-            self.numeric_dtype = self.model_dtype
-            self._numeric_model, self._numeric_inputs = self.model, self.inputs
+            self._fall_back(f"the model cannot be copied to float64 ({type(exc).__name__})")
             return
         self._numeric_model, self._numeric_inputs = model64, inputs64
+        self._numeric_checked = False
+
+    def _fall_back(self, why: str) -> None:
+        self.notes.append(f"numerical side in {self.model_dtype}: {why}")
+        self.numeric_dtype = self.model_dtype
+        self._numeric_model, self._numeric_inputs = self.model, self.inputs
+        self._numeric_checked = True
+
+    def _numeric_forward(self, theta) -> torch.Tensor:
+        dtype = torch.float64 if self.numeric_dtype == np.float64 else None
+        with torch.no_grad():
+            if self._numeric_checked:
+                return self._forward(self._numeric_model, self._tensors(theta, dtype), self._numeric_inputs)
+            self._numeric_checked = True
+            try:
+                value = self._forward(self._numeric_model, self._tensors(theta, dtype), self._numeric_inputs)
+            except Exception as exc:  # the model may refuse float64 in any way
+                self._fall_back(f"the model does not run in float64 ({type(exc).__name__})")
+                return self._numeric_forward(theta)
+            if value.dtype != torch.float64:
+                self._fall_back(f"the model computes in {value.dtype} even in float64")
+                return self._numeric_forward(theta)
+            return value
 
     def _tensors(self, theta, dtype=None) -> dict[str, torch.Tensor]:
         return {n: torch.as_tensor(v, device=self.device).to(dtype or self.leaf_dtypes[n]) for n, v in theta.items()}
@@ -209,9 +225,7 @@ class TorchTarget(Target):
     # --- the adapter's job --------------------------------------------------------------
     def loss(self, theta):
         self.evaluations += 1
-        dtype = torch.float64 if self.numeric_dtype == np.float64 else None
-        with torch.no_grad():
-            value = self._forward(self._numeric_model, self._tensors(theta, dtype), self._numeric_inputs)
+        value = self._numeric_forward(theta)
         self._check_untouched()
         return float(value)
 
