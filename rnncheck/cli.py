@@ -55,45 +55,117 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: {exc}") from exc
 
 
+def _common(f):
+    """The options verify and diagnose share, in the order --help shows them."""
+    decorators = [
+        click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+        click.option(
+            "-k", "keyword", metavar="EXPR", help='Only cases whose names match EXPR, e.g. "lstm and not gru".'
+        ),
+        click.option(
+            "--json",
+            "json_out",
+            metavar="FILE",
+            help="Write the JSON report to FILE ('-': stdout; the table then goes to stderr).",
+        ),
+        click.option(
+            "--seed", default=0, show_default=True, help="Seed for probe directions, the default loss and jitter."
+        ),
+        click.option("--device", default="cpu", show_default=True, help="Where torch cases run: cpu, cuda, cuda:1 ..."),
+        click.option(
+            "--budget",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Time allowed per case; probes are planned to fit.",
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float64"]),
+            help="Run torch cases in this dtype instead of the model's own.",
+        ),
+        click.option(
+            "--plot",
+            "plot_dir",
+            metavar="DIR",
+            type=click.Path(file_okay=False),
+            help="Write gradient-flow PNGs into DIR (needs the plot extra: pip install 'rnncheck[plot]').",
+        ),
+        click.option(
+            "--jacobian", is_flag=True, help="Also power-iterate ||dh_T/dh_k|| at lags 1, 2, 4, ... (costs more)."
+        ),
+        click.option(
+            "--lyapunov", is_flag=True, help="Also estimate the leading Lyapunov exponents (QR method; costs more)."
+        ),
+        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+    ]
+    for deco in reversed(decorators):
+        f = deco(f)
+    return f
+
+
 @main.command(epilog=EPILOG)
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("-k", "keyword", metavar="EXPR", help='Only cases whose names match EXPR, e.g. "lstm and not gru".')
-@click.option(
-    "--json",
-    "json_out",
-    metavar="FILE",
-    help="Write the JSON report to FILE ('-': stdout, the table then goes to stderr).",
-)
-@click.option("--seed", default=0, show_default=True, help="Seed for probe directions, the default loss and jitter.")
-@click.option("--device", default="cpu", show_default=True, help="Where torch cases run: cpu, cuda, cuda:1 ...")
-@click.option(
-    "--budget",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Time allowed per case; probes are planned to fit.",
-)
+@_common
 @click.option("--full", is_flag=True, help="Check every entry with its own finite difference (slow, exhaustive).")
 @click.option(
     "--probes", default=3, show_default=True, type=click.IntRange(1, 64), help="Random probe directions per case."
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "float64"]),
-    help="Run torch cases in this dtype instead of the model's own.",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def verify(paths, keyword, json_out, seed, device, budget, full, probes, dtype, debug) -> None:
+@click.option("--no-flow", is_flag=True, help="Skip the gradient-flow diagnostics.")
+def verify(
+    paths, keyword, json_out, seed, device, budget, dtype, plot_dir, jacobian, lyapunov, debug, full, probes, no_flow
+) -> None:
     """Check the gradients of every case in PATH... (files or folders).
 
     Each case's analytic gradient is compared with finite differences along random
     probe directions that cover every tensor and gate block, with an error model that
     passes correct float32 models.  A wrong gradient is narrowed to its tensor, gate
     and entry.  A loss that is not a finite repeatable scalar, a backward that keeps
-    state between calls or changes its arguments are reported by name.
+    state between calls or changes its arguments are reported by name.  Recurrent
+    cases also get their gradient flow through time (see `rnncheck diagnose --help`).
     """
+    options = Options(
+        seed=seed,
+        device=device,
+        budget=budget,
+        full=full,
+        probes=probes,
+        dtype=dtype,
+        debug=debug,
+        diagnostics=not no_flow,
+        jacobian=jacobian,
+        lyapunov=lyapunov,
+    )
+    _run(paths, keyword, json_out, plot_dir, options)
+
+
+@main.command(epilog=EPILOG.replace("rnncheck verify", "rnncheck diagnose"))
+@_common
+def diagnose(paths, keyword, json_out, seed, device, budget, dtype, plot_dir, jacobian, lyapunov, debug) -> None:
+    """Measure how the gradient flows back through time, without checking it.
+
+    For every recurrent case (nn.RNN/LSTM/GRU inside a TorchCase, or a CellCase):
+    the per-step norms of the total dL/dh_t, the propagation profile of a loss on the
+    last step with its fitted decay per step, memory horizon and lag to 1e-3, the
+    recurrent weights' largest singular value and spectral radius with Pascanu et
+    al.'s bound, gate saturation and timescales, the first non-finite value, and a
+    verdict: vanishing, exploding or healthy, with the thresholds that decided it.
+    """
+    options = Options(
+        seed=seed,
+        device=device,
+        budget=budget,
+        dtype=dtype,
+        debug=debug,
+        gradient=False,
+        jacobian=jacobian,
+        lyapunov=lyapunov,
+    )
+    _run(paths, keyword, json_out, plot_dir, options)
+
+
+def _run(paths, keyword, json_out, plot_dir, options: Options) -> None:
     json_to_stdout = json_out == "-"
     console = make_console(sys.stderr if json_to_stdout else sys.stdout)
-    options = Options(seed=seed, device=device, budget=budget, full=full, probes=probes, dtype=dtype, debug=debug)
+    device = options.device
     started = time.time()
     try:
         _check_device(device)
@@ -116,6 +188,8 @@ def verify(paths, keyword, json_out, seed, device, budget, full, probes, dtype, 
             results.append(verify_case(c, options, progress=advance))
             advance(None, None)
     report = Report(results, meta=run_meta(options, started))
+    if plot_dir:
+        notes += _plots(report, Path(plot_dir))
     render_report(console, report, time.time() - started, notes)
     if json_out:
         text = dumps(report)
@@ -124,6 +198,18 @@ def verify(paths, keyword, json_out, seed, device, budget, full, probes, dtype, 
         else:
             Path(json_out).write_text(text + "\n")
     sys.exit(0 if report.ok else 1)
+
+
+def _plots(report: Report, folder: Path) -> list[str]:
+    try:
+        from .render.plots import plot_case
+    except ImportError:
+        return ["--plot needs matplotlib: pip install 'rnncheck[plot]'"]
+    try:
+        written = [p for case in report.cases for p in plot_case(case, folder)]
+    except ImportError:
+        return ["--plot needs matplotlib: pip install 'rnncheck[plot]'"]
+    return [f"wrote {len(written)} figure(s) to {folder}"]
 
 
 class _progress:

@@ -16,8 +16,8 @@ _RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 
 def worst(verdicts) -> str:
-    """The most serious of ``verdicts`` (``pass`` for none)."""
-    return max(verdicts, key=_RANK.__getitem__, default="pass")
+    """The most serious of ``verdicts`` (``pass`` for none); a ``note`` counts for nothing."""
+    return max((v for v in verdicts if v != "note"), key=_RANK.__getitem__, default="pass")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Finding:
     """One named statement about a case: what, how bad, where, and the numbers behind it."""
 
     kind: str  # e.g. "mismatch", "stateful_gradient", "kink", "nonfinite_loss"
-    verdict: str
+    verdict: str  # pass|warn|fail|error, or "note": information that moves no verdict
     message: str
     tensor: str | None = None
     location: dict[str, Any] | None = None  # gate, index, step …

@@ -21,8 +21,12 @@ class Options:
     """Random probe directions over the parameters (each covers every tensor and gate block)."""
     dtype: str | None = None
     """Run torch cases in this dtype (``float32``/``float64``) instead of the model's own."""
+    gradient: bool = True
+    """Check the gradient (``rnncheck diagnose`` turns this off)."""
     diagnostics: bool = True
     """Measure gradient flow through time for recurrent cases."""
+    jacobian: bool = False
+    """Power-iterate ‖∂h_T/∂h_k‖ at every lag 1, 2, 4, … (costs more; default: lag T-1 only)."""
     lyapunov: bool = False
     """Also estimate the leading Lyapunov exponents (costs more)."""
     debug: bool = False

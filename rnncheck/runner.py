@@ -17,6 +17,7 @@ import torch
 
 from . import __version__
 from .cases.base import Case
+from .checks.flow import check_flow
 from .checks.gradient import check_gradient
 from .checks.sanity import check_sanity
 from .clock import Clock
@@ -61,13 +62,21 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
         if sanity.verdict == "error":
             result.error = next(f.message for f in sanity.findings if f.verdict == "error")
         else:
-            gradient = check_gradient(target, grad, options, rng, clock)
-            gradient.numbers["notes"] = list(target.notes)
-            result.checks.append(gradient)
+            if options.gradient:
+                gradient = check_gradient(target, grad, options, rng, clock)
+                gradient.numbers["notes"] = list(target.notes)
+                result.checks.append(gradient)
             for extra in _extra_checks():
                 check = extra(case, target, grad, options, rng, clock)
                 if check is not None:
                     result.checks.append(check)
+        # the flow diagnostics run on a non-finite loss too: that is when locating it matters
+        nonfinite = any(f.kind == "nonfinite_loss" for f in sanity.findings)
+        if options.diagnostics and (sanity.verdict != "error" or nonfinite):
+            clock.stage = "the gradient-flow diagnostics"
+            flow, result.diagnostics = check_flow(case, target, options, rng)
+            if flow is not None:
+                result.checks.append(flow)
         result.verdict = worst(c.verdict for c in result.checks)
     except CaseError as exc:
         result.verdict = "error"

@@ -14,18 +14,19 @@ from rnncheck.cli import main
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _expected():
+def _expected(attribute):
     out = {}
     for f in sorted(EXAMPLES.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"expected_{f.stem}", f)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        for name, verdict in getattr(module, "EXPECTED", {}).items():
+        for name, verdict in getattr(module, attribute, {}).items():
             out[(f.name, name)] = verdict
     return out
 
 
-EXPECTED = _expected()
+EXPECTED = _expected("EXPECTED")
+EXPECTED_FLOW = _expected("EXPECTED_FLOW")
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,14 @@ def test_example_verdict(report, key):
     file, name = key
     case = next(c for c in report["cases"] if Path(c["file"]).name == file and c["name"] == name)
     assert case["verdict"] == EXPECTED[key], case["error"] or [f["message"] for f in case["findings"]]
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED_FLOW), ids=lambda k: f"{k[0]}::{k[1]}")
+def test_example_flow_verdict(report, key):
+    file, name = key
+    case = next(c for c in report["cases"] if Path(c["file"]).name == file and c["name"] == name)
+    assert case["diagnostics"]["gradient_flow"] == EXPECTED_FLOW[key]
+
+
+def test_three_flow_examples_show_three_verdicts():
+    assert sorted(EXPECTED_FLOW.values()) == ["exploding", "healthy", "vanishing"]

@@ -145,13 +145,15 @@ class TorchTarget(Target):
         return target
 
     # --- evaluation ------------------------------------------------------------------
-    def _forward(self, model: nn.Module, values: dict[str, torch.Tensor], inputs):
+    def _forward(self, model: nn.Module, values: dict[str, torch.Tensor], inputs, keep_output: bool = False):
         params = {n: values[n] for n in self.param_names}
         new_inputs = {n: values[n] for n in self.input_names}
         args = _replace(inputs, "input", new_inputs, lambda t: t)
         out = call_user(
             "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
         )
+        if keep_output:
+            self.last_output = _replace(out, "out", {}, lambda t: t.detach())
         return self._loss_of(out)
 
     def _loss_of(self, out) -> torch.Tensor:
@@ -244,7 +246,7 @@ class TorchTarget(Target):
         else:
             values = {n: t.requires_grad_(True) for n, t in self._tensors(theta).items()}
         with torch.enable_grad():
-            value = self._forward(self.model, values, self.inputs)
+            value = self._forward(self.model, values, self.inputs, keep_output=theta is None)
             names = list(values)
             grads = call_user(
                 "the backward pass",

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..findings import CaseResult, Report
 
-STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta"}
+STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
 MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
 
@@ -102,9 +102,58 @@ def render_case(console: Console, case: CaseResult) -> None:
             for note in n.get("notes", []):
                 console.print(Text(f"      note: {note}", style="dim"))
         for f in check.findings:
+            if f.kind == "twin":
+                continue  # said in the JSON; the flow lines speak for it
             console.print(Text(f"      {f.verdict}: {f.kind}: {f.message}", style=STYLE[f.verdict]), soft_wrap=plain)
             if f.hint:
                 console.print(Text(f"        hint: {f.hint}", style="cyan"), soft_wrap=plain)
+    render_flow(console, case)
+
+
+FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "healthy": "green", None: "dim"}
+
+
+def render_flow(console: Console, case: CaseResult) -> None:
+    """The gradient-flow verdict, and a sparkline of log10 ‖dL/dh_t‖ over time per layer."""
+    import math
+
+    import numpy as np
+
+    from ..flowmath import sparkline
+
+    plain = getattr(console, "plain", False)
+    d = case.diagnostics or {}
+    if not d.get("layers"):
+        why = (d.get("not_computed") or {}).get("all")
+        if why:
+            console.print(Text(f"      flow: not measured: {why}", style="dim"), soft_wrap=plain)
+        return
+    verdict = d.get("gradient_flow")
+    line = Text("      flow: ")
+    line.append(str(verdict), style=f"bold {FLOW_STYLE.get(verdict, 'dim')}")
+    console.print(line)
+    width = max(len(layer["name"]) for layer in d["layers"])
+    for layer in d["layers"][:8]:
+        prof = np.asarray(layer["profile"], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(prof)  # 0 -> -inf (a blank), NaN stays NaN (a "!")
+        rho = layer.get("rho")
+        hz = layer.get("horizon")
+        facts = [f"rho {rho:.3g}/step" if rho is not None else "rho n/a"]
+        if hz is not None:
+            facts.append("horizon inf" if math.isinf(hz) else f"horizon {hz:.3g} steps")
+        if layer.get("lag_1e3") is not None:
+            facts.append(f"<1e-3 after {layer['lag_1e3']} steps")
+        finite = logs[np.isfinite(logs)]
+        rng_txt = f"log10|dL/dh_t| {finite.min():.1f}..{finite.max():.1f}" if finite.size else "log10|dL/dh_t| n/a"
+        console.print(
+            Text(
+                f"        {layer['name']:<{width}}  {sparkline(logs, plain=plain)}  t=0..{layer['steps'] - 1}  {rng_txt}; {', '.join(facts)}"
+            ),
+            soft_wrap=True,
+        )
+    if len(d["layers"]) > 8:
+        console.print(Text(f"        ... {len(d['layers']) - 8} more layers in the JSON report", style="dim"))
 
 
 def summary_line(report: Report, seconds: float) -> Text:

@@ -1,0 +1,527 @@
+"""Gradient flow through time: does the gradient vanish or explode as it goes back?
+
+Where the hidden states come from:
+
+- ``nn.RNN``/``nn.LSTM``/``nn.GRU`` inside a TorchCase: an unrolled twin with the same
+  weights (:mod:`rnncheck.twins`), first checked to reproduce the fused layer's output;
+- a CellCase: rnncheck's own loop records every state;
+- anything else: nothing to measure, and the report says why.
+
+What it measures, per layer and direction:
+
+1. the profile g_t = ‖dL/dh_t‖, the *total* derivative through the recurrence;
+2. the propagation profile p_ℓ = ‖∂L_T/∂h_{T-1-ℓ}‖ for a random unit functional of the
+   last state alone, its fitted decay per step ρ̂, horizon τ = -1/ln ρ̂ and the lag at
+   which it falls below 1e-3;
+3. structure: σ_max and spectral radius of every recurrent weight block, Pascanu et al.'s
+   bound for plain RNNs, and ‖∂h_T/∂h_k‖ by power iteration with JVPs and VJPs;
+4. gates: saturation shares and forget/update timescales;
+5. the first non-finite value, forward and backward;
+6. optionally the leading Lyapunov exponents.
+
+The verdict (``diagnostics.gradient_flow``) comes with the thresholds that decided it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch import nn
+from torch.func import functional_call
+
+from .. import flowmath as fm
+from ..cases.cell_case import CellCase, CellLoop
+from ..findings import CheckResult, Finding
+from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
+
+_CELL_MODES = {nn.LSTMCell: "lstm", nn.GRUCell: "gru"}
+
+
+def _cell_mode(cell: nn.Module) -> str | None:
+    for cls, mode in _CELL_MODES.items():
+        if isinstance(cell, cls):
+            return mode
+    if isinstance(cell, nn.RNNCell):
+        return "rnn_" + cell.nonlinearity
+    return None
+
+
+def _as_tuple(state) -> tuple[torch.Tensor, ...]:
+    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
+
+
+class _Layer:
+    """One recurrent layer-direction: its recorded states and how to step it."""
+
+    def __init__(self, name, mode, states, inputs, step_in, weights, gates):
+        self.name = name
+        self.mode = mode  # "lstm", "gru", "rnn_tanh" … or None for a custom cell
+        self.states = states  # list of state tuples in processing order
+        self.inputs = inputs  # list of the step's inputs in processing order
+        self.step_in = step_in  # step_in(dtype) -> step(x_t, state_tuple) -> state_tuple, parameters in dtype
+        self.step = step_in(None)
+        self.weights = weights  # {"W_hh": tensor} for structure, may be empty
+        self.gates = gates  # gate -> list of activations (processing order), may be empty
+
+
+def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None]:
+    """Run one recorded forward; return the layers, the loss tensor, findings and a reason if nothing to measure."""
+    findings: list[Finding] = []
+    values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
+    params = {n: values[n] for n in target.param_names}
+    args = tuple(_replace_inputs(target, values))
+    if isinstance(case, CellCase):
+        loop: CellLoop = target.model if isinstance(target.model, CellLoop) else None
+        if loop is None:
+            return [], None, findings, "the cell loop could not be found"
+        loop.record = []
+        try:
+            with torch.enable_grad():
+                out = functional_call(loop, params, args)
+                loss = target._loss_of(out)
+        finally:
+            record, loop.record = loop.record, None
+        states = [_as_tuple(s) for s in record]
+        cell = loop.cell
+        mode = _cell_mode(cell)
+        cell_params = {n[len("cell.") :]: values[n].detach() for n in target.param_names if n.startswith("cell.")}
+
+        def step_in(dtype, cell=cell, cell_params=cell_params):
+            cp = cell_params if dtype is None else {n: v.to(dtype) for n, v in cell_params.items()}
+
+            def step(x, s):
+                return _as_tuple(functional_call(cell, cp, (x, s[0] if len(s) == 1 else s)))
+
+            return step
+
+        weights, gates = {}, {}
+        hh = {n: p for n, p in cell_params.items() if "weight_hh" in n and p.dim() == 2}
+        weights.update(hh)
+        if mode is not None and mode in GATES:
+            p = {
+                "W_ih": cell_params["weight_ih"],
+                "W_hh": cell_params["weight_hh"],
+                "b_ih": cell_params["bias_ih"],
+                "b_hh": cell_params["bias_hh"],
+            }
+            prev = _as_tuple(args[1])
+            with torch.no_grad():
+                xp = project_inputs(mode, args[0], p)
+                for x, s in zip(xp, states):
+                    cell_step(mode, x, tuple(t.detach() for t in prev), p, gates)
+                    prev = s
+        layers = [_Layer("cell", mode, states, list(args[0]), step_in, weights, gates)]
+        return layers, loss, findings, None
+
+    fused = fused_layers(target.model)
+    if not fused:
+        return (
+            [],
+            None,
+            findings,
+            (
+                "no nn.RNN/nn.LSTM/nn.GRU inside and not a CellCase: rnncheck cannot see the hidden states "
+                "(wrap a custom cell in rnncheck.CellCase to get the profile)"
+            ),
+        )
+    twin_model, twins = swap_fused(target.model)
+    for twin in twins.values():
+        twin.traces = []
+    try:
+        with torch.enable_grad():
+            out = functional_call(twin_model, params, args)
+            loss = target._loss_of(out)
+    finally:
+        traces = {name: (tw, tw.traces) for name, tw in twins.items()}
+        for tw in twins.values():
+            tw.traces = None
+    # the twin must reproduce the fused model's own output (kept from the gradient call)
+    ref_out = getattr(target, "last_output", None)
+    if ref_out is None:
+        with torch.no_grad():
+            ref_out = functional_call(target.model, {n: v.detach() for n, v in params.items()}, args)
+    diff = _max_rel_diff(ref_out, out)
+    eps = torch.finfo(next(iter(values.values())).dtype).eps
+    if not (diff <= 1e3 * eps):
+        findings.append(
+            Finding(
+                "twin_mismatch",
+                "warn",
+                f"the unrolled twin does not reproduce the fused layers' output (max rel diff {diff:.2g}): "
+                "the profile describes the twin, which may not be the model",
+                numbers={"max_rel_diff": diff},
+            )
+        )
+    else:
+        findings.append(
+            Finding(
+                "twin",
+                "note",
+                f"unrolled twin of {len(twins)} fused layer(s) reproduces the model's output (max rel diff {diff:.1g})",
+                numbers={"max_rel_diff": diff},
+            )
+        )
+    layers = []
+    for name, (twin, tr) in traces.items():
+        for trace in tr:
+            layer, d = int(trace.name.split("_")[0][1:]), int(trace.reverse)
+            own = twin.layer_params(layer, d)
+            p = {}
+            for k, long in twin.spec.param_names(layer, d).items():
+                key = f"{name}.{long}" if name else long
+                p[k] = (params[key] if key in params else own[k]).detach()
+
+            def step_in(dtype, mode=twin.spec.mode, p=p):
+                pd = p if dtype is None else {k: v.to(dtype) for k, v in p.items()}
+                return lambda x, s: cell_step(mode, x, s, pd)
+
+            layers.append(
+                _Layer(
+                    f"{name or 'rnn'}/{trace.name}",
+                    twin.spec.mode,
+                    trace.states,
+                    trace.inputs,
+                    step_in,
+                    {"W_hh": p["W_hh"]},
+                    trace.gates,
+                )
+            )
+    return layers, loss, findings, None
+
+
+def _replace_inputs(target, values):
+    from ..cases.torch_case import _replace
+
+    return _replace(target.inputs, "input", {n: values[n] for n in target.input_names}, lambda t: t)
+
+
+def _max_rel_diff(a, b) -> float:
+    from ..cases.torch_case import _float_outputs
+
+    xs, ys = _float_outputs(a), _float_outputs(b)
+    worst = 0.0
+    for x, y in zip(xs, ys):
+        x, y = x.detach(), y.detach()
+        scale = float(x.abs().max()) or 1.0
+        worst = max(worst, float((x - y).abs().max()) / scale)
+    return worst
+
+
+def _norms(tensors) -> np.ndarray:
+    return np.array([float(t.detach().double().norm()) if t is not None else 0.0 for t in tensors])
+
+
+def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
+    for k, s in enumerate(layer.states):
+        for gate, acts in layer.gates.items():
+            if k < len(acts) and not torch.isfinite(acts[k]).all():
+                return {"layer": layer.name, "step": time_of(k), "tensor": f"gate {gate}"}
+        for name, t in zip(("h", "c"), s):
+            if not torch.isfinite(t).all():
+                return {"layer": layer.name, "step": time_of(k), "tensor": name}
+    return None
+
+
+def check_flow(case, target, options, rng: np.random.Generator) -> tuple[CheckResult | None, dict]:
+    """The flow diagnostics of one case: a CheckResult (or None) and the ``diagnostics`` dict."""
+    diagnostics: dict = {"gradient_flow": None, "thresholds": fm.THRESHOLDS, "layers": [], "not_computed": {}}
+    from ..cases.torch_case import TorchTarget
+
+    if not isinstance(target, TorchTarget):
+        diagnostics["not_computed"]["all"] = (
+            "a NumpyCase shows rnncheck its loss only as a whole, so the hidden states are out of sight; "
+            "use a TorchCase with nn.RNN/LSTM/GRU, a CellCase, or name reference= and inputs= (see the README)"
+        )
+        return None, diagnostics
+    layers, loss, findings, reason = _collect(case, target)
+    if reason:
+        diagnostics["not_computed"]["all"] = reason
+        return None, diagnostics
+    T = len(layers[0].states) if layers else 0
+    if T < 2:
+        diagnostics["not_computed"]["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
+        return (CheckResult("flow", "pass", findings) if findings else None), diagnostics
+
+    # the total dL/d(state) of every step, and nothing else: asking autograd for these
+    # tensors alone spares it the weight gradients
+    state_tensors = [t for layer in layers for s in layer.states for t in s]
+    wanted = [t for t in state_tensors if t.requires_grad]
+    loss_value = float(loss.detach())
+    # and, per layer, the propagation of a unit functional u of its last state alone;
+    # all of them in one batched backward pass where the ops allow it
+    units = []
+    for layer in layers:
+        last = layer.states[-1][0]
+        u = torch.as_tensor(rng.normal(size=tuple(last.shape)), dtype=last.dtype, device=last.device)
+        units.append(u / u.norm())
+    adjoint, propagation = _adjoints(loss, layers, units, wanted)
+
+    nonfinite = not math.isfinite(loss_value)
+    spans = []
+    for li, layer in enumerate(layers):
+        T = len(layer.states)
+        reverse = layer.name.endswith("_reverse")
+
+        def time_of(k, T=T, reverse=reverse):
+            return T - 1 - k if reverse else k
+
+        info: dict = {"name": layer.name, "mode": layer.mode, "steps": T}
+        h = [s[0] for s in layer.states]
+        g = _norms([adjoint.get(id(t)) for t in h])
+        info["profile"] = (g[::-1] if reverse else g).tolist()  # time order
+        if len(layer.states[0]) > 1:
+            gc = _norms([adjoint.get(id(s[1])) for s in layer.states])
+            info["profile_c"] = (gc[::-1] if reverse else gc).tolist()
+
+        # propagation: lag 0 = the last state
+        p = _norms([propagation[li].get(id(t)) for t in h])[::-1]
+        info["propagation"] = p.tolist()
+        decay = fm.fit_decay(p)
+        info.update(
+            rho=decay.rho, horizon=decay.horizon, lag_1e3=decay.lag_1e3, span=decay.span, fit_intercept=decay.intercept
+        )
+        spans.append(decay.span)
+
+        info["structure"] = _structure(layer)
+        if options.jacobian:
+            info["jacobian"] = _jacobian_norms(layer, rng)
+        else:
+            info["jacobian"] = {"not_computed": "runs on request: --jacobian (power iteration at lags 1, 2, 4, …, T-1)"}
+        info["gates"] = _gates(layer, T)
+
+        bad = _first_nonfinite_forward(layer, time_of)
+        if bad is None:
+            for k in range(T - 1, -1, -1):  # the order the backward pass visits
+                gk = adjoint.get(id(h[k]))
+                if gk is not None and not torch.isfinite(gk).all():
+                    bad = {"layer": layer.name, "step": time_of(k), "tensor": "dL/dh", "pass": "backward"}
+                    break
+        else:
+            bad["pass"] = "forward"
+        if bad is not None or not np.all(np.isfinite(p)) or not np.all(np.isfinite(g)):
+            nonfinite = True
+            info["nonfinite"] = bad
+            if bad is not None:
+                findings.append(
+                    Finding(
+                        "nonfinite",
+                        "warn",
+                        f"first non-finite value in the {bad['pass']} pass: {bad['tensor']} of {bad['layer']} at step {bad['step']}"
+                        + (" (the backward pass visits the steps last to first)" if bad["pass"] == "backward" else ""),
+                        location=bad,
+                    )
+                )
+        if options.lyapunov:
+            info["lyapunov"] = _lyapunov(layer, rng)
+        diagnostics["layers"].append(info)
+
+    verdict = fm.flow_verdict(spans, nonfinite)
+    diagnostics["gradient_flow"] = verdict
+    if verdict in ("vanishing", "exploding"):
+        worst = (
+            min(spans)
+            if verdict == "vanishing" and all(s is not None for s in spans)
+            else max(s for s in spans if s is not None)
+            if any(s is not None for s in spans)
+            else None
+        )
+        rule = fm.THRESHOLDS[verdict]["rule"]
+        layer = diagnostics["layers"][
+            int(np.nanargmin(spans) if verdict == "vanishing" else np.nanargmax([s or 0 for s in spans]))
+        ]
+        findings.append(
+            Finding(
+                "gradient_flow",
+                "note",
+                f"gradients are {verdict} through time in {layer['name']}: fitted factor per step ρ̂ = {_fmt(layer['rho'])}, "
+                f"over {layer['steps']} steps {_fmt(worst)} (rule: {rule}, {fm.THRESHOLDS[verdict]['source']})"
+                + (
+                    f"; horizon τ = {_fmt(layer['horizon'])} steps"
+                    if layer.get("horizon") not in (None, math.inf)
+                    else ""
+                )
+                + (f"; below 1e-3 after {layer['lag_1e3']} steps" if layer.get("lag_1e3") is not None else ""),
+                numbers={"rho": layer["rho"], "span": worst, "horizon": layer["horizon"]},
+            )
+        )
+    from ..findings import worst
+
+    result = CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict})
+    return result, diagnostics
+
+
+def _adjoints(loss, layers, units, wanted):
+    """dL/d(state) for every recorded state, and ∂⟨u_l, h_T⟩/∂h_t for every layer l.
+
+    One backward pass per output, each asking for the states alone, so that autograd
+    skips the weight gradients.  (A single pass batched over the cotangents with
+    ``is_grads_batched`` measured about twice as slow on the CPU.)
+    """
+    outputs = [loss] + [(u * layer.states[-1][0]).sum() for u, layer in zip(units, layers)]
+    rows: list[dict[int, torch.Tensor | None]] = []
+    for out in outputs:
+        if not wanted or not out.requires_grad:
+            rows.append({})
+            continue
+        got = torch.autograd.grad(out, wanted, retain_graph=True, allow_unused=True)
+        rows.append({id(t): g for t, g in zip(wanted, got)})
+    return rows[0], rows[1:]
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return f"{x:.3g}"
+
+
+def _structure(layer: _Layer) -> dict:
+    out: dict = {}
+    W = layer.weights.get("W_hh") if "W_hh" in layer.weights else next(iter(layer.weights.values()), None)
+    if W is None:
+        out["not_computed"] = "no recurrent weight rnncheck can identify in this cell"
+        return out
+    W = W.detach().double().cpu().numpy()
+    H = W.shape[1]
+    names = GATES.get(layer.mode, ()) if layer.mode else ()
+    if W.shape[0] % H != 0:
+        out["not_computed"] = f"recurrent weight of shape {W.shape} is not a stack of square blocks"
+        return out
+    blocks = W.shape[0] // H
+    names = names if len(names) == blocks else tuple(str(i) for i in range(blocks)) if blocks > 1 else ("",)
+    for i, gname in enumerate(names):
+        smax, rad, how = fm.spectral(W[i * H : (i + 1) * H])
+        out[gname or "W_hh"] = {"sigma_max": smax, "spectral_radius": rad, "radius_method": how}
+    if layer.mode in fm.GAMMA:
+        gamma = fm.GAMMA[layer.mode]
+        smax = out["W_hh"]["sigma_max"]
+        out["pascanu"] = {
+            "gamma": gamma,
+            "sigma_max_times_gamma": smax * gamma,
+            "reading": "vanishing guaranteed" if smax * gamma < 1 else "exploding possible (necessary condition met)",
+        }
+    return out
+
+
+def _jvp(run, primals: tuple, tangents: tuple) -> tuple:
+    """``J v`` by forward-mode AD (torch.autograd.forward_ad: far lighter than torch.func.jvp here)."""
+    with fwAD.dual_level():
+        duals = tuple(fwAD.make_dual(p, t) for p, t in zip(primals, tangents))
+        out = run(*duals)
+        return tuple(fwAD.unpack_dual(o).tangent for o in out)
+
+
+def _vjp(run, primals: tuple, cotangents: tuple) -> tuple:
+    """``Jᵀ u`` by reverse-mode AD on a fresh graph."""
+    with torch.enable_grad():
+        leaves = tuple(p.detach().requires_grad_(True) for p in primals)
+        out = run(*leaves)
+        grads = torch.autograd.grad(out, leaves, cotangents, allow_unused=True)
+    return tuple(torch.zeros_like(p) if g is None else g for p, g in zip(primals, grads))
+
+
+def _jacobian_norms(layer: _Layer, rng) -> dict:
+    """‖∂state_T/∂state_k‖ at lags 1, 2, 4, … and T-1 by power iteration (4 iterations), never forming J.
+
+    J v comes from forward-mode AD and Jᵀ u from reverse mode.  This is what shows the
+    transient growth of non-normal weights at intermediate lags that the spectral radius
+    misses.  It costs about 8·(T + T/2 + …) cell steps, so it runs on request (``--jacobian``).
+    """
+    T = len(layer.states)
+    lags = sorted({min(2**i, T - 1) for i in range(int(math.log2(max(T - 1, 1))) + 1)} | {T - 1})
+    xs = [x.detach() for x in layer.inputs]
+    norms = {}
+    for lag in lags:
+        k = T - 1 - lag
+        s0 = tuple(t.detach() for t in layer.states[k])
+
+        def run(*state, k=k, step=layer.step, xs=xs):
+            s = tuple(state)
+            for t in range(k + 1, T):
+                s = step(xs[t], s)
+            return s
+
+        try:
+            v0 = _flat(
+                tuple(torch.as_tensor(rng.normal(size=tuple(t.shape)), dtype=t.dtype, device=t.device) for t in s0)
+            )
+            norms[str(lag)] = fm.power_iteration(
+                lambda v, run=run, s0=s0: _flat(_jvp(run, s0, _unflat(v, s0))),
+                lambda u, run=run, s0=s0: _flat(_vjp(run, s0, _unflat(u, s0))),
+                v0,
+                iters=4,
+            )
+        except Exception as exc:  # a custom cell may not support forward-mode AD
+            return {"not_computed": f"the cell does not support JVP/VJP ({type(exc).__name__}: {exc})"[:200]}
+    return {"method": "power iteration with JVP/VJP, 4 iterations", "norms": norms}
+
+
+def _flat(ts) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in ts])
+
+
+def _unflat(v: torch.Tensor, like) -> tuple[torch.Tensor, ...]:
+    out, i = [], 0
+    for t in like:
+        out.append(v[i : i + t.numel()].reshape(t.shape))
+        i += t.numel()
+    return tuple(out)
+
+
+def _gates(layer: _Layer, T: int) -> dict:
+    if not layer.gates:
+        return {
+            "not_computed": "the cell does not expose its gates"
+            if layer.mode not in ("rnn_tanh", "rnn_relu", "rnn_sigmoid")
+            else "a plain RNN has no gates"
+        }
+    out = {}
+    for name, acts in layer.gates.items():
+        a = torch.stack([t.detach() for t in acts]).double().cpu().numpy()
+        lo = -1.0 if name in ("g", "n") else 0.0
+        counts, edges = np.histogram(a, bins=20, range=(lo, 1.0))
+        entry = {"mean": float(a.mean()), "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+        if name in ("g", "n"):  # tanh candidates: saturated means |a| > 0.9
+            entry["saturated"] = float((np.abs(a) > fm.SATURATION[1]).mean())
+        else:
+            low, high = fm.saturation(a)
+            entry.update(below=low, above=high, saturated=low + high)
+        out[name] = entry
+    keep = "f" if "f" in out else "z" if "z" in out else None
+    if keep:
+        ts = fm.timescale(out[keep]["mean"])
+        out["timescale"] = {"gate": keep, "steps": ts, "sequence_length": T, "ratio": ts / T}
+    return out
+
+
+def _lyapunov(layer: _Layer, rng, k: int = 4) -> dict:
+    """Leading Lyapunov exponents of the first sequence in the batch, QR method, natural log per step."""
+    T = len(layer.states)
+    warmup = T // 4
+    s_prev = [tuple(t.detach()[:1] for t in layer.states[i - 1]) if i else None for i in range(T)]
+    xs = [x.detach()[:1] for x in layer.inputs]
+    like = tuple(t.detach()[:1] for t in layer.states[0])
+    dim = sum(t.numel() for t in like)
+    k = min(k, dim)
+    apply_js = []
+    for t in range(1, T):
+
+        def apply(Q, t=t):
+            cols = []
+            for j in range(Q.shape[1]):
+                tangent = _unflat(torch.as_tensor(Q[:, j], dtype=like[0].dtype, device=like[0].device), like)
+                cols.append(
+                    _flat(_jvp(lambda *s: layer.step(xs[t], tuple(s)), s_prev[t], tangent)).double().cpu().numpy()
+                )
+            return np.stack(cols, axis=1)
+
+        apply_js.append(apply)
+    try:
+        exps = fm.lyapunov(apply_js, dim, k, warmup, rng)
+    except Exception as exc:  # a custom cell may not support forward-mode AD
+        return {"not_computed": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"exponents": exps.tolist(), "log_base": "e", "per": "step", "warmup_steps": warmup, "sample": 0}

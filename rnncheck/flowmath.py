@@ -1,0 +1,210 @@
+"""The arithmetic of gradient flow: decay fits, verdicts, saturation, power iteration, Lyapunov.
+
+Pure functions of arrays and callables, tested on problems with known answers.  The
+thresholds are rnncheck's own choice unless a source is named next to them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: the propagation profile has fallen this far over the sequence: gradients vanish
+#: (rnncheck's choice; the same 1e-3 defines the reported "lag to 1e-3")
+VANISH_RATIO = 1e-3
+#: the propagation profile has grown this far over the sequence: gradients explode (rnncheck's choice)
+EXPLODE_RATIO = 1e3
+#: a gate value below/above these counts as saturated (the usual 0.1/0.9 convention)
+SATURATION = (0.1, 0.9)
+
+THRESHOLDS = {
+    "vanishing": {
+        "rule": "fitted decay over the sequence rho^(T-1) < 1e-3",
+        "value": VANISH_RATIO,
+        "source": "rnncheck's choice",
+    },
+    "exploding": {
+        "rule": "fitted growth over the sequence rho^(T-1) > 1e3, or any non-finite value",
+        "value": EXPLODE_RATIO,
+        "source": "rnncheck's choice",
+    },
+    "pascanu": {
+        "rule": "sigma_max(W_hh) * gamma < 1 guarantees vanishing; > 1 is necessary for exploding",
+        "source": "Pascanu, Mikolov & Bengio, On the difficulty of training recurrent neural networks (ICML 2013)",
+    },
+    "saturation": {"rule": "gate < 0.1 or > 0.9", "value": list(SATURATION), "source": "common convention"},
+}
+
+#: max |φ'| of each activation, the γ of Pascanu et al.'s bound
+GAMMA = {"rnn_tanh": 1.0, "rnn_relu": 1.0, "rnn_sigmoid": 0.25}
+
+
+@dataclass
+class Decay:
+    """A straight-line fit of log p_ℓ against the lag ℓ."""
+
+    rho: float | None  # fitted factor per step
+    horizon: float | None  # τ = -1/ln ρ (inf when ρ ≥ 1)
+    lag_1e3: int | None  # first lag where p_ℓ < 1e-3·p_0, None if never
+    span: float | None  # ρ^(T-1): the fitted change over the whole sequence
+    intercept: float | None = None  # the fit's log p at lag 0
+
+
+def fit_decay(profile: np.ndarray) -> Decay:
+    """Fit ``p_ℓ ≈ p_0 ρ^ℓ`` by least squares on log p over the finite, positive entries."""
+    p = np.asarray(profile, dtype=float)
+    lags = np.arange(len(p))
+    ok = np.isfinite(p) & (p > 0)
+    if ok.sum() < 2:
+        return Decay(None, None, None, None)
+    slope, intercept = (float(c) for c in np.polyfit(lags[ok], np.log(p[ok]), 1))
+    rho = math.exp(slope)
+    horizon = -1.0 / slope if slope < 0 else math.inf
+    below = np.flatnonzero(ok & (p < VANISH_RATIO * p[0])) if p[0] > 0 else np.array([], dtype=int)
+    lag = int(below[0]) if below.size else None
+    span = math.exp(min(slope * (len(p) - 1), 700.0))
+    return Decay(rho, horizon, lag, span, intercept)
+
+
+def flow_verdict(spans: list[float | None], nonfinite: bool) -> str | None:
+    """``exploding`` / ``vanishing`` / ``healthy`` from every layer's fitted span, or None if none."""
+    if nonfinite:
+        return "exploding"
+    known = [s for s in spans if s is not None]
+    if not known:
+        return None
+    if any(s > EXPLODE_RATIO for s in known):
+        return "exploding"
+    if any(s < VANISH_RATIO for s in known):
+        return "vanishing"
+    return "healthy"
+
+
+def saturation(gate: np.ndarray) -> tuple[float, float]:
+    """Shares of entries below 0.1 and above 0.9."""
+    g = np.asarray(gate, dtype=float)
+    return float((g < SATURATION[0]).mean()), float((g > SATURATION[1]).mean())
+
+
+def timescale(mean_gate: float) -> float:
+    """1 / (1 - mean gate): how many steps a forget (or GRU update) gate keeps information."""
+    return math.inf if mean_gate >= 1 else 1.0 / (1.0 - mean_gate)
+
+
+#: above this size the spectral radius comes from Gelfand's formula instead of a full eigensolve
+EIG_LIMIT = 128
+GELFAND_POWER = 2**8
+
+
+def spectral(W: np.ndarray) -> tuple[float, float, str]:
+    """``(σ_max, spectral radius, how the radius was found)`` of a square matrix.
+
+    Up to ``EIG_LIMIT`` rows the radius is max |eig|.  Beyond, a nonsymmetric eigensolve
+    costs more than the whole forward pass, so it is ``‖W^256‖^(1/256)`` (Gelfand's
+    formula) by eight squarings, renormalized as it goes; its relative error is at most
+    about κ^(1/256) - 1 for an eigenvector condition number κ (under 2% for κ ≤ 100).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    sigma = float(np.linalg.norm(W, 2))
+    if W.shape[0] <= EIG_LIMIT:
+        return sigma, float(np.max(np.abs(np.linalg.eigvals(W)))), "eigenvalues"
+    M, log_scale, power = W.copy(), 0.0, 1
+    while power < GELFAND_POWER:
+        n = np.linalg.norm(M)
+        if n == 0:
+            return sigma, 0.0, "Gelfand"
+        M = M / n
+        log_scale = 2 * (log_scale + np.log(n))
+        M = M @ M
+        power *= 2
+    n = np.linalg.norm(M, 2)
+    radius = float(np.exp((log_scale + np.log(n)) / power)) if n > 0 else 0.0
+    return sigma, radius, "Gelfand ||W^256||^(1/256)"
+
+
+def power_iteration(apply_j: Callable, apply_jt: Callable, v0: np.ndarray | object, iters: int = 4) -> float:
+    """Largest singular value of J from products ``J v`` and ``Jᵀ u`` only (never forming J).
+
+    ``v0`` and the callables work on any array type with ``*``, ``/`` and a norm that
+    ``_norm`` knows (NumPy arrays and torch tensors).
+    """
+    v = v0 / _norm(v0)
+    sigma = 0.0
+    for _ in range(iters):
+        u = apply_j(v)
+        sigma = _norm(u)
+        if sigma == 0 or not math.isfinite(sigma):
+            return sigma
+        w = apply_jt(u / sigma)
+        n = _norm(w)
+        if n == 0 or not math.isfinite(n):
+            return sigma
+        v = w / n
+    return max(sigma, _norm(apply_j(v)))
+
+
+def _norm(x) -> float:
+    try:
+        return float(np.linalg.norm(np.asarray(x)))
+    except (TypeError, ValueError):
+        return float(x.norm())
+
+
+def lyapunov(apply_js: list[Callable], dim: int, k: int, warmup: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``k`` leading Lyapunov exponents (natural log, per step) by the QR method.
+
+    ``apply_js[t](Q)`` returns ``J_t Q`` for a (dim, k) matrix ``Q``.  The first ``warmup``
+    steps align ``Q`` and are not counted.
+    """
+    Q, _ = np.linalg.qr(rng.normal(size=(dim, k)))
+    sums = np.zeros(k)
+    counted = 0
+    for t, apply_j in enumerate(apply_js):
+        Q, R = np.linalg.qr(apply_j(Q))
+        if t >= warmup:
+            sums += np.log(np.maximum(np.abs(np.diag(R)), 1e-300))
+            counted += 1
+    return sums / max(counted, 1)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_PLAIN = "_.-~=+*#"
+
+
+def sparkline(values: np.ndarray, plain: bool = False, width: int = 60) -> str:
+    """A one-line picture of ``values`` (already on the scale to show, e.g. log10 g_t).
+
+    ``-inf`` (a log of an exact zero, say an underflowed gradient) is a blank; NaN and
+    ``+inf`` are ``!``.  Longer series are averaged into ``width`` bins.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return ""
+    if v.size > width:
+        edges = np.linspace(0, v.size, width + 1).astype(int)
+        binned = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            chunk = v[a:b]
+            if np.isnan(chunk).any() or np.isposinf(chunk).any():
+                binned.append(np.nan)
+            elif np.isneginf(chunk).all():
+                binned.append(-np.inf)
+            else:
+                binned.append(float(np.mean(chunk[np.isfinite(chunk)])))
+        v = np.array(binned)
+    chars = SPARK_PLAIN if plain else SPARK
+    finite = v[np.isfinite(v)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    span = hi - lo or 1.0
+    out = []
+    for x in v:
+        if np.isneginf(x):
+            out.append(" ")
+        elif not np.isfinite(x):
+            out.append("!")
+        else:
+            out.append(chars[min(len(chars) - 1, int((x - lo) / span * (len(chars) - 1) + 0.5))])
+    return "".join(out)

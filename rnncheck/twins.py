@@ -1,0 +1,176 @@
+"""Unrolled twins of ``nn.RNN``/``nn.LSTM``/``nn.GRU``: the same weights, one step at a time.
+
+A fused recurrent layer (cuDNN on a GPU, a single ``torch.lstm`` call on the CPU) hides
+its hidden states: hooks see its output, which carries only the *direct* gradient of
+each h_t, never the total one through the recurrence.  The twin runs the same equations
+step by step in plain torch ops, with the same parameter names, so that
+
+- every h_t (and c_t, and every gate) is a tensor in the graph, and ``h_t.grad`` after a
+  backward pass is the total dL/dh_t;
+- the step is a function ``state_{t} = step(x_t, state_{t-1})`` that JVPs and VJPs can run
+  (Jacobian-product norms, Lyapunov exponents, time localization);
+- ``torch.func.vmap`` can batch it, which the fused kernels do not allow.
+
+``swap_fused(model)`` returns a copy of a model with every fused layer replaced by its twin.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .convert import spec_of
+
+GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+
+
+@dataclass
+class Trace:
+    """What one layer-direction of a twin recorded during a forward pass."""
+
+    name: str  # e.g. "lstm/l0" or "lstm/l1_reverse"
+    mode: str
+    inputs: list[torch.Tensor] = field(default_factory=list)  # W_ih x_t + b_ih in processing order
+    states: list[tuple[torch.Tensor, ...]] = field(default_factory=list)  # (h_t,) or (h_t, c_t), processing order
+    gates: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # gate -> activations per step
+    state0: tuple[torch.Tensor, ...] = ()
+    reverse: bool = False
+
+
+def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Every step's input projection W_ih x_t + b_ih at once, (T, B, G·H): one matrix product."""
+    return x @ p["W_ih"].T + p["b_ih"]
+
+
+def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: dict[str, torch.Tensor], gates_out=None):
+    """One step of the cell of ``mode`` from the projected input ``xp = W_ih x_t + b_ih``."""
+    h = state[0]
+    if mode == "lstm":
+        a = xp + h @ p["W_hh"].T + p["b_hh"]
+        i, f, g, o = a.chunk(4, dim=-1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * state[1] + i * g
+        h_new = o * torch.tanh(c)
+        if gates_out is not None:
+            for k, v in zip("ifgo", (i, f, g, o)):
+                gates_out.setdefault(k, []).append(v)
+        return (h_new, c)
+    if mode == "gru":
+        ah = h @ p["W_hh"].T + p["b_hh"]
+        xr, xz, xn = xp.chunk(3, dim=-1)
+        hr, hz, hn = ah.chunk(3, dim=-1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        if gates_out is not None:
+            for k, v in zip("rzn", (r, z, n)):
+                gates_out.setdefault(k, []).append(v)
+        return ((1 - z) * n + z * h,)
+    a = xp + h @ p["W_hh"].T + p["b_hh"]
+    act = {"rnn_tanh": torch.tanh, "rnn_relu": torch.relu, "rnn_sigmoid": torch.sigmoid}[mode]
+    return (act(a),)
+
+
+class Twin(nn.Module):
+    """The unrolled twin of a fused recurrent module (same parameter names and shapes)."""
+
+    def __init__(self, fused: nn.RNNBase) -> None:
+        super().__init__()
+        self.spec = spec_of(fused)
+        for name in self.spec.param_shapes():
+            setattr(
+                self,
+                name,
+                nn.Parameter(getattr(fused, name).detach().clone(), requires_grad=getattr(fused, name).requires_grad),
+            )
+        self.traces: list[Trace] | None = None  # set to [] to record the next forward
+
+    def layer_params(self, layer: int, direction: int) -> dict[str, torch.Tensor]:
+        return {short: getattr(self, long) for short, long in self.spec.param_names(layer, direction).items()}
+
+    def forward(self, input: torch.Tensor, hx=None):
+        if isinstance(input, nn.utils.rnn.PackedSequence):
+            raise TypeError("packed sequences are not supported by the unrolled twin")
+        spec = self.spec
+        x = input.transpose(0, 1) if spec.batch_first else input
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)
+        T, B = x.shape[0], x.shape[1]
+        L, D, H = spec.num_layers, spec.directions, spec.hidden_size
+        if hx is None:
+            zeros = x.new_zeros(L * D, B, H)
+            hx = (zeros, zeros) if spec.mode == "lstm" else zeros
+        if spec.mode == "lstm":
+            h0, c0 = hx
+            if unbatched:
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+        else:
+            h0, c0 = (hx.unsqueeze(1) if unbatched else hx), None
+        h_n, c_n = [], []
+        layer_in = x
+        for layer in range(L):
+            outs = []
+            for d in range(D):
+                k = layer * D + d
+                state = (h0[k], c0[k]) if spec.mode == "lstm" else (h0[k],)
+                p = self.layer_params(layer, d)
+                trace = None
+                if self.traces is not None:
+                    trace = Trace(f"l{layer}" + ("_reverse" if d else ""), spec.mode, state0=state, reverse=bool(d))
+                    self.traces.append(trace)
+                steps = range(T - 1, -1, -1) if d else range(T)
+                hs = [None] * T
+                xp = project_inputs(spec.mode, layer_in, p)
+                for t in steps:
+                    state = cell_step(spec.mode, xp[t], state, p, trace.gates if trace else None)
+                    if trace is not None:
+                        trace.inputs.append(xp[t])
+                        trace.states.append(state)
+                    hs[t] = state[0]
+                outs.append(torch.stack(hs))
+                h_n.append(state[0])
+                if spec.mode == "lstm":
+                    c_n.append(state[1])
+            layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)
+        out = layer_in
+        hn = torch.stack(h_n)
+        if unbatched:
+            out, hn = out.squeeze(1), hn.squeeze(1)
+        if spec.batch_first and not unbatched:
+            out = out.transpose(0, 1)
+        if spec.mode == "lstm":
+            cn = torch.stack(c_n)
+            return out, (hn, cn.squeeze(1) if unbatched else cn)
+        return out, hn
+
+
+def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
+    """``(name, module)`` of every fused recurrent layer the twin can stand in for."""
+    found = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.RNN | nn.LSTM | nn.GRU):
+            try:
+                spec_of(mod)
+            except ValueError:
+                continue
+            found.append((name, mod))
+    return found
+
+
+def swap_fused(model: nn.Module) -> tuple[nn.Module, dict[str, Twin]]:
+    """A deep copy of ``model`` with every fused recurrent layer replaced by its twin."""
+    twin_model = copy.deepcopy(model)
+    twins: dict[str, Twin] = {}
+    for name, mod in fused_layers(twin_model):
+        twin = Twin(mod).to(next(mod.parameters()).device)
+        if name == "":
+            return twin, {"": twin}
+        parent_name, _, child = name.rpartition(".")
+        parent = twin_model.get_submodule(parent_name) if parent_name else twin_model
+        setattr(parent, child, twin)
+        twins[name] = twin
+    return twin_model, twins

@@ -1,0 +1,252 @@
+"""Gradient-flow diagnostics: the twin's profile is the reference's adjoints, verdicts, non-finite values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import rel_err
+
+import rnncheck
+from rnncheck import Options, verify_case
+from rnncheck import flowmath as fm
+from rnncheck import reference as R
+from rnncheck.cases.cell_case import CellCase
+from rnncheck.convert import from_torch
+
+
+def _diagnose(case, **kw):
+    return verify_case(case, Options(gradient=False, **kw))
+
+
+@pytest.mark.parametrize("cls", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
+def test_twin_profile_equals_reference_total_adjoints(cls):
+    torch.manual_seed(0)
+    module = cls(3, 5, num_layers=2, bidirectional=True).double()
+    x = torch.randn(9, 2, 3, dtype=torch.float64)
+    w = torch.randn(9, 2, 10, dtype=torch.float64)
+    result = _diagnose(rnncheck.TorchCase(module, inputs=(x,), loss=lambda out: (out[0] * w).sum()))
+    layers = result.diagnostics["layers"]
+    assert [layer["name"] for layer in layers] == ["rnn/l0", "rnn/l0_reverse", "rnn/l1", "rnn/l1_reverse"]
+
+    spec, params = from_torch(module)
+    _, _, cache = R.forward(spec, params, x.numpy())
+    g = R.backward(cache, w.numpy())
+    for k, layer in enumerate(layers):
+        expected = np.linalg.norm(g.dh[k].reshape(9, -1), axis=1)  # per time step
+        assert rel_err(np.array(layer["profile"]), expected) <= 1e-10, layer["name"]
+        if cls is torch.nn.LSTM:
+            expected_c = np.linalg.norm(g.dc[k].reshape(9, -1), axis=1)
+            assert rel_err(np.array(layer["profile_c"]), expected_c) <= 1e-10
+
+
+def _load_example(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / name
+    spec = importlib.util.spec_from_file_location(name[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FLOW_EXAMPLES = {
+    "flow_vanishing_rnn.py": ("vanishing_rnn", "vanishing"),
+    "flow_exploding_rnn.py": ("exploding_rnn", "exploding"),
+    "flow_healthy_lstm.py": ("healthy_lstm", "healthy"),
+}
+
+
+@pytest.mark.parametrize("file", FLOW_EXAMPLES)
+def test_each_flow_verdict_is_reached_on_its_model_only(file):
+    fn_name, verdict = FLOW_EXAMPLES[file]
+    module = _load_example(file)
+    result = _diagnose(getattr(module, fn_name)())
+    d = result.diagnostics
+    assert d["gradient_flow"] == verdict
+    # the verdict comes with its numbers and thresholds
+    assert d["thresholds"]["vanishing"]["source"] and d["layers"][0]["rho"] is not None
+    others = {v for f, (_, v) in FLOW_EXAMPLES.items() if f != file}
+    assert d["gradient_flow"] not in others
+
+
+def test_case_without_recurrence_has_null_flow_and_says_why():
+    model = torch.nn.Linear(3, 2)
+    result = verify_case(rnncheck.TorchCase(model, inputs=(torch.randn(4, 3),)), Options())
+    assert result.diagnostics["gradient_flow"] is None
+    assert "cannot see the hidden states" in result.diagnostics["not_computed"]["all"]
+
+
+class NaNAt(torch.nn.Module):
+    """A tanh cell whose input carries a NaN at one step."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.RNNCell(2, 4)
+
+    def forward(self, x, h):
+        return self.cell(x, h)
+
+
+def test_nan_planted_at_a_step_is_located_at_that_step():
+    torch.manual_seed(0)
+    x = torch.randn(12, 3, 2)
+    x[7, 1, 0] = float("nan")
+    result = _diagnose(CellCase(torch.nn.RNNCell(2, 4), x, torch.zeros(3, 4)))
+    d = result.diagnostics
+    assert d["gradient_flow"] == "exploding"  # a NaN never reads as healthy
+    bad = d["layers"][0]["nonfinite"]
+    assert bad == {"layer": "cell", "step": 7, "tensor": "h", "pass": "forward"}
+
+
+class _InfGradAt(torch.autograd.Function):
+    """Identity forward; the backward returns inf at one chosen step."""
+
+    @staticmethod
+    def forward(ctx, h, bad):
+        ctx.bad = bad
+        return h.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g * float("inf") if ctx.bad else g), None
+
+
+class BackwardBlowsUpAt(torch.nn.Module):
+    def __init__(self, step):
+        super().__init__()
+        self.cell = torch.nn.RNNCell(2, 4)
+        self.step, self.t = step, 0
+
+    def forward(self, x, h):
+        out = _InfGradAt.apply(self.cell(x, h), self.t % 12 == self.step)
+        self.t += 1
+        return out
+
+
+def test_nonfinite_in_the_backward_is_located():
+    """Step 5's backward turns its gradient infinite: the first non-finite adjoint is dL/dh_4, which it feeds."""
+    torch.manual_seed(0)
+    cell = BackwardBlowsUpAt(step=5)
+    x = torch.randn(12, 3, 2)
+    case = CellCase(cell, x, torch.zeros(3, 4))
+    result = _diagnose(case)
+    bad = result.diagnostics["layers"][0]["nonfinite"]
+    assert bad == {"layer": "cell", "step": 4, "tensor": "dL/dh", "pass": "backward"}
+    assert result.diagnostics["gradient_flow"] == "exploding"
+
+
+def test_cellcase_checks_a_custom_cell_and_fails_a_wrong_backward():
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return torch.tanh(a)
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return g * (1 - torch.tanh(a) ** 2) * 1.5  # wrong by 50%
+
+    class Cell(torch.nn.Module):
+        def __init__(self, wrong):
+            super().__init__()
+            self.lin = torch.nn.Linear(6, 4)
+            self.wrong = wrong
+
+        def forward(self, x, h):
+            a = self.lin(torch.cat([x, h], dim=-1))
+            return Scale.apply(a) if self.wrong else torch.tanh(a)
+
+    torch.manual_seed(0)
+    x = torch.randn(10, 3, 2)
+    good = verify_case(CellCase(Cell(False), x, torch.zeros(3, 4)), Options())
+    bad = verify_case(CellCase(Cell(True), x, torch.zeros(3, 4)), Options())
+    assert good.verdict == "pass" and good.diagnostics["gradient_flow"] in ("vanishing", "healthy")
+    assert bad.verdict == "fail"
+
+
+def test_lstm_gates_report_saturation_and_forget_timescale():
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(3, 6)
+    with torch.no_grad():
+        model.bias_ih_l0[6:12] = 20.0  # forget gate always ~1
+    result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(15, 2, 3),)))
+    gates = result.diagnostics["layers"][0]["gates"]
+    assert gates["f"]["above"] == 1.0
+    assert gates["timescale"]["gate"] == "f" and gates["timescale"]["steps"] > 1e5
+
+
+def test_pascanu_bound_and_spectral_numbers_for_a_plain_rnn():
+    model = torch.nn.RNN(2, 4)
+    with torch.no_grad():
+        model.weight_hh_l0.copy_(0.5 * torch.eye(4))
+    result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)))
+    s = result.diagnostics["layers"][0]["structure"]
+    assert abs(s["W_hh"]["sigma_max"] - 0.5) < 1e-6 and abs(s["W_hh"]["spectral_radius"] - 0.5) < 1e-6
+    assert s["pascanu"]["reading"] == "vanishing guaranteed"
+
+
+def test_jacobian_power_iteration_on_a_linear_recurrence():
+    model = torch.nn.RNN(1, 3, nonlinearity="relu", bias=True).double()
+    with torch.no_grad():
+        model.weight_hh_l0.copy_(torch.diag(torch.tensor([0.9, 0.5, 0.2], dtype=torch.float64)))
+        model.bias_hh_l0.fill_(10.0)  # every unit active: the recurrence is linear
+    x = torch.zeros(9, 1, 1, dtype=torch.float64)
+    result = verify_case(rnncheck.TorchCase(model, inputs=(x,)), Options(gradient=False, jacobian=True))
+    norms = result.diagnostics["layers"][0]["jacobian"]["norms"]
+    for lag, value in norms.items():  # four iterations: converged to (0.5/0.9)^(8·lag)
+        assert abs(value - 0.9 ** int(lag)) <= 1e-3 * 0.9 ** int(lag)
+
+
+def test_lyapunov_exponents_of_a_linear_recurrence():
+    model = torch.nn.RNN(1, 2, nonlinearity="relu").double()
+    with torch.no_grad():
+        model.weight_hh_l0.copy_(torch.diag(torch.tensor([0.8, 0.5], dtype=torch.float64)))
+        model.bias_hh_l0.fill_(5.0)
+    x = torch.zeros(40, 1, 1, dtype=torch.float64)
+    result = verify_case(rnncheck.TorchCase(model, inputs=(x,)), Options(gradient=False, lyapunov=True))
+    lyap = result.diagnostics["layers"][0]["lyapunov"]
+    assert np.allclose(lyap["exponents"][:2], [math.log(0.8), math.log(0.5)], atol=1e-4)
+    assert lyap["log_base"] == "e" and lyap["warmup_steps"] == 10
+
+
+# --- flowmath on known answers ----------------------------------------------------
+
+
+def test_fit_decay_recovers_an_exact_geometric_profile():
+    d = fm.fit_decay(0.7 ** np.arange(30))
+    assert abs(d.rho - 0.7) < 1e-12 and abs(d.horizon - (-1 / math.log(0.7))) < 1e-9
+    assert d.lag_1e3 == 20  # 0.7^20 = 8e-4 < 1e-3 <= 0.7^19
+    assert fm.fit_decay(1.3 ** np.arange(30)).horizon == math.inf
+
+
+def test_flow_verdict_rules_and_nan_is_never_healthy():
+    assert fm.flow_verdict([1e-5], False) == "vanishing"
+    assert fm.flow_verdict([1e5], False) == "exploding"
+    assert fm.flow_verdict([0.5], False) == "healthy"
+    assert fm.flow_verdict([0.5], True) == "exploding"
+    assert fm.flow_verdict([None], False) is None
+
+
+def test_spectral_radius_by_gelfand_matches_eigenvalues_for_a_normal_matrix():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    W = q @ np.diag(np.linspace(0.1, 0.95, 200)) @ q.T
+    sigma, radius, how = fm.spectral(W)
+    assert "Gelfand" in how and abs(radius - 0.95) < 1e-6 and abs(sigma - 0.95) < 1e-9
+
+
+def test_power_iteration_finds_the_largest_singular_value():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(6, 6))
+    s = fm.power_iteration(lambda v: A @ v, lambda u: A.T @ u, rng.normal(size=6), iters=60)
+    assert abs(s - np.linalg.norm(A, 2)) < 1e-8
+
+
+def test_sparkline_marks_zeros_blank_and_nan_loud():
+    line = fm.sparkline(np.array([0.0, 1.0, -np.inf, np.nan, 2.0]))
+    assert line[2] == " " and line[3] == "!" and line[0] == fm.SPARK[0] and line[-1] == fm.SPARK[-1]
