@@ -108,13 +108,35 @@ def corrected_grad(p, X, Y):
     }
 
 
+def readout_loss(h, p, Y):
+    """The rest of the loss given the hidden states h (T, 1, H): the readout and the error."""
+    y = h[:, 0, :] @ p["W_hy"].T + p["b_y"]
+    return float(np.sum(np.mean((Y - y) ** 2, axis=1)))
+
+
+#: the article's names for the reference's parameters (it has one hidden bias, b_h)
+REFERENCE_MAP = {"weight_ih_l0": "W_xh", "weight_hh_l0": "W_hh", "bias_ih_l0": "b_h"}
+
+
+def _case(grad):
+    params, X, Y = make_data()
+    return rnncheck.NumpyCase(
+        params,
+        loss=lambda p: article_loss(p, X, Y),
+        grad=lambda p: grad(p, X, Y),
+        reference="rnn_sigmoid",
+        reference_map=REFERENCE_MAP,
+        inputs=X[:, None, :],
+        head=lambda h, p: readout_loss(h, p, Y),
+        hidden=lambda p: forward(p, X)[0][:, None, :],
+    )
+
+
 @rnncheck.case
 def article_rnn():
-    params, X, Y = make_data()
-    return rnncheck.NumpyCase(params, loss=lambda p: article_loss(p, X, Y), grad=lambda p: article_grad(p, X, Y))
+    return _case(article_grad)
 
 
 @rnncheck.case
 def article_rnn_corrected():
-    params, X, Y = make_data()
-    return rnncheck.NumpyCase(params, loss=lambda p: article_loss(p, X, Y), grad=lambda p: corrected_grad(p, X, Y))
+    return _case(corrected_grad)

@@ -81,7 +81,10 @@ def backward(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[np.ndarray], dict[str, np.ndarray]]:
     """Backpropagate through time.
 
-    Returns ``(grads, dx, (dh0,), adjoints)`` with the total ``adjoints["h"]``.
+    Returns ``(grads, dx, (dh0,), adjoints)`` with the total ``adjoints["h"]`` and the
+    pre-activation adjoints of the input side ``adjoints["a_x"]`` and of the recurrent side
+    ``adjoints["a_h"]`` (T, B, 3H): step t's share of each weight gradient is ``a_x[t]ᵀ x_t``
+    and ``a_h[t]ᵀ h_{t-1}``.
     """
     T, B, H = cache.h_prev.shape
     dh_next = np.zeros((B, H), dtype=cache.gates.dtype) if dh_T is None else dh_T
@@ -113,4 +116,4 @@ def backward(
         "b_hh": dah2.sum(axis=0),
     }
     dx = (dax2 @ cache.W_ih).reshape(cache.x.shape)
-    return grads, dx, (dh_next,), {"h": dh_total}
+    return grads, dx, (dh_next,), {"h": dh_total, "a_x": da_x, "a_h": da_h}

@@ -92,7 +92,9 @@ def backward(
 
     ``dh_out`` (T, B, H) is ∂L/∂h_t through the output; ``dstate_T = (dh_T, dc_T)``
     through the final state (either may be None).  Returns
-    ``(grads, dx, (dh0, dc0), adjoints)`` with total ``adjoints["h"]``, ``adjoints["c"]``.
+    ``(grads, dx, (dh0, dc0), adjoints)`` with total ``adjoints["h"]``, ``adjoints["c"]``, and
+    the gate pre-activation adjoints ``adjoints["a_x"] = adjoints["a_h"]`` (T, B, 4H): step t's
+    share of each weight gradient is ``a_x[t]ᵀ x_t`` and ``a_h[t]ᵀ h_{t-1}``.
     """
     T, B, H = cache.tanh_c.shape
     zeros = np.zeros((B, H), dtype=cache.gates.dtype)
@@ -124,4 +126,4 @@ def backward(
         "b_hh": db.copy(),
     }
     dx = (da2 @ cache.W_ih).reshape(cache.x.shape)
-    return grads, dx, (dh_next, dc_next), {"h": dh_total, "c": dc_total}
+    return grads, dx, (dh_next, dc_next), {"h": dh_total, "c": dc_total, "a_x": da, "a_h": da}

@@ -76,7 +76,9 @@ def backward(
 
     ``dh_out`` (T, B, H) is ∂L/∂h_t through the layer's output; ``dh_T`` is ∂L/∂h_T
     through the final state (or None).  Returns ``(grads, dx, (dh0,), adjoints)``
-    where ``adjoints["h"][t]`` is the total dL/dh_t.
+    where ``adjoints["h"][t]`` is the total dL/dh_t and ``adjoints["a_x"]``/``["a_h"]`` (T, B, H)
+    are dL/da_t for the input and recurrent projections (here the same array): step t's
+    share of each weight gradient is ``a_x[t]ᵀ x_t`` and ``a_h[t]ᵀ h_{t-1}``.
     """
     _, dphi = ACTIVATIONS[cache.activation]
     T, B, H = cache.h.shape
@@ -97,4 +99,4 @@ def backward(
         "b_hh": db.copy(),
     }
     dx = (da2 @ cache.W_ih).reshape(cache.x.shape)
-    return grads, dx, (dh_next,), {"h": dh_total}
+    return grads, dx, (dh_next,), {"h": dh_total, "a_x": da, "a_h": da}

@@ -23,6 +23,8 @@ class Options:
     """Run torch cases in this dtype (``float32``/``float64``) instead of the model's own."""
     gradient: bool = True
     """Check the gradient (``rnncheck diagnose`` turns this off)."""
+    reference: bool = True
+    """Compare with the NumPy reference where the case names one, and every nn.RNN/LSTM/GRU inside."""
     diagnostics: bool = True
     """Measure gradient flow through time for recurrent cases."""
     jacobian: bool = False

@@ -19,6 +19,7 @@ from . import __version__
 from .cases.base import Case
 from .checks.flow import check_flow
 from .checks.gradient import check_gradient
+from .checks.reference import check_reference
 from .checks.sanity import check_sanity
 from .clock import Clock
 from .collect import CaseDef
@@ -66,8 +67,10 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 gradient = check_gradient(target, grad, options, rng, clock)
                 gradient.numbers["notes"] = list(target.notes)
                 result.checks.append(gradient)
-            for extra in _extra_checks():
-                check = extra(case, target, grad, options, rng, clock)
+            if options.reference:
+                clock.stage = "the reference comparison"
+                rows = result.checks[-1].tensors if options.gradient else []
+                check = check_reference(target, grad, rows, options)
                 if check is not None:
                     result.checks.append(check)
         # the flow diagnostics run on a non-finite loss too: that is when locating it matters
@@ -94,11 +97,6 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             target.close()
     result.seconds = clock.elapsed
     return result
-
-
-def _extra_checks() -> list:
-    """Checks after gradient agreement; each returns a CheckResult or None where it does not apply."""
-    return []
 
 
 def verify(

@@ -36,7 +36,8 @@ def make_problem(cell, seed=0, dtype=np.float64, T=8, B=3, I=4, H=5, w_scale=Non
     x = rng.normal(size=(T, B, I))
     if zero_pad:
         x[:zero_pad] = 0.0  # padded steps: zero input, zero state, zero bias: pre-activations exactly 0
-    data = {"x": x, "w": rng.normal(size=(T, B, H)), "w_c": rng.normal(size=(B, H)), "H": H}
+    # the loss reads h_t at every step; with reference checks it must be a function of h alone
+    data = {"x": x, "w": rng.normal(size=(T, B, H)), "w_c": np.zeros((B, H)), "H": H}
     return p, data
 
 
@@ -64,7 +65,28 @@ def rnn_loss(p, data, act="tanh"):
 _STATE = {}
 
 
+def rnn_grad_truncated(p, data, k):
+    """Truncated BPTT: the loss at step τ is carried back k steps, no further."""
+    x, w = data["x"], data["w"]
+    T, B, _ = x.shape
+    hs, _ = rnn_forward(p, x)
+    g = {n: np.zeros(v.shape) for n, v in p.items()}
+    for tau in range(T):
+        dh = w[tau]
+        for t in range(tau, max(tau - k, 0) - 1, -1):
+            h_prev = hs[t - 1] if t > 0 else np.zeros_like(hs[t])
+            da = dh * (1 - hs[t] ** 2)
+            g["W_ih"] += da.T @ x[t]
+            g["W_hh"] += da.T @ h_prev
+            g["b_ih"] += da.sum(0)
+            g["b_hh"] += da.sum(0)
+            dh = da @ p["W_hh"]
+    return g
+
+
 def rnn_grad(p, data, bug=None, act="tanh"):
+    if bug == "truncated_3":
+        return rnn_grad_truncated(p, data, 3)
     x, w = data["x"], data["w"]
     T, B, _ = x.shape
     hs, pre = rnn_forward(p, x, act)
@@ -76,6 +98,9 @@ def rnn_grad(p, data, bug=None, act="tanh"):
     dh_next = np.zeros((B, p["W_hh"].shape[0]))
     last = 1 if bug == "skip_t0" else 0
     for t in range(T - 1, last - 1, -1):
+        if bug == "skip_t5" and t == 5:
+            dh_next = (w[t] + dh_next) * (1 - hs[t] ** 2) @ p["W_hh"]  # carried on, but step 5 adds nothing
+            continue
         h, h_prev = hs[t], (hs[t - 1] if t > 0 else np.zeros_like(hs[t]))
         dh = w[t] if bug == "dropped_dh_next" else w[t] + dh_next
         if act == "tanh":
@@ -90,6 +115,10 @@ def rnn_grad(p, data, bug=None, act="tanh"):
             g["b_ih"] += da.sum(0)
         g["b_hh"] += da.sum(0)
         dh_next = da @ (p["W_hh"].T if bug == "missing_transpose" else p["W_hh"])
+    if bug == "transposed_weight_grad":
+        g["W_hh"] = g["W_hh"].T.copy()
+    if bug == "zero_bias_grad":
+        g["b_hh"] = np.zeros_like(g["b_hh"])
     if bug == "flipped_sign":
         g["W_ih"] = -g["W_ih"]
     if bug == "batch_scale":
@@ -231,6 +260,10 @@ MUTANTS = {
     "rnn_stateful_accumulator": ("rnn_tanh", "stateful_accumulator", {}),
     "rnn_inplace_change": ("rnn_tanh", "inplace_change", {}),
     "rnn_clipped": ("rnn_tanh", "clipped", {}),
+    "rnn_transposed_weight_grad": ("rnn_tanh", "transposed_weight_grad", {}),
+    "rnn_zero_bias_grad": ("rnn_tanh", "zero_bias_grad", {}),
+    "rnn_truncated_bptt": ("rnn_tanh", "truncated_3", {}),
+    "rnn_skips_step_5": ("rnn_tanh", "skip_t5", {}),
     "relu_dropped_dh_next": ("rnn_relu", "dropped_dh_next", {}),
     "lstm_dropped_dh_next": ("lstm", "dropped_dh_next", {}),
     "lstm_dropped_dc_next": ("lstm", "dropped_dc_next", {}),
@@ -256,7 +289,7 @@ STRESS = {
 }
 
 
-def case_for(cell, bug=None, seed=0, dtype=np.float64, float32_only=False, **overrides):
+def case_for(cell, bug=None, seed=0, dtype=np.float64, float32_only=False, with_reference=False, **overrides):
     """A NumpyCase of ``cell`` with ``bug`` planted (None: correct)."""
     loss_fn, grad_fn, _ = CORRECT[cell]
     p, data = make_problem(cell, seed=seed, dtype=dtype, **overrides)
@@ -279,6 +312,31 @@ def case_for(cell, bug=None, seed=0, dtype=np.float64, float32_only=False, **ove
         return grad_fn(q, data, bug)
 
     gates = {n: GATES[cell] for n in p} if cell in GATES else None
-    case = rnncheck.NumpyCase(p, loss=loss, grad=grad, gates=gates)
+    link = {}
+    if with_reference and not float32_only:
+        link = dict(
+            reference=cell,
+            reference_map={"weight_ih_l0": "W_ih", "weight_hh_l0": "W_hh", "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh"},
+            inputs=data["x"],
+            head=lambda h, _p: float((h * data["w"]).sum()),
+        )
+    case = rnncheck.NumpyCase(p, loss=loss, grad=grad, gates=gates, **link)
     case.name = f"{cell}:{bug or 'correct'}"
     return case
+
+
+#: every hint rnncheck gives, the mutant that must produce it, and words the hint must contain
+HINT_MUTANTS = {
+    "rnn_batch_scale": "1/3× the true one (= 1/the batch size 3)",
+    "rnn_flipped_sign": "sign flipped",
+    "lstm_gate_sign": "W_hh[f-gate]: this gate's gradient has its sign flipped",
+    "rnn_zero_bias_grad": "exactly zero in every entry",
+    "rnn_transposed_weight_grad": "transpose of the true one",
+    "rnn_clipped": "clipped at 1",
+    "rnn_truncated_bptt": "truncated BPTT with k = 3 steps back",
+    "rnn_dropped_dh_next": "truncated BPTT with k = 0 steps back",
+    "rnn_skip_t0": "steps 0..0 left out",
+    "rnn_h_t_for_h_prev": "h_t used where h_(t-1) belongs",
+    "rnn_bias_assigned": "step 0's share alone",
+    "rnn_stateful_accumulator": "only the first call is right",
+}

@@ -61,9 +61,6 @@ class CellCase(TorchCase):
         readout: Callable | None = None,
         loss: Callable | None = None,
         batch_first: bool = False,
-        *,
-        reference: str | None = None,
-        reference_map: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(cell, nn.Module):
             raise CaseError("CellCase needs the cell as a torch.nn.Module: its parameters are what rnncheck checks")
@@ -74,4 +71,4 @@ class CellCase(TorchCase):
         x = inputs.transpose(0, 1) if batch_first else inputs
         self.cell = cell
         self.loop = CellLoop(cell, readout)
-        super().__init__(self.loop, inputs=(x, state0), loss=loss, reference=reference, reference_map=reference_map)
+        super().__init__(self.loop, inputs=(x, state0), loss=loss)

@@ -22,8 +22,17 @@ class NumpyCase(Case):
             the original values back afterwards.
         gates: tensor name -> gate names, for weights that stack several gates along axis 0
             (for example ``{"W": ("i", "f", "g", "o")}``); each gate is then probed on its own.
-        reference: the reference architecture the model implements, if any.
-        reference_map: reference parameter name -> this case's name, where they differ.
+        reference: the reference architecture the model implements (``"lstm"``, ``"gru"``,
+            ``"rnn_tanh"``, ``"rnn_relu"``, ``"rnn_sigmoid"``); with ``inputs`` it turns on the
+            comparison with rnncheck's NumPy reference.
+        reference_map: reference parameter name (``weight_ih_l0`` …) -> this case's name.  A
+            reference bias the case does not have (one bias instead of two) is taken as zero.
+        inputs: the input sequence, (T, B, I) time-major or (T, I) for a single sequence.
+        head: ``head(h, params) -> loss``, the rest of the loss given the hidden states h
+            (T, B, H): with it rnncheck can compute the reference's gradient for this loss,
+            say which side is wrong, and test time hints (truncated BPTT, a skipped step …).
+        hidden: ``hidden(params) -> h`` (T, B, H), the case's own hidden states: with it a
+            forward that differs from the reference is pinned to a step and a gate.
     """
 
     def __init__(
@@ -36,6 +45,9 @@ class NumpyCase(Case):
         gates: Mapping[str, tuple[str, ...]] | None = None,
         reference: str | None = None,
         reference_map: dict[str, str] | None = None,
+        inputs: np.ndarray | None = None,
+        head: Callable | None = None,
+        hidden: Callable | None = None,
     ) -> None:
         if not isinstance(params, Mapping) or not params:
             raise CaseError("NumpyCase needs params as a non-empty dict of name -> NumPy array")
@@ -47,6 +59,19 @@ class NumpyCase(Case):
         self.inplace = inplace
         self.gates = dict(gates or {})
         self._set_reference(reference, reference_map)
+        if reference is not None and inputs is None:
+            raise CaseError(f"reference={reference!r} needs inputs= (the input sequence) to run the reference on")
+        self.inputs = None if inputs is None else np.asarray(inputs, dtype=np.float64)
+        if self.inputs is not None and self.inputs.ndim == 2:
+            self.inputs = self.inputs[:, None, :]
+        self.head = head
+        self.hidden = hidden
+        if reference in ("lstm", "gru") and not self.gates:
+            from .base import GATE_NAMES
+
+            names = dict(reference_map or {})
+            for ref_name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                self.gates.setdefault(names.get(ref_name, ref_name), GATE_NAMES[reference])
 
     def bind(self, options) -> NumpyTarget:
         return NumpyTarget.create(self)
@@ -79,6 +104,8 @@ class NumpyTarget(Target):
         target.case = case
         target.originals = originals
         target.saved = {n: v.copy() for n, v in originals.items()}
+        if case.inputs is not None:  # to name a constant factor: the batch size? the length?
+            target.context = {"steps": case.inputs.shape[0], "batch": case.inputs.shape[1]}
         target._choose_numeric_dtype()
         return target
 
@@ -170,6 +197,56 @@ class NumpyTarget(Target):
                 )
             grads[n] = g.astype(np.float64)
         return loss, grads
+
+    def reference_comparisons(self, grad, options):
+        """The NumpyCase side of the reference comparison: its weights, inputs, head and hidden states."""
+        from .. import reference as R
+        from ..checks.reference import Comparison, Link, head_gradient
+
+        case = self.case
+        if case.reference is None:
+            return []
+        T, B, I = case.inputs.shape
+        names = dict(case.reference_map or {})
+        probe = next((names.get(n, n) for n in ("weight_hh_l0",)), None)
+        if probe not in self.theta:
+            raise CaseError(
+                f"reference={case.reference!r}: the case has no parameter {probe!r} for the reference's weight_hh_l0; "
+                "pass reference_map={'weight_hh_l0': 'your name', ...}"
+            )
+        H = self.theta[probe].shape[-1]
+        spec = R.Spec(case.reference, I, H)
+        params, link_names, missing = {}, {}, []
+        for ref_name, shape in spec.param_shapes().items():
+            mine = names.get(ref_name, ref_name)
+            if mine in self.theta:
+                if self.theta[mine].reshape(-1).size != int(np.prod(shape)):
+                    raise CaseError(
+                        f"reference_map: {mine!r} has shape {self.theta[mine].shape}, the reference's {ref_name} has {shape}"
+                    )
+                params[ref_name] = self.theta[mine].reshape(shape)
+                link_names[ref_name] = mine
+            else:
+                params[ref_name] = np.zeros(shape)
+                missing.append(ref_name)
+        link = Link(spec, params, link_names, case.inputs, label="")
+        tol = max(1e-8, 1e4 * np.finfo(self.model_dtype).eps)
+        h_case = None
+        if case.hidden is not None:
+            h_case = np.asarray(
+                self._call("hidden()", case.hidden, self._arrays(None, self.model_dtype)), dtype=np.float64
+            )
+            if h_case.ndim == 2:
+                h_case = h_case[:, None, :]
+        d_out = None
+        if case.head is not None:
+            h_ref, _, _ = R.forward(spec, params, case.inputs)
+            theta = {n: v.copy() for n, v in self.theta.items()}
+            d_out = head_gradient(case.head, h_ref.copy(), theta)
+        case_grad = {n: np.asarray(g, dtype=np.float64).reshape(self.theta[n].shape) for n, g in grad.items()}
+        flat_grad = {mine: case_grad[mine].reshape(params[ref].shape) for ref, mine in link_names.items()}
+        note = f"reference biases absent from the case, taken as zero: {', '.join(missing)}" if missing else None
+        return [Comparison(link, flat_grad, d_out, None, None, h_case, tol, note)]
 
 
 def _describe(value) -> str:

@@ -23,8 +23,13 @@ class TorchCase(Case):
             dicts (an LSTM's ``(h, c)`` state, say).  Inputs that require grad are checked too.
         loss: ``loss(output) -> scalar tensor``.  Default: a fixed random linear functional
             of every floating output, so that no output's gradient can cancel.
-        reference: the reference architecture the model implements, if any.
-        reference_map: reference parameter name -> this model's name, where they differ.
+        reference: the reference architecture the model implements, if any; the model is then
+            called as ``nn.LSTM`` is (``model(x)`` returns the hidden sequence, or a tuple whose
+            first item is it) and compared with rnncheck's NumPy reference.  ``nn.RNN``/
+            ``nn.LSTM``/``nn.GRU`` layers inside any model are compared without being asked.
+        reference_map: reference parameter name (``weight_ih_l0`` …) -> this model's name.
+        gates: tensor name -> gate names, for weights that stack gates along axis 0 under names
+            rnncheck cannot recognise (``{"weight_hh": ("i", "f", "g", "o")}``).
     """
 
     def __init__(
@@ -35,6 +40,7 @@ class TorchCase(Case):
         *,
         reference: str | None = None,
         reference_map: dict[str, str] | None = None,
+        gates: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise CaseError(f"TorchCase needs a torch.nn.Module, got {type(model).__name__}")
@@ -49,7 +55,14 @@ class TorchCase(Case):
         self.model = model
         self.inputs = tuple(inputs)
         self.loss_fn = loss
+        self.gates = dict(gates or {})
         self._set_reference(reference, reference_map)
+        if reference in ("lstm", "gru"):
+            from .base import GATE_NAMES
+
+            names = dict(reference_map or {})
+            for ref_name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                self.gates.setdefault(names.get(ref_name, ref_name), GATE_NAMES[reference])
 
     def bind(self, options) -> TorchTarget:
         return TorchTarget.create(self, options)
@@ -131,7 +144,7 @@ class TorchTarget(Target):
             theta={n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in leaves.items()},
             model_dtype=np.dtype(str(model_dtype).replace("torch.", "")),
             numeric_dtype=np.dtype(np.float64),
-            gates=stacked_gates(params, _rnn_modes(model)),
+            gates={**stacked_gates(params, _rnn_modes(model)), **{n: g for n, g in case.gates.items() if n in params}},
         )
         target.case, target.model, target.inputs = case, model, inputs
         target.device, target.param_names, target.input_names = device, list(params), list(input_leaves)
@@ -261,6 +274,92 @@ class TorchTarget(Target):
         for n, g in zip(names, grads):
             result[n] = np.zeros(self.theta[n].shape) if g is None else g.detach().to("cpu", torch.float64).numpy()
         return float(value.detach()), result
+
+    def reference_comparisons(self, grad, options):
+        """The torch side of the reference comparison: fused layers inside, and the model itself if it names one."""
+        from ..checks.reference import fused_layer_comparisons
+
+        values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
+        comparisons = fused_layer_comparisons(
+            self.model, values, lambda v: self._forward(self.model, v, self.inputs), options
+        )
+        if self.case.reference is not None:
+            comparisons.append(self._own_reference(grad))
+        return comparisons
+
+    def _own_reference(self, grad):
+        """The model claims to be ``reference``: called as nn.LSTM is, compared on its first input."""
+        from .. import reference as R
+        from ..checks.reference import Comparison, Link
+
+        case = self.case
+        names = dict(case.reference_map or {})
+        x_path = next(iter(p for p, t in _leaves(self.inputs, "input") if t.is_floating_point()), None)
+        if x_path is None:
+            raise CaseError(
+                f"reference={case.reference!r}: the model has no floating-point input sequence to compare on"
+            )
+        batch_first = bool(getattr(self.model, "batch_first", False))
+        values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
+        with torch.enable_grad():
+            params = {n: values[n] for n in self.param_names}
+            args = _replace(self.inputs, "input", {n: values[n] for n in self.input_names}, lambda t: t)
+            out = functional_call(self.model, params, tuple(args))
+            # the loss on detached copies of the outputs: what it reads from each, directly
+            cut = {p: t.detach().requires_grad_(t.is_floating_point()) for p, t in _leaves(out, "out")}
+            out_cut = _replace(out, "out", cut, lambda t: t)
+            first_path = "out[0]" if isinstance(out, tuple | list) else "out"
+            first = cut[first_path]
+            rest = [t for p, t in cut.items() if p != first_path and t.requires_grad]
+            loss = self._loss_of(out_cut)
+            d_first, *d_rest = torch.autograd.grad(loss, [first] + rest, allow_unused=True)
+        reads_states = any(d is not None and bool(d.abs().sum() > 0) for d in d_rest)
+        np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        tm = (lambda a: np.swapaxes(a, 0, 1)) if batch_first else (lambda a: a)
+        x = tm(np64(dict(_leaves(self.inputs, "input"))[x_path]))
+        h_case = tm(np64(first))
+        w_hh = names.get("weight_hh_l0", "weight_hh_l0")
+        if w_hh not in self.theta:
+            raise CaseError(
+                f"reference={case.reference!r}: the model has no parameter {w_hh!r}; "
+                "pass reference_map={'weight_hh_l0': 'its name', ...}"
+            )
+        spec = R.Spec(case.reference, x.shape[-1], self.theta[w_hh].shape[-1])
+        ref_params, link_names, missing = {}, {}, []
+        for ref_name, shape in spec.param_shapes().items():
+            mine = names.get(ref_name, ref_name)
+            if mine in self.theta:
+                ref_params[ref_name] = self.theta[mine].reshape(shape)
+                link_names[ref_name] = mine
+            else:
+                ref_params[ref_name] = np.zeros(shape)
+                missing.append(ref_name)
+        tol = max(1e-9, 1e4 * np.finfo(self.model_dtype).eps)
+        d_out = None if d_first is None else tm(np64(d_first))
+        note_states = (
+            "the loss also reads the final states: only the forward pass is compared" if reads_states else None
+        )
+        notes = [
+            n
+            for n in (
+                note_states,
+                f"reference parameters absent from the model, taken as zero: {', '.join(missing)}" if missing else None,
+            )
+            if n
+        ]
+        case_grad = {mine: grad[mine].reshape(ref_params[ref].shape) for ref, mine in link_names.items()}
+        if note_states:
+            d_out = None  # the states' share would be missing from the reference's gradient: compare the forward only
+        return Comparison(
+            Link(spec, ref_params, link_names, x, label=type(self.model).__name__),
+            case_grad,
+            d_out,
+            None,
+            None,
+            h_case,
+            tol,
+            "; ".join(notes) or None,
+        )
 
     def _check_untouched(self, values: dict[str, torch.Tensor] | None = None) -> None:
         """The parameters and inputs a call was given must come out as they went in."""

@@ -24,6 +24,7 @@ from ..directions import block_scales, probe_direction
 from ..findings import CheckResult, Finding, TensorRow, worst
 from ..numerics import machine_eps
 from ..probe import Probe, Prober
+from .hints import find_hints
 from .localize import attribute, narrow
 
 #: how far the parameters are moved to step off a kink, relative to each block's size
@@ -133,7 +134,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     failing = [p for p in probes if p.status == "fail"]
     rows = _rows(prober, blocks, probes, directions)
     if failing:
-        findings += _localize(prober, blocks, rows, rng)
+        findings += _localize(prober, blocks, rows, rng, getattr(target, "context", {}) or {})
     evals = target.evaluations - start
     numbers["worst_rel_error"] = max(p.rel_error for p in probes)
     numbers["worst_rel_bound"] = max(p.rel_bound for p in probes)
@@ -158,8 +159,8 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
     return rows
 
 
-def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng) -> list[Finding]:
-    """Probe every block alone, then narrow each failing block to an entry."""
+def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, context: dict) -> list[Finding]:
+    """Probe every block alone, narrow each failing block to an entry, and look for a verified hint."""
     per_block = attribute(prober, blocks, rng)
     by_tensor: dict[str, list[tuple[Block, Probe]]] = {}
     for b, p in per_block.items():
@@ -181,7 +182,8 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng) -
                     "mismatch",
                     "fail",
                     f"{place.where()}: analytic {place.analytic:.6g}, numeric {place.numeric:.6g}, "
-                    f"rel err {place.rel_error:.2g}, bound {place.bound:.1g}{spread}",
+                    f"rel err {place.rel_error:.2g}, bound {place.bound:.1g}{spread} "
+                    f"({total} evaluations to localize)",
                     tensor=b.tensor,
                     location={"gate": b.label or None, "index": list(place.index), "block_rel_error": p.rel_error},
                     numbers={
@@ -194,7 +196,16 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng) -
                     },
                 )
             )
-    return findings
+    hints = find_hints(prober, blocks, per_block, rng, context)
+    for h in hints:
+        for f in findings:
+            if (
+                f.hint is None
+                and (h.tensor is None or h.tensor == f.tensor)
+                and (not (h.location or {}).get("gate") or (f.location or {}).get("gate") == h.location["gate"])
+            ):
+                f.hint = h.message
+    return findings + hints
 
 
 def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> CheckResult:

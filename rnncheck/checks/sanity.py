@@ -87,6 +87,12 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
                     "the backward keeps state between calls (an accumulator not reset?)",
                     tensor=name,
                     numbers={"ratio": ratio},
+                    hint="only the first call is right: state is kept between calls"
+                    + (
+                        f" (the second returns {ratio:.4g}× the first: an accumulator added to, never reset)"
+                        if ratio
+                        else ""
+                    ),
                 )
             )
     if gl1 is not None and abs(gl1 - l1) > 64 * eps * max(abs(l1), abs(gl1)) + 1e-300:

@@ -104,8 +104,11 @@ def render_case(console: Console, case: CaseResult) -> None:
         for f in check.findings:
             if f.kind == "twin":
                 continue  # said in the JSON; the flow lines speak for it
+            if f.kind == "hint":
+                console.print(Text(f"      hint: {f.message}", style="cyan"), soft_wrap=plain)
+                continue
             console.print(Text(f"      {f.verdict}: {f.kind}: {f.message}", style=STYLE[f.verdict]), soft_wrap=plain)
-            if f.hint:
+            if f.hint and f.kind != "mismatch":  # a mismatch's hint is printed once, as its own line
                 console.print(Text(f"        hint: {f.hint}", style="cyan"), soft_wrap=plain)
     render_flow(console, case)
 

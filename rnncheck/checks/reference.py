@@ -1,0 +1,607 @@
+"""The forward pass and the gradient against rnncheck's NumPy reference: which side is wrong?
+
+Finite differences cannot see a forward pass that computes the wrong function: an LSTM
+whose forward applies the output gate to c_t instead of tanh(c_t) has consistent
+gradients.  A case that names the reference architecture it implements (and every
+``nn.RNN``/``nn.LSTM``/``nn.GRU`` inside a TorchCase) is therefore run through the
+reference on the same weights and inputs:
+
+- **forward**: the hidden states are compared step by step; at the first step that
+  differs, single-gate substitutions of the reference step (a tanh for a σ, the output
+  gate on c_t, a missing gate …) are tried, and the one that reproduces the case's
+  state names the gate;
+- **gradient**: the reference's gradient for the same loss is compared with the case's
+  analytic gradient, and with the numerical result the three-way answer is which side
+  is wrong — the gradient, the forward, or the numerical side;
+- **time**: for a single recurrent layer, the reference splits every weight gradient
+  into the share of each (loss step τ, parameter-use step s); a wrong gradient that
+  equals one of the classic partial sums — truncated BPTT with k steps, the loop
+  skipping t = 0, the last step only, h_t where h_{t-1} belongs — is named, with the
+  size of the match as evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import reference as R
+from ..findings import CheckResult, Finding, worst
+from ..reference.activations import sigmoid
+
+#: a hypothesis about the time structure holds when it reproduces the analytic gradient this closely
+TIME_MATCH = 1e-6
+
+
+@dataclass
+class Link:
+    """How a case maps onto the reference."""
+
+    spec: R.Spec
+    params: dict[str, np.ndarray]  # reference name -> float64 value
+    names: dict[str, str]  # reference name -> case name (absent: taken as zero)
+    x: np.ndarray  # (T, B, I) time-major
+    h0: np.ndarray | None = None
+    c0: np.ndarray | None = None
+    label: str = ""
+
+
+# --- forward --------------------------------------------------------------------------
+
+
+def first_divergence(h_case: np.ndarray, h_ref: np.ndarray, tol: float) -> tuple[int, int] | None:
+    """``(step, unit)`` of the first entry that differs by more than ``tol`` (relative to the scale)."""
+    scale = max(float(np.abs(h_ref).max()), 1e-300)
+    bad = np.abs(h_case - h_ref) > tol * scale
+    if not bad.any():
+        return None
+    t = int(np.argmax(bad.reshape(bad.shape[0], -1).any(axis=1)))
+    unit = int(np.argmax(bad[t].reshape(-1, bad.shape[-1]).any(axis=0)))
+    return t, unit
+
+
+def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | None:
+    """Which single substitution of the reference's step t reproduces the case's h_t (None: none does)."""
+    spec = link.spec
+    if spec.num_layers != 1 or spec.bidirectional:
+        return None
+    p = {k: link.params[v] for k, v in spec.param_names(0, 0).items()}
+    _, _, cache = R.forward(spec, link.params, link.x, link.h0, link.c0)
+    lc = cache.layer_caches[0][0]
+    h_prev = lc.h_prev[t]
+    x_t = link.x[t]
+    target = h_case[t]
+    scale = max(float(np.abs(target).max()), 1e-300)
+    H = spec.hidden_size
+    candidates = []
+    if spec.mode == "lstm":
+        a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
+        c_prev = lc.c_prev[t]
+        for desc, step in _lstm_variants():
+            h_new, _ = step(a, c_prev, H)
+            candidates.append((desc, h_new))
+    elif spec.mode == "gru":
+        ax = x_t @ p["W_ih"].T + p["b_ih"]
+        ah = h_prev @ p["W_hh"].T + p["b_hh"]
+        for desc, step in _gru_variants():
+            candidates.append((desc, step(ax, ah, h_prev, p, H)))
+    else:
+        a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
+        own = spec.mode.split("_")[1]
+        for name, fn in (
+            ("tanh", np.tanh),
+            ("sigmoid", sigmoid),
+            ("relu", lambda z: z * (z > 0)),
+            ("identity", lambda z: z),
+        ):
+            candidates.append(
+                ("the reference" if name == own else f"the activation is {name} where {own} belongs", fn(a))
+            )
+    matches = [desc for desc, h in candidates if float(np.abs(h - target).max()) <= tol * scale]
+    matches = [m for m in matches if m != "the reference"]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _lstm_variants():
+    acts = {"sigmoid": sigmoid, "tanh": np.tanh, "identity": lambda z: z}
+    own = {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid"}
+
+    def make(act=(), out="tanh", drop=None, swap=None):
+        act = dict(act)
+
+        def step(a, c, H):
+            blocks = {n: a[:, k * H : (k + 1) * H] for k, n in enumerate("ifgo")}
+            if swap:
+                x, y = swap
+                blocks[x], blocks[y] = blocks[y], blocks[x]
+            g = {n: acts[act.get(n, own[n])](blocks[n]) for n in "ifgo"}
+            i = np.ones_like(g["i"]) if drop == "i" else g["i"]
+            f = np.ones_like(g["f"]) if drop == "f" else g["f"]
+            c_new = f * c + i * g["g"]
+            if out == "c":
+                h_new = g["o"] * c_new
+            elif out == "no_o":
+                h_new = np.tanh(c_new)
+            else:
+                h_new = g["o"] * np.tanh(c_new)
+            return h_new, c_new
+
+        return step
+
+    yield "the reference", make()
+    for gate, mine in own.items():
+        for alt in acts:
+            if alt != mine:
+                yield f"gate {gate}: {alt} where {mine} belongs", make(act={gate: alt})
+    yield "the output gate multiplies c_t where it should multiply tanh(c_t)", make(out="c")
+    yield "the output gate is missing (h_t = tanh(c_t))", make(out="no_o")
+    yield "the input gate is missing (c_t = f c_(t-1) + g)", make(drop="i")
+    yield "the forget gate is missing (c_t = c_(t-1) + i g)", make(drop="f")
+    for x, y in (("i", "f"), ("i", "o"), ("f", "o"), ("g", "o")):
+        yield f"gates {x} and {y} are read from each other's rows (gate order)", make(swap=(x, y))
+
+
+def _gru_variants():
+    def make(kind=None):
+        def step(ax, ah, h_prev, p, H):
+            r = sigmoid(ax[:, :H] + ah[:, :H])
+            z = sigmoid(ax[:, H : 2 * H] + ah[:, H : 2 * H])
+            if kind == "reset_before":
+                n = np.tanh(ax[:, 2 * H :] + (r * h_prev) @ p["W_hh"][2 * H :].T + p["b_hh"][2 * H :])
+            elif kind == "n_sigmoid":
+                n = sigmoid(ax[:, 2 * H :] + r * ah[:, 2 * H :])
+            else:
+                n = np.tanh(ax[:, 2 * H :] + r * ah[:, 2 * H :])
+            if kind == "z_swapped":
+                return z * n + (1 - z) * h_prev
+            return (1 - z) * n + z * h_prev
+
+        return step
+
+    yield "the reference", make()
+    yield "the update gate's roles are swapped: h_t = z n + (1 - z) h_(t-1)", make("z_swapped")
+    yield "the reset gate is applied before W_hn (the original GRU paper's form, not PyTorch's)", make("reset_before")
+    yield "gate n: sigmoid where tanh belongs", make("n_sigmoid")
+
+
+# --- gradient and time ----------------------------------------------------------------
+
+
+def reference_gradient(
+    link: Link, d_out: np.ndarray, d_hn=None, d_cn=None
+) -> tuple[dict[str, np.ndarray], R.Cache, R.Gradients]:
+    """The reference's gradient (case names) for the upstream ∂L/∂output (time-major)."""
+    _, _, cache = R.forward(link.spec, link.params, link.x, link.h0, link.c0)
+    g = R.backward(cache, d_out, d_hn, d_cn)
+    return {case: g.params[ref] for ref, case in link.names.items()}, cache, g
+
+
+def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    """``(C, C_swapped)``: C[ref name][τ, s] is the share of a weight's gradient from the loss at
+    step τ through the weight's use at step s; ``C_swapped`` is W_hh's with h_s in place of h_(s-1).
+
+    One reference backward per loss step τ; single-layer, one-direction stacks only.
+    """
+    spec = link.spec
+    if spec.num_layers != 1 or spec.bidirectional:
+        return None
+    T = link.x.shape[0]
+    _, _, cache = R.forward(spec, link.params, link.x, link.h0, link.c0)
+    lc = cache.layer_caches[0][0]
+    h_out = _outputs(cache)
+    names = spec.param_names(0, 0)
+    shares = {long: np.zeros((T, T) + link.params[long].shape) for long in names.values()}
+    swapped = np.zeros((T, T) + link.params[names["W_hh"]].shape)
+    for tau in range(T):
+        dout = np.zeros_like(d_out)
+        dout[tau] = d_out[tau]
+        last = tau == T - 1
+        _, _, _, adj = _layer_backward(spec, cache, dout, d_hn if last else None, d_cn if last else None)
+        a_x, a_h = adj["a_x"], adj["a_h"]
+        for s in range(tau + 1):
+            shares[names["W_ih"]][tau, s] = a_x[s].T @ link.x[s]
+            shares[names["W_hh"]][tau, s] = a_h[s].T @ lc.h_prev[s]
+            shares[names["b_ih"]][tau, s] = a_x[s].sum(0)
+            shares[names["b_hh"]][tau, s] = a_h[s].sum(0)
+            swapped[tau, s] = a_h[s].T @ h_out[s]
+    return shares, swapped
+
+
+def _outputs(cache: R.Cache) -> np.ndarray:
+    """The layer's h_t for every step, from its cache."""
+    lc = cache.layer_caches[0][0]
+    if hasattr(lc, "h"):
+        return lc.h
+    if hasattr(lc, "tanh_c"):  # LSTM: h = o ⊙ tanh(c)
+        H = lc.tanh_c.shape[-1]
+        return lc.gates[:, :, 3 * H :] * lc.tanh_c
+    H = lc.h_prev.shape[-1]  # GRU: h_t = (1 - z) n + z h_(t-1)
+    z, n = lc.gates[:, :, H : 2 * H], lc.gates[:, :, 2 * H :]
+    return (1 - z) * n + z * lc.h_prev
+
+
+def _layer_backward(spec, cache, dout, d_hn, d_cn):
+    from ..reference import gru, lstm, rnn
+
+    lc = cache.layer_caches[0][0]
+    if spec.mode == "lstm":
+        return lstm.backward(dout, (None if d_hn is None else d_hn[0], None if d_cn is None else d_cn[0]), lc)
+    module = gru if spec.mode == "gru" else rnn
+    return module.backward(dout, None if d_hn is None else d_hn[0], lc)
+
+
+def time_hypotheses(shares: dict[str, np.ndarray], swapped: np.ndarray, w_hh: str, T: int):
+    """The classic partial sums of the (τ, s) shares: ``(description, {ref name: gradient})`` pairs."""
+    tau = np.arange(T)[:, None]
+    s = np.arange(T)[None, :]
+    causal = s <= tau
+
+    def total(mask, table=shares):
+        return {n: np.tensordot(mask.astype(float), v, axes=([0, 1], [0, 1])) for n, v in table.items()}
+
+    out = []
+    for k in range(T - 1):
+        out.append((f"truncated BPTT with k = {k} step{'s' if k != 1 else ''} back", total(causal & (tau - s <= k))))
+    for n0 in range(1, T):
+        out.append(
+            (f"full BPTT with steps 0..{n0 - 1} left out (a loop bound that starts at {n0})", total(causal & (s >= n0)))
+        )
+    for s0 in range(T):
+        out.append(
+            (f"full BPTT with step {s0}'s share left out (one step skipped in the loop)", total(causal & (s != s0)))
+        )
+    out.append(
+        (
+            "the loss at the last step alone, through the last step's weights alone (no recurrence)",
+            total((tau == T - 1) & (s == T - 1)),
+        )
+    )
+    out.append(("the last step's share alone (the sum over time steps is missing)", total(causal & (s == T - 1))))
+    out.append(("step 0's share alone (a value assigned in the loop instead of added)", total(causal & (s == 0))))
+    out.append(("full BPTT with h_t used where h_(t-1) belongs", total(causal, {**shares, w_hh: swapped})))
+    return out
+
+
+def check_reference_link(
+    link: Link,
+    case_grad: dict[str, np.ndarray],
+    d_out,
+    d_hn,
+    d_cn,
+    numeric_rows: dict[str, str],
+    tol: float,
+    h_case: np.ndarray | None,
+) -> CheckResult:
+    """Compare a case with the reference through ``link``; ``numeric_rows`` is each tensor's numerical verdict."""
+    findings: list[Finding] = []
+    spec = link.spec
+    label = f" ({link.label})" if link.label else ""
+    forward_ok = True
+    if h_case is not None:
+        h_ref, _, _ = R.forward(spec, link.params, link.x, link.h0, link.c0)
+        where = first_divergence(h_case, h_ref, tol)
+        if where is not None:
+            forward_ok = False
+            t, unit = where
+            why = explain_step(link, t, h_case, tol)
+            findings.append(
+                Finding(
+                    "forward_mismatch",
+                    "fail",
+                    f"the forward pass differs from the {spec.mode} reference{label} first at step {t} (unit {unit}): "
+                    + (why if why else "no single-gate substitution of the reference step reproduces it"),
+                    location={"step": t, "unit": unit, "explanation": why},
+                    numbers={"max_abs_diff": float(np.abs(h_case - h_ref).max())},
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "forward_match",
+                    "note",
+                    f"the forward pass matches the {spec.mode} reference{label} at every step (tolerance {tol:.0e})",
+                )
+            )
+    if d_out is None:
+        return CheckResult("reference", worst(f.verdict for f in findings), findings)
+
+    ref_grad, _, _ = reference_gradient(link, d_out, d_hn, d_cn)
+    for name, g_ref in ref_grad.items():
+        g_case = case_grad.get(name)
+        if g_case is None:
+            continue
+        scale = max(float(np.abs(g_ref).max()), 1e-300)
+        err = float(np.abs(g_case - g_ref).max()) / scale
+        agrees = err <= tol
+        numeric = numeric_rows.get(name, "unknown")
+        if agrees:
+            if numeric == "fail":
+                findings.append(
+                    Finding(
+                        "reference_says_numeric",
+                        "warn",
+                        f"{name}: the analytic gradient matches the reference (rel err {err:.1e}) while the finite differences "
+                        "disagree: the numerical side is the one at fault here (a kink, or a loss the step cannot resolve)",
+                        tensor=name,
+                    )
+                )
+            continue
+        if not forward_ok:
+            continue  # the forward is wrong: its own gradient need not match the reference's
+        if numeric == "unknown":
+            findings.append(
+                Finding(
+                    "fused_mismatch",
+                    "warn",
+                    f"{name}: the layer's own backward differs from the reference (rel err {err:.2g}, tolerance {tol:.0e}) "
+                    "on the same weights, inputs and upstream gradient",
+                    tensor=name,
+                    numbers={"rel_error_vs_reference": err},
+                )
+            )
+        elif numeric == "pass":
+            findings.append(
+                Finding(
+                    "reference_mismatch",
+                    "warn",
+                    f"{name}: the gradient agrees with the finite differences but not with the reference (rel err {err:.2g}): "
+                    "the case's loss is not the reference's on these weights — check reference_map and head",
+                    tensor=name,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "reference_says_gradient",
+                    "fail",
+                    f"{name}: the analytic gradient is wrong — the reference and the finite differences agree on another "
+                    f"value (rel err against the reference {err:.2g}); the forward pass matches",
+                    tensor=name,
+                    numbers={"rel_error_vs_reference": err},
+                )
+            )
+    wrong = [f.tensor for f in findings if f.kind == "reference_says_gradient"]
+    if wrong:
+        findings += _time_findings(link, case_grad, d_out, d_hn, d_cn, wrong)
+    return CheckResult("reference", worst(f.verdict for f in findings), findings)
+
+
+def single_step_span(link: Link, case_grad: dict[str, np.ndarray], wrong: list[str]) -> list[Finding]:
+    """A weight gradient whose rows all lie in the span of one step's inputs: only that step contributed.
+
+    Step s's share of dW_ih is ``a_sᵀ x_s`` and of dW_hh ``a_sᵀ h_(s-1)``: its rows lie in the
+    span of the batch's x_s (or h_(s-1)).  A wrong gradient that lies in such a span for
+    exactly one s, when the true one does not, was built from that step alone.
+    """
+    spec = link.spec
+    if spec.num_layers != 1 or spec.bidirectional:
+        return []
+    _, _, cache = R.forward(spec, link.params, link.x, link.h0, link.c0)
+    lc = cache.layer_caches[0][0]
+    names = spec.param_names(0, 0)
+    inputs = {names["W_ih"]: link.x, names["W_hh"]: lc.h_prev}
+    out = []
+    for ref, seq in inputs.items():
+        mine = link.names.get(ref)
+        if mine not in wrong:
+            continue
+        G = case_grad[mine]
+        norm = float(np.linalg.norm(G))
+        if norm == 0:
+            continue
+        steps = []
+        for s_ in range(seq.shape[0]):
+            basis = np.linalg.qr(seq[s_].T)[0]  # columns span step s's input vectors
+            resid = float(np.linalg.norm(G - (G @ basis) @ basis.T)) / norm
+            if resid <= 1e-8:
+                steps.append(s_)
+        if len(steps) == 1:
+            what = "x_t" if ref == names["W_ih"] else "h_(t-1)"
+            out.append(
+                Finding(
+                    "hint",
+                    "note",
+                    f"{mine}: every row of the analytic gradient lies along step {steps[0]}'s {what} alone "
+                    f"(verified: its residual outside that span is below 1e-8 of its norm, over "
+                    f"{seq.shape[0]} steps checked): it was built from step {steps[0]} only — the sum over time steps "
+                    "(backpropagation through time) is missing",
+                    tensor=mine,
+                    location={"step": steps[0]},
+                )
+            )
+    return out
+
+
+def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -> list[Finding]:
+    spans = single_step_span(link, case_grad, wrong)
+    got = time_shares(link, d_out, d_hn, d_cn)
+    if got is None:
+        return spans
+    shares, swapped = got
+    T = link.x.shape[0]
+    w_hh = link.spec.param_names(0, 0)["W_hh"]
+    hyps = time_hypotheses(shares, swapped, w_hh, T)
+    out = []
+    inverse = {case: ref for ref, case in link.names.items()}
+    for name in wrong:
+        ref = inverse.get(name)
+        if ref is None:
+            continue
+        g = case_grad[name]
+        scale = max(float(np.abs(g).max()), 1e-300)
+        best = None
+        for desc, grads in hyps:
+            err = float(np.abs(grads[ref] - g).max()) / scale
+            if err <= TIME_MATCH and (best is None or err < best[1]):
+                best = (desc, err)
+        if best is not None:
+            out.append(
+                Finding(
+                    "hint",
+                    "note",
+                    f"{name}: the analytic gradient equals {best[0]} (verified against the reference's per-step shares "
+                    f"over {T} steps: max rel diff {best[1]:.1e})",
+                    tensor=name,
+                    numbers={"time_hypothesis": best[0], "rel_diff": best[1]},
+                )
+            )
+    explained = {f.tensor for f in out}
+    return out + [f for f in spans if f.tensor not in explained]
+
+
+# --- the check ---------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """Everything one comparison with the reference needs, as a target's adapter supplies it."""
+
+    link: Link
+    case_grad: dict[str, np.ndarray]  # the case's analytic gradient, by case name
+    d_out: np.ndarray | None  # ∂L/∂output (time-major) for the reference backward, None: forward only
+    d_hn: np.ndarray | None
+    d_cn: np.ndarray | None
+    h_case: np.ndarray | None  # the case's own hidden states (time-major), None if unknown
+    tol: float
+    note: str | None = None
+    fused: bool = False  # the case side is a library layer (nn.LSTM …), not the user's code
+
+
+def check_reference(target, grad, rows, options) -> CheckResult | None:
+    """Every comparison the target can offer, in one CheckResult (None when there is none)."""
+    comparisons = target.reference_comparisons(grad, options)
+    if not comparisons:
+        return None
+    numeric = {r.name: r.verdict for r in rows}
+    findings = []
+    for c in comparisons:
+        result = check_reference_link(
+            c.link, c.case_grad, c.d_out, c.d_hn, c.d_cn, {} if c.fused else numeric, c.tol, c.h_case
+        )
+        findings += result.findings
+        if c.note:
+            findings.append(Finding("reference_note", "note", c.note))
+    return CheckResult("reference", worst(f.verdict for f in findings), findings)
+
+
+def head_gradient(head, h: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """∂head/∂h by central differences, entry by entry (the head is the cheap rest of the loss)."""
+    g = np.empty_like(h)
+    flat, gflat = h.reshape(-1), g.reshape(-1)
+    for j in range(flat.size):
+        step = 1e-6 * max(1.0, abs(flat[j]))
+        keep = flat[j]
+        flat[j] = keep + step
+        up = float(head(h, params))
+        flat[j] = keep - step
+        down = float(head(h, params))
+        flat[j] = keep
+        gflat[j] = (up - down) / (2 * step)
+    return g
+
+
+def fused_layer_comparisons(
+    model: nn.Module, values: dict[str, torch.Tensor], run_loss, options, batch: int = 2
+) -> list[Comparison]:
+    """Compare every nn.RNN/LSTM/GRU inside ``model`` with the reference on the first ``batch`` sequences.
+
+    ``run_loss(values)`` runs the model and returns its loss; hooks catch each fused
+    layer's input, initial state and output, and ∂L/∂output.  Each layer is then run
+    again on a small sub-batch with that upstream gradient: its output and its weight
+    gradients (cuDNN's on a GPU) are compared with the reference's.
+    """
+    from ..convert import spec_of
+    from ..twins import fused_layers
+
+    layers = fused_layers(model)
+    if not layers:
+        return []
+    caught: dict[str, tuple] = {}
+    hooks = []
+    for name, mod in layers:
+
+        def hook(mod, args, out, name=name):
+            caught[name] = (args, out)
+
+        hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.enable_grad():
+            loss = run_loss(values)
+            outs = {n: (o[0], o[1] if isinstance(o[1], tuple) else (o[1],)) for n, (_, o) in caught.items()}
+            flat = [t for n in outs for t in (outs[n][0],) + outs[n][1]]
+            ups = torch.autograd.grad(loss, flat, allow_unused=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    comparisons = []
+    i = 0
+    for name, mod in layers:
+        if name not in caught:
+            i += 0
+            continue
+        args, _ = caught[name]
+        spec = spec_of(mod)
+        n_states = 1 + len(outs[name][1])
+        up = ups[i : i + n_states]
+        i += n_states
+        x = args[0].detach()
+        if isinstance(x, nn.utils.rnn.PackedSequence) or x.dim() != 3:
+            continue
+        b_axis = 0 if spec.batch_first else 1
+        sub = slice(0, min(batch, x.shape[b_axis]))
+        x_sub = x[sub] if spec.batch_first else x[:, sub]
+        hx = args[1] if len(args) > 1 else None
+        if hx is not None:
+            hx = tuple(t.detach()[:, sub] for t in hx) if isinstance(hx, tuple) else hx.detach()[:, sub]
+        d_out = (torch.zeros_like(outs[name][0]) if up[0] is None else up[0]).detach()
+        d_out = d_out[sub] if spec.batch_first else d_out[:, sub]
+        d_states = [None if u is None else u.detach()[:, sub] for u in up[1:]]
+        prefix = f"{name}." if name else ""
+        p_names = list(spec.param_shapes())
+        with torch.enable_grad():
+            params = [getattr(mod, n) for n in p_names]
+            out_sub, states_sub = mod(x_sub, hx)
+            states_sub = states_sub if isinstance(states_sub, tuple) else (states_sub,)
+            pairs = [(out_sub, d_out)] + [(s, d) for s, d in zip(states_sub, d_states) if d is not None]
+            fused_grads = torch.autograd.grad([o for o, _ in pairs], params, [d for _, d in pairs], allow_unused=True)
+        np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        ref_params = {n: np64(getattr(mod, n)) for n in p_names}
+        tm = (lambda a: np.swapaxes(a, 0, 1)) if spec.batch_first else (lambda a: a)
+        link = Link(
+            R.Spec(spec.mode, spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional, False),
+            ref_params,
+            {n: prefix + n for n in p_names},
+            tm(np64(x_sub)),
+            None if hx is None else np64(hx[0] if isinstance(hx, tuple) else hx),
+            None if hx is None or not isinstance(hx, tuple) else np64(hx[1]),
+            label=name or type(mod).__name__,
+        )
+        case_grad = {
+            prefix + n: (np.zeros(ref_params[n].shape) if g is None else np64(g)) for n, g in zip(p_names, fused_grads)
+        }
+        dt = out_sub.dtype
+        eps = torch.finfo(dt).eps
+        tol = max(1e-9, 1e4 * eps)
+        note = None
+        if out_sub.is_cuda and torch.backends.cudnn.allow_tf32:
+            tol, note = (
+                max(tol, 1e-2),
+                f"{link.label}: cuDNN may use TF32 (torch.backends.cudnn.allow_tf32 is True): compared to 1e-2",
+            )
+        comparisons.append(
+            Comparison(
+                link,
+                case_grad,
+                tm(np64(d_out)),
+                None if d_states[0] is None else np64(d_states[0]),
+                None if len(d_states) < 2 or d_states[1] is None else np64(d_states[1]),
+                tm(np64(out_sub)),
+                tol,
+                note,
+                fused=True,
+            )
+        )
+    return comparisons
