@@ -12,8 +12,10 @@ from . import __version__
 from .collect import collect, keyword_matcher
 from .errors import UsageError
 from .findings import Report
+from .gate import Gate, gate_verdict
 from .options import Options
 from .render.json_report import dumps
+from .render.junit import to_junit
 from .render.terminal import make_console, render_report
 from .runner import error_result, run_meta, verify_case
 
@@ -110,8 +112,46 @@ def _common(f):
     "--probes", default=3, show_default=True, type=click.IntRange(1, 64), help="Random probe directions per case."
 )
 @click.option("--no-flow", is_flag=True, help="Skip the gradient-flow diagnostics.")
+@click.option("--no-reference", is_flag=True, help="Skip the comparison with the NumPy reference.")
+@click.option(
+    "--baseline",
+    "baseline_path",
+    metavar="FILE",
+    help="Gate: compare every case with the baseline in FILE; exit 1 if anything moved beyond its tolerance.",
+)
+@click.option(
+    "--update-baseline", is_flag=True, help="Write (or update) the --baseline FILE from this run instead of comparing."
+)
+@click.option(
+    "--baseline-repeats",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 20),
+    help="Runs per case when writing a baseline; their spread widens the tolerance of quantities that vary.",
+)
+@click.option(
+    "--junit-xml", "junit_path", metavar="FILE", help="Also write a JUnit XML report (one testcase per case)."
+)
 def verify(
-    paths, keyword, json_out, seed, device, budget, dtype, plot_dir, jacobian, lyapunov, debug, full, probes, no_flow
+    paths,
+    keyword,
+    json_out,
+    seed,
+    device,
+    budget,
+    dtype,
+    plot_dir,
+    jacobian,
+    lyapunov,
+    debug,
+    full,
+    probes,
+    no_flow,
+    no_reference,
+    baseline_path,
+    update_baseline,
+    baseline_repeats,
+    junit_path,
 ) -> None:
     """Check the gradients of every case in PATH... (files or folders).
 
@@ -121,6 +161,10 @@ def verify(
     and entry.  A loss that is not a finite repeatable scalar, a backward that keeps
     state between calls or changes its arguments are reported by name.  Recurrent
     cases also get their gradient flow through time (see `rnncheck diagnose --help`).
+
+    With --baseline FILE, each case is also compared with its stored fingerprint
+    (check verdicts, log10 gradient norms, a gradient sketch, the flow profile, rho and
+    horizon): the exit code is then the gate's.  Record the file with --update-baseline.
     """
     options = Options(
         seed=seed,
@@ -131,10 +175,13 @@ def verify(
         dtype=dtype,
         debug=debug,
         diagnostics=not no_flow,
+        reference=not no_reference,
         jacobian=jacobian,
         lyapunov=lyapunov,
     )
-    _run(paths, keyword, json_out, plot_dir, options)
+    if update_baseline and not baseline_path:
+        raise click.UsageError("--update-baseline needs --baseline FILE to write to")
+    _run(paths, keyword, json_out, plot_dir, options, baseline_path, update_baseline, baseline_repeats, junit_path)
 
 
 @main.command(epilog=EPILOG.replace("rnncheck verify", "rnncheck diagnose"))
@@ -162,7 +209,9 @@ def diagnose(paths, keyword, json_out, seed, device, budget, dtype, plot_dir, ja
     _run(paths, keyword, json_out, plot_dir, options)
 
 
-def _run(paths, keyword, json_out, plot_dir, options: Options) -> None:
+def _run(
+    paths, keyword, json_out, plot_dir, options: Options, baseline_path=None, update=False, repeats=3, junit_path=None
+) -> None:
     json_to_stdout = json_out == "-"
     console = make_console(sys.stderr if json_to_stdout else sys.stdout)
     device = options.device
@@ -182,12 +231,23 @@ def _run(paths, keyword, json_out, plot_dir, options: Options) -> None:
         console.print(f"rnncheck: error: {why} in {' '.join(paths)}: mark functions with @rnncheck.case", markup=False)
         sys.exit(2)
 
+    gate = None
+    if baseline_path:
+        try:
+            gate = Gate(baseline_path, update=update, repeats=repeats)
+        except (FileNotFoundError, ValueError) as exc:
+            console.print(f"rnncheck: error: {exc}", markup=False, highlight=False)
+            sys.exit(2)
     results = list(errors)
     with _progress(console, len(selected)) as advance:
         for c in selected:
-            results.append(verify_case(c, options, progress=advance))
+            results.append(gate.run(c, options, advance) if gate else verify_case(c, options, progress=advance))
             advance(None, None)
     report = Report(results, meta=run_meta(options, started))
+    if gate is not None:
+        gate.finish(options)
+        if update:
+            notes.append(f"wrote {gate.written} case(s) to {baseline_path}")
     if plot_dir:
         notes += _plots(report, Path(plot_dir))
     render_report(console, report, time.time() - started, notes)
@@ -197,6 +257,18 @@ def _run(paths, keyword, json_out, plot_dir, options: Options) -> None:
             click.echo(text)
         else:
             Path(json_out).write_text(text + "\n")
+    verdict_of = gate_verdict if gate is not None else (lambda c: c.verdict)
+    if junit_path:
+        Path(junit_path).write_text(to_junit(report, verdict_of))
+    if gate is not None and not update:
+        gated = [verdict_of(c) for c in report.cases]
+        console.print(
+            f"gate: {sum(v in ('pass', 'warn') for v in gated)} of {len(gated)} cases match {baseline_path}",
+            markup=False,
+        )
+        sys.exit(0 if all(v in ("pass", "warn") for v in gated) else 1)
+    if update:
+        sys.exit(0 if all(c.verdict != "error" for c in report.cases) else 1)
     sys.exit(0 if report.ok else 1)
 
 

@@ -71,6 +71,7 @@ class CaseResult:
     error: str | None = None  # the one-line reason when the verdict is error
     diagnostics: dict[str, Any] = field(default_factory=lambda: {"gradient_flow": None})
     traceback: str | None = None
+    fingerprint: dict[str, Any] | None = None  # what the regression gate compares (see baseline.py)
 
     @property
     def findings(self) -> list[Finding]:

@@ -1,1 +1,221 @@
-"""pytest plugin (registered through the ``pytest11`` entry point)."""
+"""The pytest plugin: a fixture, a marker, model-file collection and the regression gate.
+
+Registered through the ``pytest11`` entry point, so installing rnncheck is enough.  It is
+thin: options go into a :class:`RnncheckSession`, the work into :func:`rnncheck.verify`
+and :class:`rnncheck.gate.Gate`.  Nothing heavy (torch) is imported until a test uses it.
+
+- ``rnncheck`` fixture: ``rnncheck.verify(case)`` returns the result;
+  ``rnncheck.assert_ok(case)`` fails the test with the same table the command prints.
+- ``@pytest.mark.rnncheck(budget=5, dtype="float64", probes=3, seed=0, full=False)``:
+  options for the tests it marks.
+- ``pytest --rnncheck PATH``: every ``@rnncheck.case`` in the model files under PATH
+  becomes a test item ``file::case``; ``-k``, ``-x``, ``--junitxml`` and pytest-xdist's
+  ``-n`` work on them as on any test.
+- ``--rnncheck-baseline FILE`` (with ``--rnncheck-update-baseline`` to write it): the
+  gradient-regression gate on those items.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+MARKER_OPTIONS = ("budget", "dtype", "probes", "seed", "full", "device", "diagnostics", "reference")
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("rnncheck", "rnncheck gradient checks")
+    group.addoption(
+        "--rnncheck",
+        action="store_true",
+        default=False,
+        help="collect @rnncheck.case functions from the model files under the given paths",
+    )
+    group.addoption(
+        "--rnncheck-baseline",
+        metavar="FILE",
+        default=None,
+        help="compare every collected case with this baseline (the gate)",
+    )
+    group.addoption(
+        "--rnncheck-update-baseline",
+        action="store_true",
+        default=False,
+        help="write the --rnncheck-baseline file instead",
+    )
+    group.addoption("--rnncheck-seed", type=int, default=0, help="seed for probe directions (default 0)")
+    group.addoption("--rnncheck-device", default="cpu", help="device for torch cases (default cpu)")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "rnncheck(budget=None, dtype=None, probes=3, seed=0, full=False): rnncheck options for this test",
+    )
+    config.stash[SESSION_KEY] = RnncheckSession(config)
+
+
+class RnncheckSession:
+    """The plugin's state: base options and, when asked for, the gate."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self._gate = None
+        self.seed = config.getoption("rnncheck_seed", 0)
+        self.device = config.getoption("rnncheck_device", "cpu")
+
+    def options(self, overrides: dict | None = None):
+        from .options import Options
+
+        opts = Options(seed=self.seed, device=self.device)
+        for key, value in (overrides or {}).items():
+            if key not in MARKER_OPTIONS:
+                raise pytest.UsageError(
+                    f"@pytest.mark.rnncheck: unknown option {key!r}; known: {', '.join(MARKER_OPTIONS)}"
+                )
+            setattr(opts, key, value)
+        return opts
+
+    @property
+    def gate(self):
+        path = self.config.getoption("rnncheck_baseline")
+        if not path:
+            return None
+        if self._gate is None:
+            from .gate import Gate
+
+            update = self.config.getoption("rnncheck_update_baseline")
+            if update and hasattr(self.config, "workerinput"):
+                raise pytest.UsageError(
+                    "--rnncheck-update-baseline cannot run under pytest-xdist workers: run it without -n"
+                )
+            self._gate = Gate(path, update=update)
+        return self._gate
+
+    def run(self, item, overrides=None):
+        from .runner import verify_case
+
+        opts = self.options(overrides)
+        gate = self.gate
+        return gate.run(item, opts) if gate is not None else verify_case(item, opts)
+
+    def finish(self) -> None:
+        if self._gate is not None:
+            self._gate.finish(self.options())
+
+
+SESSION_KEY = pytest.StashKey[RnncheckSession]()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.finish()
+
+
+def _marker_options(node) -> dict:
+    marker = node.get_closest_marker("rnncheck")
+    if marker is None:
+        return {}
+    if marker.args:
+        raise pytest.UsageError(
+            "@pytest.mark.rnncheck takes keyword options only, e.g. @pytest.mark.rnncheck(budget=5)"
+        )
+    return dict(marker.kwargs)
+
+
+# --- the fixture ----------------------------------------------------------------------------
+
+
+class RnncheckFixture:
+    """What the ``rnncheck`` fixture gives a test."""
+
+    def __init__(self, session: RnncheckSession, overrides: dict) -> None:
+        self._session = session
+        self._overrides = overrides
+
+    def verify(self, case, **options):
+        """Check ``case`` (a TorchCase, NumpyCase or CellCase) and return its CaseResult."""
+        from .runner import verify_case
+
+        return verify_case(case, self._session.options({**self._overrides, **options}))
+
+    def assert_ok(self, case, **options):
+        """Check ``case``; fail the test with rnncheck's table unless it passed or only warned."""
+        result = self.verify(case, **options)
+        if result.verdict not in ("pass", "warn"):
+            pytest.fail(render_text(result), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def rnncheck(request) -> RnncheckFixture:
+    """Check gradients inside a test: ``rnncheck.verify(case)`` or ``rnncheck.assert_ok(case)``."""
+    return RnncheckFixture(request.config.stash[SESSION_KEY], _marker_options(request.node))
+
+
+def render_text(result) -> str:
+    import io
+
+    from .render.terminal import make_console, render_case
+
+    buf = io.StringIO()
+    render_case(make_console(buf), result)
+    return buf.getvalue()
+
+
+# --- collection ----------------------------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent):
+    if not parent.config.getoption("rnncheck") or file_path.suffix != ".py":
+        return None
+    try:
+        text = file_path.read_text(errors="ignore")
+    except OSError:
+        return None
+    if "rnncheck.case" not in text and "@case" not in text:
+        return None
+    return RnncheckFile.from_parent(parent, path=file_path)
+
+
+class RnncheckFailure(Exception):
+    def __init__(self, result) -> None:
+        super().__init__(result.verdict)
+        self.result = result
+
+
+class RnncheckFile(pytest.File):
+    def collect(self):
+        from .collect import load_file
+
+        cases, problem = load_file(self.path)
+        if problem is not None and problem.fatal:
+            raise self.CollectError(f"rnncheck: {problem.file}: {problem.message}")
+        for case in cases:
+            yield RnncheckItem.from_parent(self, name=case.name, casedef=case)
+
+
+class RnncheckItem(pytest.Item):
+    def __init__(self, *, casedef, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.casedef = casedef
+
+    def runtest(self) -> None:
+        state = self.config.stash[SESSION_KEY]
+        result = state.run(self.casedef, _marker_options(self))
+        self.user_properties.append(("rnncheck_verdict", result.verdict))
+        from .gate import gate_verdict
+
+        verdict = gate_verdict(result) if state.gate is not None else result.verdict
+        if verdict not in ("pass", "warn"):
+            raise RnncheckFailure(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, RnncheckFailure):
+            return render_text(excinfo.value.result)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, self.casedef.line - 1, f"rnncheck case {self.name}"

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .baseline import fingerprint
 from .cases.base import Case
 from .checks.flow import check_flow
 from .checks.gradient import check_gradient
@@ -81,6 +82,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             if flow is not None:
                 result.checks.append(flow)
         result.verdict = worst(c.verdict for c in result.checks)
+        result.fingerprint = fingerprint(result, grad)
     except CaseError as exc:
         result.verdict = "error"
         result.error = str(exc)

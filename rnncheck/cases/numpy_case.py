@@ -198,29 +198,28 @@ class NumpyTarget(Target):
             grads[n] = g.astype(np.float64)
         return loss, grads
 
-    def reference_comparisons(self, grad, options):
-        """The NumpyCase side of the reference comparison: its weights, inputs, head and hidden states."""
+    def reference_link(self):
+        """``(Link, link names, missing)`` mapping this case onto the reference, or None without ``reference=``."""
         from .. import reference as R
-        from ..checks.reference import Comparison, Link, head_gradient
+        from ..checks.reference import Link
 
         case = self.case
         if case.reference is None:
-            return []
+            return None
         T, B, I = case.inputs.shape
         names = dict(case.reference_map or {})
-        probe = next((names.get(n, n) for n in ("weight_hh_l0",)), None)
+        probe = names.get("weight_hh_l0", "weight_hh_l0")
         if probe not in self.theta:
             raise CaseError(
                 f"reference={case.reference!r}: the case has no parameter {probe!r} for the reference's weight_hh_l0; "
                 "pass reference_map={'weight_hh_l0': 'your name', ...}"
             )
-        H = self.theta[probe].shape[-1]
-        spec = R.Spec(case.reference, I, H)
+        spec = R.Spec(case.reference, I, self.theta[probe].shape[-1])
         params, link_names, missing = {}, {}, []
         for ref_name, shape in spec.param_shapes().items():
             mine = names.get(ref_name, ref_name)
             if mine in self.theta:
-                if self.theta[mine].reshape(-1).size != int(np.prod(shape)):
+                if self.theta[mine].size != int(np.prod(shape)):
                     raise CaseError(
                         f"reference_map: {mine!r} has shape {self.theta[mine].shape}, the reference's {ref_name} has {shape}"
                     )
@@ -229,7 +228,31 @@ class NumpyTarget(Target):
             else:
                 params[ref_name] = np.zeros(shape)
                 missing.append(ref_name)
-        link = Link(spec, params, link_names, case.inputs, label="")
+        return Link(spec, params, link_names, case.inputs, label=""), missing
+
+    def head_gradient(self, link):
+        """∂loss/∂h at the reference's hidden states, through the case's ``head`` (computed once)."""
+        from .. import reference as R
+        from ..checks.reference import head_gradient
+
+        if self.case.head is None:
+            return None
+        if getattr(self, "_head_grad", None) is None:
+            h_ref, _, _ = R.forward(link.spec, link.params, link.x)
+            theta = {n: v.copy() for n, v in self.theta.items()}
+            self._head_grad = head_gradient(self.case.head, h_ref.copy(), theta)
+        return self._head_grad
+
+    def reference_comparisons(self, grad, options):
+        """The NumpyCase side of the reference comparison: its weights, inputs, head and hidden states."""
+        from ..checks.reference import Comparison
+
+        case = self.case
+        got = self.reference_link()
+        if got is None:
+            return []
+        link, missing = got
+        link_names, params = link.names, link.params
         tol = max(1e-8, 1e4 * np.finfo(self.model_dtype).eps)
         h_case = None
         if case.hidden is not None:
@@ -238,11 +261,7 @@ class NumpyTarget(Target):
             )
             if h_case.ndim == 2:
                 h_case = h_case[:, None, :]
-        d_out = None
-        if case.head is not None:
-            h_ref, _, _ = R.forward(spec, params, case.inputs)
-            theta = {n: v.copy() for n, v in self.theta.items()}
-            d_out = head_gradient(case.head, h_ref.copy(), theta)
+        d_out = self.head_gradient(link)
         case_grad = {n: np.asarray(g, dtype=np.float64).reshape(self.theta[n].shape) for n, g in grad.items()}
         flat_grad = {mine: case_grad[mine].reshape(params[ref].shape) for ref, mine in link_names.items()}
         note = f"reference biases absent from the case, taken as zero: {', '.join(missing)}" if missing else None

@@ -34,7 +34,7 @@ from torch.func import functional_call
 
 from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
-from ..findings import CheckResult, Finding
+from ..findings import CheckResult, Finding, worst
 from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
 
 _CELL_MODES = {nn.LSTMCell: "lstm", nn.GRUCell: "gru"}
@@ -231,11 +231,7 @@ def check_flow(case, target, options, rng: np.random.Generator) -> tuple[CheckRe
     from ..cases.torch_case import TorchTarget
 
     if not isinstance(target, TorchTarget):
-        diagnostics["not_computed"]["all"] = (
-            "a NumpyCase shows rnncheck its loss only as a whole, so the hidden states are out of sight; "
-            "use a TorchCase with nn.RNN/LSTM/GRU, a CellCase, or name reference= and inputs= (see the README)"
-        )
-        return None, diagnostics
+        return _numpy_flow(target, options, rng, diagnostics)
     layers, loss, findings, reason = _collect(case, target)
     if reason:
         diagnostics["not_computed"]["all"] = reason
@@ -525,3 +521,92 @@ def _lyapunov(layer: _Layer, rng, k: int = 4) -> dict:
     except Exception as exc:  # a custom cell may not support forward-mode AD
         return {"not_computed": f"{type(exc).__name__}: {exc}"[:200]}
     return {"exponents": exps.tolist(), "log_base": "e", "per": "step", "warmup_steps": warmup, "sample": 0}
+
+
+def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | None, dict]:
+    """A NumpyCase's flow, from the reference's adjoints where it names one; else what cannot be seen, and why."""
+    from .. import reference as R
+
+    got = target.reference_link() if hasattr(target, "reference_link") else None
+    if got is None:
+        diagnostics["not_computed"]["all"] = (
+            "a NumpyCase shows rnncheck its loss only as a whole, so the hidden states are out of sight; "
+            "name the architecture with reference=, inputs= and head= to get the profile from the reference's adjoints"
+        )
+        return None, diagnostics
+    link, _ = got
+    d_out = target.head_gradient(link)
+    spec = link.spec
+    T = link.x.shape[0]
+    if T < 2:
+        diagnostics["not_computed"]["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
+        return None, diagnostics
+    _, _, cache = R.forward(spec, link.params, link.x)
+    g = R.backward(cache, d_out) if d_out is not None else None
+    findings: list[Finding] = []
+    spans, nonfinite = [], False
+    L, D = spec.num_layers, spec.directions
+    for layer in range(L):
+        for d in range(D):
+            k = layer * D + d
+            name = f"reference/l{layer}" + ("_reverse" if d else "")
+            info: dict = {"name": name, "mode": spec.mode, "steps": T, "source": "the NumPy reference's adjoints"}
+            if g is not None:
+                info["profile"] = np.linalg.norm(g.dh[k].reshape(T, -1), axis=1).tolist()
+                if g.dc is not None:
+                    info["profile_c"] = np.linalg.norm(g.dc[k].reshape(T, -1), axis=1).tolist()
+            else:
+                info["profile"] = [float("nan")] * T
+                diagnostics["not_computed"]["profile"] = "needs head= to know dL/dh_t"
+            # propagation: a unit functional of this layer-direction's last state, alone
+            out, _, c2 = R.forward(spec, link.params, link.x)
+            last = T - 1 if not d else 0
+            u = rng.normal(size=out.shape[1:2] + (spec.hidden_size,))
+            u /= np.linalg.norm(u)
+            d_seq = np.zeros_like(out)
+            if layer == L - 1:
+                d_seq[last, :, d * spec.hidden_size : (d + 1) * spec.hidden_size] = u
+                gp = R.backward(c2, d_seq)
+                p = np.linalg.norm(gp.dh[k].reshape(T, -1), axis=1)
+                p = p[::-1] if not d else p  # lag 0 = the last state processed
+            else:
+                p = np.full(T, np.nan)
+                diagnostics["not_computed"]["propagation_lower_layers"] = (
+                    "the reference's propagation profile is measured on the top layer"
+                )
+            info["propagation"] = p.tolist()
+            decay = fm.fit_decay(p)
+            info.update(
+                rho=decay.rho,
+                horizon=decay.horizon,
+                lag_1e3=decay.lag_1e3,
+                span=decay.span,
+                fit_intercept=decay.intercept,
+            )
+            if layer == L - 1:
+                spans.append(decay.span)
+            W = link.params[spec.param_names(layer, d)["W_hh"]]
+            layer_obj = _Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": torch.as_tensor(W)}, {})
+            info["structure"] = _structure(layer_obj)
+            info["gates"] = _reference_gates(cache.layer_caches[layer][d], spec, T)
+            info["jacobian"] = {"not_computed": "the reference path measures the propagation profile only"}
+            if not np.all(np.isfinite(info["profile"])) and g is not None:
+                nonfinite = True
+            diagnostics["layers"].append(info)
+    verdict = fm.flow_verdict(spans, nonfinite)
+    diagnostics["gradient_flow"] = verdict
+    return (
+        CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict}),
+        diagnostics,
+    )
+
+
+def _reference_gates(lc, spec, T: int) -> dict:
+    if spec.mode not in GATES:
+        return {"not_computed": "a plain RNN has no gates"}
+    H = spec.hidden_size
+    gates = {}
+    for k, gname in enumerate(GATES[spec.mode]):
+        gates[gname] = [torch.as_tensor(lc.gates[t, :, k * H : (k + 1) * H]) for t in range(T)]
+    layer = _Layer("", spec.mode, [()] * T, [], lambda dtype: None, {}, gates)
+    return _gates(layer, T)

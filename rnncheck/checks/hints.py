@@ -203,7 +203,8 @@ def _factor_hint(what: str, c: float, context: dict, nblocks: int) -> Finding:
         text = f"{what}: the analytic gradient has its sign flipped (factor -1 in every block)"
         cause = "a flipped sign: the update direction (-g) returned instead of the gradient, or a - for a +"
     else:
-        text = f"{what}: the analytic gradient is {_nice(c)}× the true one{named} in every one of {nblocks} blocks"
+        every = f" in all {nblocks} blocks" if nblocks > 1 else ""
+        text = f"{what}: the analytic gradient is {_nice(c)}× the true one{named}{every}"
         cause = (
             "the loss averages over N terms but the gradient sums them, or the reverse"
             if abs(c) > 1 or abs(1 / c) > 1

@@ -1,0 +1,48 @@
+"""JUnit XML: one testcase per case, for CI systems that read it."""
+
+from __future__ import annotations
+
+import io
+from xml.etree import ElementTree as ET
+
+from ..findings import Report
+from .terminal import make_console, render_case
+
+
+def _text(case) -> str:
+    buf = io.StringIO()
+    render_case(make_console(buf), case)
+    return buf.getvalue()
+
+
+def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="rnncheck",
+        tests=str(len(report.cases)),
+        failures=str(sum(verdict_of(c) == "fail" for c in report.cases)),
+        errors=str(sum(verdict_of(c) == "error" for c in report.cases)),
+        skipped="0",
+        time=f"{sum(c.seconds for c in report.cases):.3f}",
+    )
+    for case in report.cases:
+        tc = ET.SubElement(
+            suite, "testcase", classname=case.file or "rnncheck", name=case.name, time=f"{case.seconds:.3f}"
+        )
+        verdict = verdict_of(case)
+        text = _text(case)
+        if verdict == "fail":
+            first = next((f.message for f in case.findings if f.verdict == "fail"), "gradient check failed")
+            el = ET.SubElement(tc, "failure", message=first[:500], type="rnncheck.fail")
+            el.text = text
+        elif verdict == "error":
+            el = ET.SubElement(tc, "error", message=(case.error or "error")[:500], type="rnncheck.error")
+            el.text = text
+        else:
+            out = ET.SubElement(tc, "system-out")
+            out.text = text
+    buf = io.BytesIO()
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(buf, encoding="utf-8", xml_declaration=True)
+    return buf.getvalue().decode()

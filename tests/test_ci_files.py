@@ -1,0 +1,30 @@
+"""The ready-to-copy CI workflow is valid YAML naming real steps; the committed baseline loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from rnncheck.baseline import Baseline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_workflow_is_valid_yaml_with_real_steps():
+    wf = yaml.safe_load((ROOT / "ci" / "github-actions.yml").read_text())
+    steps = wf["jobs"]["gradients"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    assert any(u.startswith("actions/setup-python@") for u in uses)
+    assert "pip install rnncheck" in runs and "rnncheck verify" in runs and "--baseline" in runs
+    assert all("name" in s for s in steps)
+
+
+def test_committed_baseline_covers_examples_and_reference_models():
+    b = Baseline.load(ROOT / "ci" / "baseline.json")
+    ids = set(b.cases)
+    assert "examples/article_rnn.py::article_rnn" in ids
+    assert "ci/reference_models.py::reference_lstm" in ids
+    assert b.meta["torch"] and b.meta["numpy"] and b.meta["rnncheck"]

@@ -1,0 +1,156 @@
+"""The pytest plugin, tested with pytest's own pytester: collection, verdicts, failure text, marker, xdist, gate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+MODELS = """
+import numpy as np
+import rnncheck
+
+def _quad(scale):
+    p = {"w": np.array([1.0, -2.0, 0.5, 3.0])}
+    return rnncheck.NumpyCase(p, loss=lambda q: float((q["w"] ** 3).sum()), grad=lambda q: {"w": scale * 3 * q["w"] ** 2})
+
+@rnncheck.case
+def good_cubic():
+    return _quad(1.0)
+
+@rnncheck.case
+def bad_cubic():
+    return _quad(2.0)
+"""
+
+LSTM_MODEL = """
+import torch
+import rnncheck
+
+SCALE = {scale}
+
+@rnncheck.case
+def small_lstm():
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(3, 6).double()
+    with torch.no_grad():
+        model.weight_hh_l0.mul_(SCALE)
+    x = torch.randn(8, 2, 3, dtype=torch.float64)
+    return rnncheck.TorchCase(model, inputs=(x,))
+"""
+
+
+@pytest.fixture
+def models(pytester):
+    pytester.mkdir("models")
+    (pytester.path / "models" / "quad.py").write_text(MODELS)
+    return pytester
+
+
+def test_collects_each_case_as_an_item_named_file_case(models):
+    result = models.runpytest("--rnncheck", "models", "--collect-only", "-q", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["models/quad.py::good_cubic", "models/quad.py::bad_cubic"])
+
+
+def test_pass_and_fail_with_the_rnncheck_table_not_a_traceback(models):
+    result = models.runpytest("--rnncheck", "models", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "rnncheck case bad_cubic" in out
+    assert "FAIL" in out and "mismatch" in out and "the analytic gradient is 2× the true one" in out
+    assert "Traceback" not in out and "rnncheck/runner.py" not in out
+
+
+def test_k_x_and_junitxml_work_on_the_items(models):
+    result = models.runpytest("--rnncheck", "models", "-k", "good", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result = models.runpytest("--rnncheck", "models", "-x", "-p", "no:cacheprovider")
+    assert result.ret == 1
+    models.runpytest("--rnncheck", "models", "--junitxml=out.xml", "-p", "no:cacheprovider")
+    xml = (models.path / "out.xml").read_text()
+    assert 'name="bad_cubic"' in xml and "<failure" in xml
+
+
+def test_fixture_verify_and_assert_ok(pytester):
+    pytester.makepyfile(
+        test_uses_fixture="""
+        import numpy as np
+        import rnncheck as rc
+
+        def case(scale):
+            return rc.NumpyCase({"w": np.ones(3)}, loss=lambda p: float((p["w"] ** 2).sum()), grad=lambda p: {"w": scale * 2 * p["w"]})
+
+        def test_verify_returns_the_result(rnncheck):
+            result = rnncheck.verify(case(1.0))
+            assert result.verdict == "pass"
+
+        def test_assert_ok_fails_with_the_table(rnncheck):
+            rnncheck.assert_ok(case(-1.0))
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "mismatch" in out and "sign flipped" in out
+    assert "Traceback" not in out
+
+
+def test_marker_sets_options(pytester):
+    pytester.makepyfile(
+        test_marker="""
+        import numpy as np
+        import pytest
+        import rnncheck as rc
+
+        @pytest.mark.rnncheck(probes=5, seed=7)
+        def test_probes(rnncheck):
+            case = rc.NumpyCase({"w": np.ones(3)}, loss=lambda p: float((p["w"] ** 2).sum()), grad=lambda p: {"w": 2 * p["w"]})
+            result = rnncheck.verify(case)
+            gradient = next(c for c in result.checks if c.name == "gradient")
+            assert gradient.numbers["probes"] == 5
+
+        @pytest.mark.rnncheck(nonsense=1)
+        def test_bad_option(rnncheck):
+            rnncheck.verify(None)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=0, failed=1)
+    assert "unknown option 'nonsense'" in result.stdout.str()
+
+
+def test_xdist_gives_the_same_results_as_a_serial_run(models):
+    serial = models.runpytest_subprocess("--rnncheck", "models", "-p", "no:cacheprovider")
+    serial.assert_outcomes(passed=1, failed=1)
+    parallel = models.runpytest_subprocess("--rnncheck", "models", "-n", "2", "-p", "no:cacheprovider")
+    parallel.assert_outcomes(passed=1, failed=1)
+    assert "bad_cubic" in parallel.stdout.str()
+
+
+def _write_model(pytester, scale):
+    pytester.mkdir("gated") if not (pytester.path / "gated").exists() else None
+    (pytester.path / "gated" / "lstm.py").write_text(LSTM_MODEL.format(scale=scale))
+
+
+def test_gate_in_pytest_passes_unchanged_and_fails_a_changed_model(pytester):
+    _write_model(pytester, 1.0)
+    write = pytester.runpytest(
+        "--rnncheck",
+        "gated",
+        "--rnncheck-baseline",
+        "base.json",
+        "--rnncheck-update-baseline",
+        "-p",
+        "no:cacheprovider",
+    )
+    write.assert_outcomes(passed=1)
+    data = json.loads((pytester.path / "base.json").read_text())
+    assert "gated/lstm.py::small_lstm" in data["cases"]
+    same = pytester.runpytest("--rnncheck", "gated", "--rnncheck-baseline", "base.json", "-p", "no:cacheprovider")
+    same.assert_outcomes(passed=1)
+    _write_model(pytester, 1.5)
+    moved = pytester.runpytest("--rnncheck", "gated", "--rnncheck-baseline", "base.json", "-p", "no:cacheprovider")
+    moved.assert_outcomes(failed=1)
+    assert "baseline_drift" in moved.stdout.str() and "log10 gradient norm of weight_hh_l0" in moved.stdout.str()
