@@ -74,7 +74,7 @@ class Prober:
         self.clock = clock
         self.loss0 = self._loss(theta)  # first: it settles the target's numeric dtype
         self.eps_num = machine_eps(target.numeric_dtype)
-        self.eps_model = machine_eps(target.model_dtype)
+        self.eps_model = target.model_eps
         self.noise0 = evaluation_noise(self.loss0, self.eps_num)
         self.evaluations = 1
         self.step = default_step(self.eps_num)

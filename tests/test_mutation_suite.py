@@ -107,3 +107,16 @@ def test_bug_in_one_small_tensor_of_a_large_model_is_pinned_to_that_tensor():
     result = verify_case(case_for(cell, bug, **overrides), Options())
     failing = {f.tensor for f in result.findings if f.kind == "mismatch"}
     assert failing == {"b_hh"}
+
+
+@pytest.mark.parametrize("name", MUTANTS)
+def test_full_mode_fails_every_mutant(name):
+    cell, bug, overrides = MUTANTS[name]
+    result = verify_case(case_for(cell, bug, **overrides), Options(full=True, diagnostics=False))
+    assert result.verdict == "fail"
+
+
+@pytest.mark.parametrize("cell", CORRECT)
+def test_full_mode_passes_every_correct_model(cell):
+    result = verify_case(case_for(cell), Options(full=True, diagnostics=False))
+    assert result.verdict == "pass", [f.message for f in result.findings]

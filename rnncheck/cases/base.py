@@ -83,6 +83,11 @@ class Target:
     time_structure: dict | None = None  # set where the loss is a sum over time steps
 
     @property
+    def model_eps(self) -> float:
+        """The unit roundoff of the arithmetic the user's gradient runs in (TF32 on a GPU is coarser than float32)."""
+        return getattr(self, "_model_eps", None) or float(np.finfo(self.model_dtype).eps)
+
+    @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {n: v.shape for n, v in self.theta.items()}
 

@@ -154,6 +154,15 @@ class TorchTarget(Target):
         target.seed = options.seed
         target._loss_weights = None
         target._numeric_model = None
+        if (
+            device.type == "cuda"
+            and model_dtype == torch.float32
+            and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+        ):
+            target._model_eps = 2.0**-10  # TF32 keeps 10 mantissa bits
+            target.notes.append(
+                "the GPU may compute float32 in TF32 (10-bit mantissa): the analytic side's error model uses 2^-10"
+            )
         target._choose_numeric_model()
         return target
 

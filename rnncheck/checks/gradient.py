@@ -22,7 +22,6 @@ import numpy as np
 from ..cases.base import Block
 from ..directions import block_scales, probe_direction
 from ..findings import CheckResult, Finding, TensorRow, worst
-from ..numerics import machine_eps
 from ..probe import Probe, Prober
 from .hints import find_hints
 from .localize import attribute, narrow
@@ -31,8 +30,7 @@ from .localize import attribute, narrow
 KINK_JITTER = 1e-3
 
 
-def _ulp_jitter(theta, dtype, rng) -> dict[str, np.ndarray]:
-    eps = machine_eps(dtype)
+def _ulp_jitter(theta, eps, rng) -> dict[str, np.ndarray]:
     return {n: v * (1 + rng.uniform(-4, 4, size=v.shape) * eps) for n, v in theta.items()}
 
 
@@ -77,7 +75,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     analytic_noise = None
     start = target.evaluations
     if target.model_dtype != np.float64:
-        _, g_j = target.gradient(_ulp_jitter(target.theta, target.model_dtype, rng))
+        _, g_j = target.gradient(_ulp_jitter(target.theta, target.model_eps, rng))
         analytic_noise = {n: np.abs(grad[n] - g_j[n]) for n in grad}
     t0 = time.perf_counter()
     prober = Prober(target, target.theta, grad, analytic_noise, clock)
@@ -209,11 +207,14 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
 
 
 def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> CheckResult:
-    """Every entry on its own: one finite difference each, confirmed where they disagree."""
+    """Every entry on its own: one central difference each (two evaluations), screened against the
+    error model measured on the first entry; an entry the screen does not pass gets a full probe."""
     clock.stage = "the element-wise check"
     scales = block_scales(prober.theta, blocks)
     rows, findings = [], []
     worst_rel = 0.0
+    calibrated = False
+    truncation_per_scale = None
     for name, g in prober.grad.items():
         errs = np.zeros(g.size)
         bounds = np.zeros(g.size)
@@ -226,7 +227,15 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
         for j in range(g.size):
             v = np.zeros(g.size)
             v[j] = flat_scale[j]
-            p = prober.run({name: v.reshape(g.shape)})
+            direction = {name: v.reshape(g.shape)}
+            if not calibrated:  # the first entry in full: the noise and truncation the screens need
+                p = prober.run_many([direction])[0]
+                calibrated = True
+                if p.derivative is not None and p.scale:
+                    truncation_per_scale = p.derivative.truncation / p.scale
+            else:
+                phi = prober.phi(direction)
+                p = prober.screen(direction, truncation_per_scale, phi) or prober.run(direction, phi=phi)
             errs[j] = p.mismatch / flat_scale[j]
             bounds[j] = p.bound / flat_scale[j]
             status[j] = p.status

@@ -16,14 +16,13 @@ import math
 import numpy as np
 
 from ..findings import CheckResult, Finding, worst
-from ..numerics import machine_eps
 
 
 def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     """Run the sanity checks.  Returns the result, the loss, and the *first* gradient."""
     findings: list[Finding] = []
     start = target.evaluations
-    eps = machine_eps(target.model_dtype)
+    eps = target.model_eps
     # where the gradient call evaluates the very loss (torch), its value serves the loss checks
     own = getattr(target, "gradient_computes_loss", False)
     if own:
@@ -43,7 +42,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         l2, g2 = target.gradient()
     else:
         l2 = target.model_loss()
-    if abs(l1 - l2) > 64 * eps * abs(l1):
+    if abs(l1 - l2) > 256 * eps * abs(l1):
         findings.append(
             Finding(
                 "nondeterministic_loss",
@@ -76,7 +75,8 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     for name in g1:
         a, b = g1[name], g2[name]
         scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
-        if np.isfinite(scale) and float(np.abs(a - b).max(initial=0.0)) > 64 * eps * scale:
+        # 1e3 ulps: room for a GPU's atomics, none for a state that doubles or shifts the result
+        if np.isfinite(scale) and float(np.abs(a - b).max(initial=0.0)) > 1e3 * eps * scale:
             ratio = _ratio(a, b)
             extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
             findings.append(

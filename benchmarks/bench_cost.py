@@ -1,0 +1,172 @@
+"""Cost of each checker, as a multiple of one forward+backward of the same model, side by side.
+
+The model is ``nn.LSTM(H, H)`` on (T=50, B=16) inputs with a fixed linear loss, in
+float32 (what people train).  For every hidden size, in one process:
+
+- ``fwd+bwd``: one forward and backward of the model (the unit);
+- ``rnncheck``: the default check (``rnncheck verify``: gradient probes, the reference
+  comparison of the nn.LSTM, the gradient-flow diagnostics);
+- ``rnncheck probes only``: the gradient check alone (``--no-flow --no-reference``);
+- ``rnncheck --full``: every entry on its own;
+- ``gradcheck slow`` / ``gradcheck fast``: ``torch.autograd.gradcheck`` on the parameters
+  in float64 (it requires float64);
+- ``textbook loop``: a central difference per parameter entry in float64.
+
+Methods that would take longer than ``--limit`` seconds are not run: their time is
+estimated from a timed sample of their evaluations and printed as skipped.
+
+    python benchmarks/bench_cost.py [--sizes 32 256 1024] [--device cpu] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.func import functional_call
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import machine  # noqa: E402
+
+import rnncheck  # noqa: E402
+from rnncheck import Options, verify_case  # noqa: E402
+
+T, B = 50, 16
+
+
+def _timed(fn, repeats: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure(H: int, device: str, limit: float) -> dict:
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(H, H).to(device)
+    x = torch.randn(T, B, H, device=device)
+    w = torch.randn(T, B, H, device=device) / (T * B * H) ** 0.5
+    params = list(model.parameters())
+    n_params = sum(p.numel() for p in params)
+
+    def fb():
+        out, _ = model(x)
+        return torch.autograd.grad((out * w).sum(), params)
+
+    fb()
+    unit = _timed(fb, repeats=5)
+    rows = {"fwd+bwd": unit}
+    case = lambda: rnncheck.TorchCase(model, inputs=(x,), loss=lambda out: (out[0] * w).sum())  # noqa: E731
+    rows["rnncheck"] = _timed(lambda: verify_case(case(), Options(device=device)), repeats=2)
+    rows["rnncheck probes only"] = _timed(
+        lambda: verify_case(case(), Options(device=device, diagnostics=False, reference=False)), repeats=2
+    )
+
+    # float64 functional loss for the element-wise methods
+    model64 = torch.nn.LSTM(H, H).to(device).double()
+    model64.load_state_dict(model.state_dict())
+    x64, w64 = x.double(), w.double()
+    names = [n for n, _ in model64.named_parameters()]
+
+    def loss64(*ps):
+        out, _ = functional_call(model64, dict(zip(names, ps)), (x64,))
+        return (out * w64).sum()
+
+    leaves = tuple(p.detach().clone().requires_grad_(True) for p in model64.parameters())
+    with torch.no_grad():
+        one_eval = _timed(lambda: loss64(*leaves), repeats=3)
+    elementwise = 2 * n_params * one_eval
+    rows["_per_eval"] = one_eval
+
+    def textbook():
+        g = torch.autograd.grad(loss64(*leaves), leaves)
+        with torch.no_grad():
+            for p, gp in zip(leaves, g):
+                flat = p.view(-1)
+                for j in range(flat.numel()):
+                    keep = flat[j].item()
+                    flat[j] = keep + 1e-6
+                    up = loss64(*leaves).item()
+                    flat[j] = keep - 1e-6
+                    down = loss64(*leaves).item()
+                    flat[j] = keep
+                    _ = abs((up - down) / 2e-6 - gp.view(-1)[j].item())
+
+    for name, fn, estimate in (
+        (
+            "gradcheck fast",
+            lambda: torch.autograd.gradcheck(loss64, leaves, fast_mode=True, raise_exception=False),
+            10 * one_eval,
+        ),
+        (
+            "gradcheck slow",
+            lambda: torch.autograd.gradcheck(loss64, leaves, fast_mode=False, raise_exception=False),
+            elementwise,
+        ),
+        ("textbook loop", textbook, elementwise),
+        (
+            "rnncheck --full",
+            lambda: verify_case(case(), Options(device=device, full=True, diagnostics=False, reference=False)),
+            elementwise,
+        ),
+    ):
+        if estimate > limit:
+            rows[name] = {"skipped": True, "estimate_seconds": estimate}
+        else:
+            rows[name] = _timed(fn)
+    return {"hidden": H, "params": n_params, "T": T, "B": B, "device": device, "seconds": rows}
+
+
+def table(results: list[dict]) -> str:
+    methods = [
+        "rnncheck",
+        "rnncheck probes only",
+        "rnncheck --full",
+        "gradcheck fast",
+        "gradcheck slow",
+        "textbook loop",
+    ]
+    lines = [
+        f"{'method':<22}"
+        + "".join(f"{'H=' + str(r['hidden']) + ' (' + format(r['params'], ',') + ' params)':>30}" for r in results)
+    ]
+    lines.append(f"{'fwd+bwd (the unit)':<22}" + "".join(f"{r['seconds']['fwd+bwd'] * 1e3:>27.1f} ms" for r in results))
+    for m in methods:
+        cells = []
+        for r in results:
+            v, unit = r["seconds"][m], r["seconds"]["fwd+bwd"]
+            if isinstance(v, dict):
+                cells.append(f"skipped (~{v['estimate_seconds'] / unit:,.0f}x, {v['estimate_seconds'] / 60:,.0f} min)")
+            else:
+                cells.append(f"{v / unit:,.1f}x ({v:.2f} s)")
+        lines.append(f"{m:<22}" + "".join(f"{c:>30}" for c in cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 256, 1024])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--limit", type=float, default=120.0, help="skip a method estimated to take longer (seconds)")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    results = [measure(H, args.device, args.limit) for H in args.sizes]
+    print(f"machine: {machine()}" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""))
+    print(f"LSTM(H, H), T={T}, B={B}, float32 model; ratios to one fwd+bwd measured in the same run")
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"benchmark": "cost", "machine": machine(), "results": results}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()
