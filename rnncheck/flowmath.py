@@ -105,7 +105,8 @@ def spectral(W: np.ndarray) -> tuple[float, float, str]:
     Up to ``EIG_LIMIT`` rows the radius is max |eig|.  Beyond, a nonsymmetric eigensolve
     costs more than the whole forward pass, so it is ``‖W^256‖^(1/256)`` (Gelfand's
     formula) by eight squarings, renormalized as it goes; its relative error is at most
-    about κ^(1/256) - 1 for an eigenvector condition number κ (under 2% for κ ≤ 100).
+    about (κ √n)^(1/256) - 1 for an eigenvector condition number κ and n rows (under 3% for
+    κ ≤ 100, n ≤ 4096).
     """
     W = np.asarray(W, dtype=np.float64)
     sigma = float(np.linalg.norm(W, 2))
@@ -120,9 +121,9 @@ def spectral(W: np.ndarray) -> tuple[float, float, str]:
         log_scale = 2 * (log_scale + np.log(n))
         M = M @ M
         power *= 2
-    n = np.linalg.norm(M, 2)
+    n = np.linalg.norm(M)  # Frobenius: within √rows of the 2-norm, a factor rows^(1/512) after the root
     radius = float(np.exp((log_scale + np.log(n)) / power)) if n > 0 else 0.0
-    return sigma, radius, "Gelfand ||W^256||^(1/256)"
+    return sigma, radius, "Gelfand ||W^256||_F^(1/256)"
 
 
 def power_iteration(apply_j: Callable, apply_jt: Callable, v0: np.ndarray | object, iters: int = 4) -> float:

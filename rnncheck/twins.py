@@ -42,7 +42,7 @@ class Trace:
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     """Every step's input projection W_ih x_t + b_ih at once, (T, B, G·H): one matrix product."""
-    return x @ p["W_ih"].T + p["b_ih"]
+    return torch.nn.functional.linear(x, p["W_ih"], p["b_ih"])
 
 
 def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: dict[str, torch.Tensor], gates_out=None):

@@ -237,7 +237,8 @@ def test_spectral_radius_by_gelfand_matches_eigenvalues_for_a_normal_matrix():
     q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
     W = q @ np.diag(np.linspace(0.1, 0.95, 200)) @ q.T
     sigma, radius, how = fm.spectral(W)
-    assert "Gelfand" in how and abs(radius - 0.95) < 1e-6 and abs(sigma - 0.95) < 1e-9
+    assert "Gelfand" in how and abs(sigma - 0.95) < 1e-9
+    assert abs(radius - 0.95) <= 0.95 * (200 ** (1 / 512) - 1)  # the documented bound for a normal matrix
 
 
 def test_power_iteration_finds_the_largest_singular_value():

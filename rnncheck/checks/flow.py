@@ -210,11 +210,29 @@ def _max_rel_diff(a, b) -> float:
     return worst
 
 
+def _groups(tensors: list, size: int = 256):
+    """Same-shaped runs of tensors, so that they can be stacked."""
+    group: list = []
+    for t in tensors:
+        if group and (t.shape != group[0].shape or len(group) >= size):
+            yield group
+            group = []
+        group.append(t)
+    if group:
+        yield group
+
+
 def _norms(tensors) -> np.ndarray:
     return np.array([float(t.detach().double().norm()) if t is not None else 0.0 for t in tensors])
 
 
 def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
+    everything = [t for s in layer.states for t in s] + [t for acts in layer.gates.values() for t in acts]
+    if all(
+        bool(torch.isfinite(torch.stack([t.detach().reshape(-1) for t in group])).all())
+        for group in _groups(everything)
+    ):
+        return None  # one look at everything; the step-by-step scan only when something is off
     for k, s in enumerate(layer.states):
         for gate, acts in layer.gates.items():
             if k < len(acts) and not torch.isfinite(acts[k]).all():
@@ -477,14 +495,19 @@ def _gates(layer: _Layer, T: int) -> dict:
         }
     out = {}
     for name, acts in layer.gates.items():
-        a = torch.stack([t.detach() for t in acts]).double().cpu().numpy()
+        a = torch.stack([t.detach() for t in acts])
         lo = -1.0 if name in ("g", "n") else 0.0
-        counts, edges = np.histogram(a, bins=20, range=(lo, 1.0))
-        entry = {"mean": float(a.mean()), "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+        counts = torch.histc(a.float(), bins=20, min=lo, max=1.0)
+        edges = np.linspace(lo, 1.0, 21)
+        entry = {
+            "mean": float(a.mean()),
+            "histogram": {"edges": edges.tolist(), "counts": [int(c) for c in counts.tolist()]},
+        }
         if name in ("g", "n"):  # tanh candidates: saturated means |a| > 0.9
-            entry["saturated"] = float((np.abs(a) > fm.SATURATION[1]).mean())
+            entry["saturated"] = float((a.abs() > fm.SATURATION[1]).float().mean())
         else:
-            low, high = fm.saturation(a)
+            low = float((a < fm.SATURATION[0]).float().mean())
+            high = float((a > fm.SATURATION[1]).float().mean())
             entry.update(below=low, above=high, saturated=low + high)
         out[name] = entry
     keep = "f" if "f" in out else "z" if "z" in out else None
