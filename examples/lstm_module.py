@@ -32,5 +32,8 @@ def lstm_classifier():
     c0 = torch.randn(4, 4, 16, requires_grad=True)
     labels = torch.tensor([0, 2, 1, 2])
     return rnncheck.TorchCase(
-        model, inputs=(x, (h0, c0)), loss=lambda logits: nn.functional.cross_entropy(logits, labels)
+        model,
+        inputs=(x, (h0, c0)),
+        # the labels follow the logits to whatever device the check runs on (--device cuda)
+        loss=lambda logits: nn.functional.cross_entropy(logits, labels.to(logits.device)),
     )

@@ -17,17 +17,53 @@ from .cases.base import Block
 MAX_AMPLIFICATION = 100.0
 
 
+def _sumsq(a: np.ndarray) -> float:
+    flat = a.ravel()
+    return float(flat @ flat)
+
+
+_SCALE_CACHE: dict[int, tuple[dict, float]] = {}
+
+
 def block_scales(theta: dict[str, np.ndarray], blocks: list[Block]) -> dict[Block, float]:
-    """Each block's parameter size: its RMS value, at least a tenth of the global RMS."""
-    flat = np.concatenate([v.ravel() for v in theta.values()]) if theta else np.zeros(1)
-    global_rms = float(np.sqrt(np.mean(flat**2))) or 1.0
-    return {
-        b: max(
-            float(np.sqrt(np.mean(theta[b.tensor][b.rows] ** 2))) if theta[b.tensor][b.rows].size else 0.0,
-            0.1 * global_rms,
-        )
-        for b in blocks
-    }
+    """Each block's parameter size: its RMS value, at least a tenth of the global RMS.
+
+    Remembered for the last ``theta`` dict seen (the check point, then a moved point):
+    with millions of parameters this is worth not doing per probe.
+    """
+    key = id(theta)
+    cached = _SCALE_CACHE.get(key)
+    if cached is None or cached[0].get("__theta__") is not theta:
+        total = sum(_sumsq(v) for v in theta.values())
+        count = sum(v.size for v in theta.values())
+        _SCALE_CACHE.clear()
+        cached = ({"__theta__": theta}, float(np.sqrt(total / max(count, 1))) or 1.0)
+        _SCALE_CACHE[key] = cached
+    memo, global_rms = cached
+    out = {}
+    for b in blocks:
+        if b not in memo:
+            sub = theta[b.tensor][b.rows]
+            memo[b] = max(float(np.sqrt(_sumsq(sub) / sub.size)) if sub.size else 0.0, 0.1 * global_rms)
+        out[b] = memo[b]
+    return out
+
+
+def signs(rng: np.random.Generator, shape, size: float = 1.0) -> np.ndarray:
+    """Random ±size (float64), drawn as bits: far cheaper than ``rng.choice`` for millions of entries."""
+    return np.where(rng.integers(0, 2, size=shape, dtype=np.int8).astype(bool), size, -size)
+
+
+def fill_signs(out: np.ndarray, rng: np.random.Generator, size: float) -> None:
+    """Write random ±size into ``out`` in place; torch's threads do it for large blocks."""
+    if out.size < 1 << 16:
+        out[...] = signs(rng, out.shape, size)
+        return
+    import torch
+
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    bits = torch.randint(0, 2, out.shape, generator=gen, dtype=torch.int8)
+    torch.from_numpy(out).copy_(bits.to(torch.float64).mul_(2 * size).sub_(size))
 
 
 def probe_direction(
@@ -39,7 +75,7 @@ def probe_direction(
 ) -> dict[str, np.ndarray]:
     """A direction over ``blocks`` (zero elsewhere), normalized so its largest relative entry is 1."""
     scales = block_scales(theta, blocks)
-    share = {b: float(np.linalg.norm(grad[b.tensor][b.rows])) * scales[b] for b in blocks}
+    share = {b: np.sqrt(_sumsq(grad[b.tensor][b.rows])) * scales[b] for b in blocks}
     top = max(share.values(), default=0.0)
     weight = {}
     for b in blocks:
@@ -49,7 +85,10 @@ def probe_direction(
     for b in blocks:
         arr = v.setdefault(b.tensor, np.zeros(theta[b.tensor].shape))
         sub = arr[b.rows]
-        sub[...] = rng.choice((-1.0, 1.0), size=sub.shape) * scales[b] * weight[b] / wmax
+        if sub.flags.c_contiguous:
+            fill_signs(sub, rng, scales[b] * weight[b] / wmax)
+        else:
+            sub[...] = signs(rng, sub.shape, scales[b] * weight[b] / wmax)
     return v
 
 
@@ -58,7 +97,7 @@ def subset_direction(
 ) -> dict[str, np.ndarray]:
     """Random signs on a subset of one tensor's entries (flat indices into the tensor)."""
     v = np.zeros(theta[block.tensor].size)
-    v[flat_indices] = rng.choice((-1.0, 1.0), size=len(flat_indices)) * scale
+    v[flat_indices] = signs(rng, len(flat_indices), scale)
     return {block.tensor: v.reshape(theta[block.tensor].shape)}
 
 

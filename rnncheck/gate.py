@@ -51,6 +51,9 @@ class Gate:
         self.written = 0
 
     def run(self, item, options: Options, progress=None) -> CaseResult:
+        from dataclasses import replace
+
+        options = replace(options, fingerprint=True)
         result = verify_case(item, options, progress)
         cid = case_id(result)
         if result.fingerprint is None:

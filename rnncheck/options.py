@@ -31,5 +31,7 @@ class Options:
     """Power-iterate ‖∂h_T/∂h_k‖ at every lag 1, 2, 4, … (costs more; default: lag T-1 only)."""
     lyapunov: bool = False
     """Also estimate the leading Lyapunov exponents (costs more)."""
+    fingerprint: bool = False
+    """Record what the regression gate compares (the gate turns this on)."""
     debug: bool = False
     """Keep tracebacks of errors."""

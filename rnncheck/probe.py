@@ -63,6 +63,13 @@ class Probe:
         return self.bound / max(self.scale, abs(self.numeric), np.finfo(float).tiny)
 
 
+def _product(a: np.ndarray, b: np.ndarray):
+    """a ⊙ b, flat, as a torch tensor sharing nothing it must not (torch's threads for big arrays)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1)) * torch.from_numpy(np.ascontiguousarray(b).reshape(-1))
+
+
 class Prober:
     """Runs probes against one target at one point θ with one analytic gradient."""
 
@@ -78,6 +85,7 @@ class Prober:
         self.noise0 = evaluation_noise(self.loss0, self.eps_num)
         self.evaluations = 1
         self.step = default_step(self.eps_num)
+        self._analytic_cache: dict = {}
         # below float64 the fourth-order bound pays for its two extra evaluations
         self.extended = target.numeric_dtype != np.float64
 
@@ -93,10 +101,16 @@ class Prober:
     def phi(self, v: dict[str, np.ndarray]):
         """``s ↦ L(θ + s·v)``, remembering the values it has computed."""
         seen: dict[float, float] = {}
+        offset = getattr(self.target, "loss_offset", None)  # the adapter may do θ + s·v where the model lives
 
         def at(s: float) -> float:
             if s not in seen:
-                seen[s] = self._loss({n: self.theta[n] + s * v[n] if n in v else self.theta[n] for n in self.theta})
+                if offset is not None:
+                    seen[s] = offset(self.theta, v, s)
+                    if self.clock is not None:
+                        self.clock.tick()
+                else:
+                    seen[s] = self._loss({n: self.theta[n] + s * v[n] if n in v else self.theta[n] for n in self.theta})
             return seen[s]
 
         return at
@@ -109,13 +123,20 @@ class Prober:
         gradient was also measured at ulp-moved parameters, the difference of the two
         (``analytic_noise``) is that rounding, observed.
         """
-        a = sum(float(np.vdot(self.grad[n], v[n])) for n in v)
-        scale = sum(float(np.abs(self.grad[n] * v[n]).sum()) for n in v)
-        l2 = sum(float(np.square(self.grad[n] * v[n]).sum()) for n in v) ** 0.5
-        err = 4 * self.eps_model * l2
-        if self.analytic_noise is not None:
-            noise = sum(float(np.square(self.analytic_noise[n] * v[n]).sum()) for n in v if n in self.analytic_noise)
-            err += SAFETY * noise**0.5
+        key = id(v)
+        if self._analytic_cache.get("key") == key and self._analytic_cache.get("v") is v:
+            return self._analytic_cache["value"]
+        a = scale = l2sq = noise = 0.0
+        for n in v:
+            gv = _product(self.grad[n], v[n])
+            a += float(gv.sum())
+            scale += float(gv.abs().sum())
+            l2sq += float(gv @ gv)
+            if self.analytic_noise is not None and n in self.analytic_noise:
+                nv = _product(self.analytic_noise[n], v[n])
+                noise += float(nv @ nv)
+        err = 4 * self.eps_model * l2sq**0.5 + (SAFETY * noise**0.5 if self.analytic_noise is not None else 0.0)
+        self._analytic_cache = {"key": key, "v": v, "value": (a, err, scale)}
         return a, err, scale
 
     def calibrate(self, v: dict[str, np.ndarray], first: Derivative | None = None, max_growth: int = 3) -> float:

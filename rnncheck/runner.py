@@ -78,11 +78,14 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
         nonfinite = any(f.kind == "nonfinite_loss" for f in sanity.findings)
         if options.diagnostics and (sanity.verdict != "error" or nonfinite):
             clock.stage = "the gradient-flow diagnostics"
-            flow, result.diagnostics = check_flow(case, target, options, rng)
+            # its own stream: what the gradient check draws must not move the flow numbers
+            flow_rng = np.random.default_rng([options.seed, zlib.crc32(name.encode()), 1])
+            flow, result.diagnostics = check_flow(case, target, options, flow_rng)
             if flow is not None:
                 result.checks.append(flow)
         result.verdict = worst(c.verdict for c in result.checks)
-        result.fingerprint = fingerprint(result, grad)
+        if options.fingerprint:
+            result.fingerprint = fingerprint(result, grad)
     except CaseError as exc:
         result.verdict = "error"
         result.error = str(exc)

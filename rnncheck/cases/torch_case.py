@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import CaseError, call_user
+from ..errors import CaseError, UserCodeError, call_user
 from .base import Case, Target, stacked_gates
 
 
@@ -180,7 +180,15 @@ class TorchTarget(Target):
 
     def _loss_of(self, out) -> torch.Tensor:
         if self.case.loss_fn is not None:
-            value = call_user("loss()", self.case.loss_fn, out, user_file=self.case.file or None)
+            try:
+                value = call_user("loss()", self.case.loss_fn, out, user_file=self.case.file or None)
+            except UserCodeError as exc:
+                if self.device.type != "cpu" and "device" in str(exc):
+                    raise CaseError(
+                        f"{exc}; with --device {self.device}, tensors the loss captures must follow the output: "
+                        "use t.to(out.device) inside the loss"
+                    ) from exc
+                raise
             if not isinstance(value, torch.Tensor):
                 value = torch.as_tensor(value)
         else:
@@ -229,18 +237,21 @@ class TorchTarget(Target):
 
     def _numeric_forward(self, theta) -> torch.Tensor:
         dtype = torch.float64 if self.numeric_dtype == np.float64 else None
+        return self._numeric_forward_values(self._tensors(theta, dtype))
+
+    def _numeric_forward_values(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
             if self._numeric_checked:
-                return self._forward(self._numeric_model, self._tensors(theta, dtype), self._numeric_inputs)
+                return self._forward(self._numeric_model, values, self._numeric_inputs)
             self._numeric_checked = True
             try:
-                value = self._forward(self._numeric_model, self._tensors(theta, dtype), self._numeric_inputs)
+                value = self._forward(self._numeric_model, values, self._numeric_inputs)
             except Exception as exc:  # the model may refuse float64 in any way
                 self._fall_back(f"the model does not run in float64 ({type(exc).__name__})")
-                return self._numeric_forward(theta)
+                return self._numeric_forward_values({n: t.to(self.leaf_dtypes[n]) for n, t in values.items()})
             if value.dtype != torch.float64:
                 self._fall_back(f"the model computes in {value.dtype} even in float64")
-                return self._numeric_forward(theta)
+                return self._numeric_forward_values({n: t.to(self.leaf_dtypes[n]) for n, t in values.items()})
             return value
 
     def _tensors(self, theta, dtype=None) -> dict[str, torch.Tensor]:
@@ -252,6 +263,32 @@ class TorchTarget(Target):
         value = self._numeric_forward(theta)
         self._check_untouched()
         return float(value)
+
+    def loss_offset(self, theta, v, s: float) -> float:
+        """The loss at θ + s·v, the sum formed on the model's device in float64.
+
+        θ and each direction go to the device once (remembered by identity), so a probe
+        costs its forward passes and not a host-side copy of every parameter.
+        """
+        self.evaluations += 1
+        base, step = self._on_device(theta), self._on_device(v)
+        dtype = torch.float64 if self.numeric_dtype == np.float64 else None
+        values = {n: (base[n] + s * step[n]) if n in step else base[n] for n in base}
+        values = {n: t.to(dtype or self.leaf_dtypes[n]) for n, t in values.items()}
+        with torch.no_grad():
+            value = self._numeric_forward_values(values)
+        self._check_untouched()
+        return float(value)
+
+    def _on_device(self, arrays: dict) -> dict:
+        cache = self.__dict__.setdefault("_device_cache", [])
+        for obj, dev in cache:
+            if obj is arrays:
+                return dev
+        dev = {n: torch.as_tensor(a, device=self.device, dtype=torch.float64) for n, a in arrays.items()}
+        cache.append((arrays, dev))
+        del cache[:-4]  # θ and the few directions in use
+        return dev
 
     def model_loss(self):
         self.evaluations += 1

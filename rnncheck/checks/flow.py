@@ -144,7 +144,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
         with torch.no_grad():
             ref_out = functional_call(target.model, {n: v.detach() for n, v in params.items()}, args)
     diff = _max_rel_diff(ref_out, out)
-    eps = torch.finfo(next(iter(values.values())).dtype).eps
+    eps = max(torch.finfo(next(iter(values.values())).dtype).eps, target.model_eps / 64)
     if not (diff <= 1e3 * eps):
         findings.append(
             Finding(
