@@ -26,3 +26,5 @@ python3 -m rnncheck verify ci/reference_models.py examples/lstm_module.py exampl
   --baseline "$OUT/gpu_baseline.json" >> "$OUT/gpu_gate.txt" 2>&1
 echo "compare exit code $?" | tee -a "$OUT/gpu_gate.txt"
 tail -3 "$OUT/gpu_gate.txt"
+echo "== profile"
+python3 benchmarks/gpu_profile.py cuda 2>&1 | tee "$OUT/gpu_profile.txt" | head -40
