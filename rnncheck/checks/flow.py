@@ -399,16 +399,16 @@ def _structure(layer: _Layer) -> dict:
     if W is None:
         out["not_computed"] = "no recurrent weight rnncheck can identify in this cell"
         return out
-    W = W.detach().double().cpu().numpy()
+    W = W.detach()
     H = W.shape[1]
     names = GATES.get(layer.mode, ()) if layer.mode else ()
     if W.shape[0] % H != 0:
-        out["not_computed"] = f"recurrent weight of shape {W.shape} is not a stack of square blocks"
+        out["not_computed"] = f"recurrent weight of shape {tuple(W.shape)} is not a stack of square blocks"
         return out
     blocks = W.shape[0] // H
     names = names if len(names) == blocks else tuple(str(i) for i in range(blocks)) if blocks > 1 else ("",)
     for i, gname in enumerate(names):
-        smax, rad, how = fm.spectral(W[i * H : (i + 1) * H])
+        smax, rad, how = fm.spectral_torch(W[i * H : (i + 1) * H])
         out[gname or "W_hh"] = {"sigma_max": smax, "spectral_radius": rad, "radius_method": how}
     if layer.mode in fm.GAMMA:
         gamma = fm.GAMMA[layer.mode]

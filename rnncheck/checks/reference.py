@@ -552,10 +552,11 @@ def fused_layer_comparisons(
             continue
         b_axis = 0 if spec.batch_first else 1
         sub = slice(0, min(batch, x.shape[b_axis]))
-        x_sub = x[sub] if spec.batch_first else x[:, sub]
+        x_sub = (x[sub] if spec.batch_first else x[:, sub]).contiguous()
         hx = args[1] if len(args) > 1 else None
         if hx is not None:
-            hx = tuple(t.detach()[:, sub] for t in hx) if isinstance(hx, tuple) else hx.detach()[:, sub]
+            # cuDNN wants contiguous states; a batch slice along axis 1 is not
+            hx = tuple(t.detach()[:, sub].contiguous() for t in hx) if isinstance(hx, tuple) else hx.detach()[:, sub].contiguous()
         d_out = (torch.zeros_like(outs[name][0]) if up[0] is None else up[0]).detach()
         d_out = d_out[sub] if spec.batch_first else d_out[:, sub]
         d_states = [None if u is None else u.detach()[:, sub] for u in up[1:]]
