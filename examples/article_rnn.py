@@ -16,10 +16,26 @@ so ``article_grad`` below keeps the post's backward pass and fixes only the shap
 - the hidden layer is updated from the last time step only: the error is not carried
   back through time, so ``W_hh``, ``W_xh`` and ``b_h`` see one step of a T-step sum.
 
-``rnncheck verify examples/article_rnn.py`` fails ``article_rnn`` and names where its
-gradients go wrong; ``article_rnn_corrected`` is the same model with the backward pass
-of rnncheck's reference (:mod:`rnncheck.reference.readout` on an ``rnn_sigmoid`` layer),
-and passes.
+What ``rnncheck verify examples/article_rnn.py`` finds, in words a reader of the post
+would use:
+
+- Every one of the five gradients is wrong, most by nearly 100%: the table shows each
+  tensor failing, with the entry rnncheck narrowed it to (``W_hh[.., ..]: analytic …,
+  numeric …``) and "the error is spread over the block": no single typo, a wrong formula.
+- The forward pass is right: it matches rnncheck's ``rnn_sigmoid`` reference at every one
+  of the 100 steps, so the fault is in the backward pass alone, and the reference and the
+  finite differences agree on the true gradient.
+- ``W_hh`` and ``W_xh`` (and ``b_h`` with them) are built from the last step alone: every
+  row of their gradient lies along step 99's input — the post never carries the error
+  back through time, which is the whole point of backpropagation *through time*.
+- ``b_y`` gets one number in every entry: ``np.sum(gradients)`` adds up the error of all
+  outputs and puts that total into each bias, instead of one error per output.
+- ``W_hy`` is wrong too, with no single pattern to name: the post multiplies the output
+  error by σ'(y), the derivative of a sigmoid the output never went through (``y_t`` is
+  linear), and drops the mean's 1/K.
+
+``article_rnn_corrected`` is the same model with the backward pass of rnncheck's reference
+(:mod:`rnncheck.reference.readout` on an ``rnn_sigmoid`` layer), and passes.
 """
 
 import numpy as np
