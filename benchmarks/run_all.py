@@ -23,7 +23,10 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     runs = [
         ("bench_reference.py", []),
-        ("bench_cost.py", ["--sizes", "32", "256"] if args.quick else ["--sizes", "32", "256", "1024", "--limit", "120"]),
+        (
+            "bench_cost.py",
+            ["--sizes", "32", "256"] if args.quick else ["--sizes", "32", "256", "1024", "--limit", "120"],
+        ),
         ("bench_detection.py", []),
         ("bench_mutation.py", ["--seeds", "2" if args.quick else "10"]),
         ("bench_flow.py", []),

@@ -101,24 +101,31 @@ GELFAND_POWER = 2**8
 
 def spectral_torch(W) -> tuple[float, float, str]:
     """:func:`spectral` for a torch tensor, computed where it lives (a GPU's SVD for large weights)."""
+    (out,) = spectral_blocks(W.unsqueeze(0))
+    return out
+
+
+def spectral_blocks(Ws) -> list[tuple[float, float, str]]:
+    """:func:`spectral` for a stack of square blocks (k, n, n) at once, one transfer of results at the end."""
     import torch
 
-    W = W.detach().to(torch.float64)
-    sigma = float(torch.linalg.matrix_norm(W, ord=2))
-    if W.shape[0] <= EIG_LIMIT:
-        return sigma, float(torch.linalg.eigvals(W.cpu()).abs().max()), "eigenvalues"
-    M, log_scale, power = W.clone(), 0.0, 1
-    while power < GELFAND_POWER:
-        n = float(torch.linalg.matrix_norm(M))
-        if n == 0:
-            return sigma, 0.0, "Gelfand"
-        M = M / n
-        log_scale = 2 * (log_scale + math.log(n))
-        M = M @ M
-        power *= 2
-    n = float(torch.linalg.matrix_norm(M))
-    radius = math.exp((log_scale + math.log(n)) / power) if n > 0 else 0.0
-    return sigma, radius, "Gelfand ||W^256||_F^(1/256)"
+    Ws = Ws.detach().to(torch.float64)
+    sigma = torch.linalg.matrix_norm(Ws, ord=2)
+    if Ws.shape[-1] <= EIG_LIMIT:
+        radius = torch.linalg.eigvals(Ws.cpu()).abs().amax(dim=-1)
+        how = "eigenvalues"
+    else:
+        M, log_scale, power = Ws.clone(), torch.zeros(Ws.shape[0], dtype=torch.float64, device=Ws.device), 1
+        while power < GELFAND_POWER:
+            n = torch.linalg.matrix_norm(M).clamp_min(1e-300)
+            M = M / n[:, None, None]
+            log_scale = 2 * (log_scale + n.log())
+            M = M @ M
+            power *= 2
+        n = torch.linalg.matrix_norm(M)
+        radius = torch.where(n > 0, ((log_scale + n.clamp_min(1e-300).log()) / power).exp(), torch.zeros_like(n))
+        how = "Gelfand ||W^256||_F^(1/256)"
+    return [(float(s_), float(r_), how) for s_, r_ in zip(sigma.cpu().tolist(), radius.cpu().tolist())]
 
 
 def spectral(W: np.ndarray) -> tuple[float, float, str]:

@@ -407,8 +407,7 @@ def _structure(layer: _Layer) -> dict:
         return out
     blocks = W.shape[0] // H
     names = names if len(names) == blocks else tuple(str(i) for i in range(blocks)) if blocks > 1 else ("",)
-    for i, gname in enumerate(names):
-        smax, rad, how = fm.spectral_torch(W[i * H : (i + 1) * H])
+    for gname, (smax, rad, how) in zip(names, fm.spectral_blocks(W.reshape(blocks, H, H))):
         out[gname or "W_hh"] = {"sigma_max": smax, "spectral_radius": rad, "radius_method": how}
     if layer.mode in fm.GAMMA:
         gamma = fm.GAMMA[layer.mode]

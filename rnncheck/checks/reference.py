@@ -556,7 +556,11 @@ def fused_layer_comparisons(
         hx = args[1] if len(args) > 1 else None
         if hx is not None:
             # cuDNN wants contiguous states; a batch slice along axis 1 is not
-            hx = tuple(t.detach()[:, sub].contiguous() for t in hx) if isinstance(hx, tuple) else hx.detach()[:, sub].contiguous()
+            hx = (
+                tuple(t.detach()[:, sub].contiguous() for t in hx)
+                if isinstance(hx, tuple)
+                else hx.detach()[:, sub].contiguous()
+            )
         d_out = (torch.zeros_like(outs[name][0]) if up[0] is None else up[0]).detach()
         d_out = d_out[sub] if spec.batch_first else d_out[:, sub]
         d_states = [None if u is None else u.detach()[:, sub] for u in up[1:]]
