@@ -136,9 +136,9 @@ def table(results: list[dict]) -> str:
     ]
     lines = [
         f"{'method':<22}"
-        + "".join(f"{'H=' + str(r['hidden']) + ' (' + format(r['params'], ',') + ' params)':>30}" for r in results)
+        + "".join(f"{'H=' + str(r['hidden']) + ' (' + format(r['params'], ',') + ' params)':>36}" for r in results)
     ]
-    lines.append(f"{'fwd+bwd (the unit)':<22}" + "".join(f"{r['seconds']['fwd+bwd'] * 1e3:>27.1f} ms" for r in results))
+    lines.append(f"{'fwd+bwd (the unit)':<22}" + "".join(f"{r['seconds']['fwd+bwd'] * 1e3:>33.1f} ms" for r in results))
     for m in methods:
         cells = []
         for r in results:
@@ -147,7 +147,7 @@ def table(results: list[dict]) -> str:
                 cells.append(f"skipped (~{v['estimate_seconds'] / unit:,.0f}x, {v['estimate_seconds'] / 60:,.0f} min)")
             else:
                 cells.append(f"{v / unit:,.1f}x ({v:.2f} s)")
-        lines.append(f"{m:<22}" + "".join(f"{c:>30}" for c in cells))
+        lines.append(f"{m:<22}" + "".join(f"{c:>36}" for c in cells))
     return "\n".join(lines)
 
 
