@@ -151,6 +151,12 @@ class Drift:
     tolerance: str
 
     def message(self) -> str:
+        if isinstance(self.baseline, list) and isinstance(self.now, list) and len(self.baseline) == len(self.now):
+            moved = max(
+                (abs(a - b) for a, b in zip(self.baseline, self.now) if isinstance(a, float) and isinstance(b, float)),
+                default=math.inf,
+            )
+            return f"{self.quantity} of {self.where}: moved by up to {moved:.3g} over {len(self.now)} directions, tolerance {self.tolerance}"
         delta = ""
         if isinstance(self.baseline, float) and isinstance(self.now, float):
             delta = f" ({self.now - self.baseline:+.3g})"

@@ -78,6 +78,10 @@ def render_case(console: Console, case: CaseResult) -> None:
     head.append(f"{MARK[case.verdict]:5} ", style=f"bold {STYLE[case.verdict]}")
     head.append(f"{case.file}::{case.name}" if case.file else case.name, style="bold")
     head.append(f"  ({case.seconds:.2f} s, {evals} evaluations)", style="dim")
+    gate = [c for c in case.checks if c.name == "baseline"]
+    if gate:
+        moved = any(c.verdict in ("fail", "error") for c in gate)
+        head.append("  gate: MOVED" if moved else "  gate: matches", style="bold red" if moved else "green")
     console.print(head)
     if case.error:
         console.print(Text(f"      {case.error}", style=STYLE["error"]))
