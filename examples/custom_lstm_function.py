@@ -67,7 +67,13 @@ def _case(forget_in_backward):
     torch.manual_seed(0)
     model = UnrolledLSTM(6, 12, forget_in_backward)
     x = torch.randn(15, 4, 6)
-    return rnncheck.TorchCase(model, inputs=(x,), loss=lambda out: out[0].pow(2).mean())
+    gates = ("i", "f", "g", "o")  # stacked along axis 0, as PyTorch stacks them
+    return rnncheck.TorchCase(
+        model,
+        inputs=(x,),
+        loss=lambda out: out[0].pow(2).mean(),
+        gates={"weight_ih": gates, "weight_hh": gates, "bias": gates},
+    )
 
 
 @rnncheck.case

@@ -178,11 +178,16 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
         row.tolerance = max((p.rel_bound for _, p in results), default=0.0)
         bad = [(b, p) for b, p in results if p.status == "fail"]
         row.verdict = "fail" if bad else "pass"
+        every_gate = len(bad) > 1 and len(bad) == len(results)
+        if every_gate:  # a formula wrong for the whole tensor: one line, narrowed in its worst gate
+            bad = [max(bad, key=lambda bp: bp[1].mismatch / max(bp[1].bound, 1e-300))]
         for b, p in bad:
             place = narrow(prober, b, rng)
             row.worst = place.where()
             total = sum(q.evaluations for _, q in results) + place.evaluations
             spread = " — the error is spread over the block (both halves disagree)" if place.spread else ""
+            if every_gate:
+                spread += f"; all {len(results)} gate blocks of {b.tensor} disagree"
             findings.append(
                 Finding(
                     "mismatch",
