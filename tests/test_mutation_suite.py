@@ -49,8 +49,12 @@ def test_mutant_fails(name, dtype, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("name", [m for m in MUTANTS if m != "lstm_small_tensor_in_large_model"])
-def test_mutant_never_passes_in_float32_only_code(name, seed):
-    """With float32 numerics a mutant fails, or the report says which probes went unchecked; it never passes."""
+def test_mutant_is_flagged_in_float32_only_code(name, seed):
+    """With float32 numerics these seeds' mutants fail, or the report says which probes went unchecked.
+
+    float32 finite differences resolve about 1e-4 of a probe: at that limit a subtle mutant
+    can pass for some probe seeds — benchmarks/bench_mutation.py measures how often.
+    """
     cell, bug, overrides = MUTANTS[name]
     result = verify_case(
         case_for(cell, bug, seed=seed, dtype=np.float32, float32_only=True, **overrides), Options(seed=seed)
