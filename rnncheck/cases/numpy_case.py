@@ -201,7 +201,7 @@ class NumpyTarget(Target):
     def reference_link(self):
         """``(Link, link names, missing)`` mapping this case onto the reference, or None without ``reference=``."""
         from .. import reference as R
-        from ..checks.reference import Link
+        from ..checks.reference import Link, map_parameters
 
         case = self.case
         if case.reference is None:
@@ -215,19 +215,7 @@ class NumpyTarget(Target):
                 "pass reference_map={'weight_hh_l0': 'your name', ...}"
             )
         spec = R.Spec(case.reference, I, self.theta[probe].shape[-1])
-        params, link_names, missing = {}, {}, []
-        for ref_name, shape in spec.param_shapes().items():
-            mine = names.get(ref_name, ref_name)
-            if mine in self.theta:
-                if self.theta[mine].size != int(np.prod(shape)):
-                    raise CaseError(
-                        f"reference_map: {mine!r} has shape {self.theta[mine].shape}, the reference's {ref_name} has {shape}"
-                    )
-                params[ref_name] = self.theta[mine].reshape(shape)
-                link_names[ref_name] = mine
-            else:
-                params[ref_name] = np.zeros(shape)
-                missing.append(ref_name)
+        params, link_names, missing = map_parameters(spec, self.theta, names)
         return Link(spec, params, link_names, case.inputs, label=""), missing
 
     def head_gradient(self, link):

@@ -336,7 +336,7 @@ class TorchTarget(Target):
     def _own_reference(self, grad):
         """The model claims to be ``reference``: called as nn.LSTM is, compared on its first input."""
         from .. import reference as R
-        from ..checks.reference import Comparison, Link
+        from ..checks.reference import Comparison, Link, map_parameters
 
         case = self.case
         names = dict(case.reference_map or {})
@@ -371,15 +371,7 @@ class TorchTarget(Target):
                 "pass reference_map={'weight_hh_l0': 'its name', ...}"
             )
         spec = R.Spec(case.reference, x.shape[-1], self.theta[w_hh].shape[-1])
-        ref_params, link_names, missing = {}, {}, []
-        for ref_name, shape in spec.param_shapes().items():
-            mine = names.get(ref_name, ref_name)
-            if mine in self.theta:
-                ref_params[ref_name] = self.theta[mine].reshape(shape)
-                link_names[ref_name] = mine
-            else:
-                ref_params[ref_name] = np.zeros(shape)
-                missing.append(ref_name)
+        ref_params, link_names, missing = map_parameters(spec, self.theta, names)
         tol = max(1e-9, 1e4 * np.finfo(self.model_dtype).eps)
         d_out = None if d_first is None else tm(np64(d_first))
         note_states = (

@@ -49,6 +49,30 @@ class Link:
     label: str = ""
 
 
+def map_parameters(spec: R.Spec, theta: dict[str, np.ndarray], names: dict[str, str]):
+    """``(params, link names, missing)``: the case's arrays under the reference's names.
+
+    ``names`` maps reference names to the case's; a reference parameter the case lacks (a
+    second bias, say) is taken as zero and listed in ``missing``.
+    """
+    from ..errors import CaseError
+
+    params, link_names, missing = {}, {}, []
+    for ref_name, shape in spec.param_shapes().items():
+        mine = names.get(ref_name, ref_name)
+        if mine in theta:
+            if theta[mine].size != int(np.prod(shape)):
+                raise CaseError(
+                    f"reference_map: {mine!r} has shape {theta[mine].shape}, the reference's {ref_name} has {shape}"
+                )
+            params[ref_name] = theta[mine].reshape(shape)
+            link_names[ref_name] = mine
+        else:
+            params[ref_name] = np.zeros(shape)
+            missing.append(ref_name)
+    return params, link_names, missing
+
+
 # --- forward --------------------------------------------------------------------------
 
 
