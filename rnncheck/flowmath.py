@@ -110,7 +110,12 @@ def spectral_blocks(Ws) -> list[tuple[float, float, str]]:
     import torch
 
     Ws = Ws.detach().to(torch.float64)
-    sigma = torch.linalg.matrix_norm(Ws, ord=2)
+    if Ws.is_cuda and Ws.shape[-1] > 4 * EIG_LIMIT:
+        # a GPU's float64 SVD of large blocks costs more than the whole check; the leading
+        # singular value to float32's precision is plenty for a diagnostic
+        sigma = torch.linalg.matrix_norm(Ws.float(), ord=2).double()
+    else:
+        sigma = torch.linalg.matrix_norm(Ws, ord=2)
     if Ws.shape[-1] <= EIG_LIMIT:
         radius = torch.linalg.eigvals(Ws.cpu()).abs().amax(dim=-1)
         how = "eigenvalues"
