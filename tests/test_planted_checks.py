@@ -1,0 +1,94 @@
+"""Checks that no other test plants a bug for: each is shown failing (or warning) on one here."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import rnncheck
+from rnncheck import Options, verify_case
+
+FAST = Options(diagnostics=False)
+
+
+def _quad(grad, loss=None):
+    p = {"w": np.array([1.0, -2.0, 0.5])}
+    return rnncheck.NumpyCase(p, loss=loss or (lambda q: float((q["w"] ** 2).sum())), grad=grad)
+
+
+def test_gradient_reporting_another_loss_is_inconsistent_loss():
+    case = _quad(lambda q: (float((q["w"] ** 2).sum()) + 1.0, {"w": 2 * q["w"]}))
+    result = verify_case(case, FAST)
+    assert result.verdict == "fail"
+    assert [f for f in result.findings if f.kind == "inconsistent_loss"]
+
+
+def test_nan_in_the_gradient_of_a_finite_loss_is_named():
+    def grad(q):
+        g = 2 * q["w"]
+        g[1] = np.nan
+        return {"w": g}
+
+    result = verify_case(_quad(grad), FAST)
+    bad = [f for f in result.findings if f.kind == "nonfinite_gradient"]
+    assert result.verdict == "fail" and bad and bad[0].location["index"] == [1]
+
+
+def test_twin_that_does_not_reproduce_the_fused_layer_is_reported(monkeypatch):
+    from rnncheck import twins
+
+    real = twins.cell_step
+
+    def wrong(mode, xp, state, p, gates_out=None):
+        out = real(mode, xp, state, p, gates_out)
+        return (out[0] * 1.01,) + tuple(out[1:])
+
+    monkeypatch.setattr(twins, "cell_step", wrong)
+    torch.manual_seed(0)
+    result = verify_case(
+        rnncheck.TorchCase(torch.nn.GRU(3, 4).double(), inputs=(torch.randn(6, 2, 3, dtype=torch.float64),)), Options()
+    )
+    assert [f for f in result.findings if f.kind == "twin_mismatch"]
+    assert result.verdict == "warn"
+
+
+def test_fused_layer_that_differs_from_the_reference_is_reported(monkeypatch):
+    from rnncheck.reference import gru
+
+    real = gru.backward
+
+    def wrong(dh_out, dh_T, cache):
+        grads, dx, dstate, adj = real(dh_out, dh_T, cache)
+        grads["W_hh"] = grads["W_hh"] * 1.1
+        return grads, dx, dstate, adj
+
+    monkeypatch.setattr(gru, "backward", wrong)
+    torch.manual_seed(0)
+    result = verify_case(
+        rnncheck.TorchCase(torch.nn.GRU(3, 4).double(), inputs=(torch.randn(6, 2, 3, dtype=torch.float64),)), FAST
+    )
+    bad = [f for f in result.findings if f.kind == "fused_mismatch"]
+    assert bad and bad[0].tensor == "weight_hh_l0" and result.verdict == "warn"
+
+
+def test_head_that_is_not_the_cases_loss_is_a_reference_mismatch():
+    from rnncheck import reference as R
+
+    rng = np.random.default_rng(0)
+    spec = R.Spec("rnn_tanh", 3, 4)
+    params = spec.init_params(rng)
+    x, w = rng.normal(size=(5, 2, 3)), rng.normal(size=(5, 2, 4))
+
+    def loss(p):
+        return float((R.forward(spec, p, x)[0] * w).sum())
+
+    def grad(p):
+        _, _, cache = R.forward(spec, p, x)
+        return R.backward(cache, w).params
+
+    case = rnncheck.NumpyCase(
+        params, loss=loss, grad=grad, reference="rnn_tanh", inputs=x, head=lambda h, _p: float((h * 2 * w).sum())
+    )
+    result = verify_case(case, FAST)
+    assert [f for f in result.findings if f.kind == "reference_mismatch"]
+    assert result.verdict == "warn"
