@@ -15,11 +15,30 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .cases.cell_case import CellCase
 from .cases.numpy_case import NumpyCase
 from .cases.torch_case import TorchCase
 from .collect import case
-from .findings import CaseResult, Report
+from .errors import CaseError, UsageError
+from .findings import CaseResult, CheckResult, Finding, Report
 from .options import Options
 from .runner import verify, verify_case
+from .usercode import CaseTimeout
 
-__all__ = ["CaseResult", "NumpyCase", "Options", "Report", "TorchCase", "__version__", "case", "verify", "verify_case"]
+__all__ = [
+    "CaseError",
+    "CaseResult",
+    "CaseTimeout",
+    "CellCase",
+    "CheckResult",
+    "Finding",
+    "NumpyCase",
+    "Options",
+    "Report",
+    "TorchCase",
+    "UsageError",
+    "__version__",
+    "case",
+    "verify",
+    "verify_case",
+]

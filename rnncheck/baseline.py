@@ -123,7 +123,19 @@ class Baseline:
 
     @classmethod
     def load(cls, path: Path) -> Baseline:
-        data = json.loads(Path(path).read_text())
+        """Read and validate a baseline file; a ``ValueError`` names the file and what is wrong with it."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a baseline file (not UTF-8 text); rewrite it with --update-baseline") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{path}: not a baseline file (invalid JSON at line {exc.lineno}: {exc.msg}); "
+                "rewrite it with --update-baseline"
+            ) from None
+        problem = _shape_problem(data)
+        if problem:
+            raise ValueError(f"{path}: not a baseline file ({problem}); rewrite it with --update-baseline")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: baseline format {data.get('format')!r}, this rnncheck reads format {FORMAT}")
         return cls(
@@ -138,6 +150,28 @@ class Baseline:
 
     def save(self, path: Path) -> None:
         Path(path).write_text(self.dumps())
+
+
+def _shape_problem(data) -> str | None:
+    """What keeps ``data`` from being a baseline, or None."""
+    if not isinstance(data, dict):
+        return f"the top level is a JSON {type(data).__name__}, not an object"
+    if "format" not in data:
+        return "no 'format' key"
+    if not isinstance(data.get("cases", {}), dict):
+        return "'cases' is not an object"
+    for cid, record in data.get("cases", {}).items():
+        if not isinstance(record, dict):
+            return f"case {cid!r} is not an object"
+        for key, kind in (("grad_log10_norm", dict), ("sketch", dict), ("flow", dict), ("checks", dict)):
+            if key in record and not isinstance(record[key], kind):
+                return f"case {cid!r}: {key!r} is not an object"
+    if not isinstance(data.get("tolerances", {}), dict):
+        return "'tolerances' is not an object"
+    for key, value in data.get("tolerances", {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            return f"tolerance {key!r} is {value!r}, not a non-negative number"
+    return None
 
 
 @dataclass
@@ -263,9 +297,34 @@ def _at(seq, i):
     return seq[i] if i < len(seq) else None
 
 
-def gate_check(case_id: str, baseline: Baseline, fp: dict[str, Any], meta_now: dict[str, Any]) -> CheckResult:
-    """The gate's verdict for one case, as a CheckResult named ``baseline``."""
+def gate_check(
+    case_id: str, baseline: Baseline, fp: dict[str, Any], meta_now: dict[str, Any], settings: dict | None = None
+) -> CheckResult:
+    """The gate's verdict for one case, as a CheckResult named ``baseline``.
+
+    A case whose run errored never matches; a baseline recorded under another seed,
+    dtype or device is named as such, not shown as gradients that moved.
+    """
     findings: list[Finding] = []
+    if fp.get("verdict") == "error":
+        return CheckResult(
+            "baseline", "error", [Finding("baseline_error", "error", "the case errored: an error never matches a baseline")]
+        )
+    differ = [
+        f"--{key} {baseline.meta[key]!r} there, {value!r} here"
+        for key, value in (settings or {}).items()
+        if key in baseline.meta and baseline.meta[key] != value
+    ]
+    if differ:
+        findings.append(
+            Finding(
+                "baseline_settings",
+                "error",
+                f"the baseline was recorded under other settings ({'; '.join(differ)}): rerun with the baseline's "
+                "settings, or rewrite it with --update-baseline",
+            )
+        )
+        return CheckResult("baseline", "error", findings)
     stored = baseline.cases.get(case_id)
     if stored is None:
         findings.append(

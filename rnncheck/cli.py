@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import time
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from . import __version__
 from .collect import collect, keyword_matcher
 from .errors import UsageError
 from .findings import Report
-from .gate import Gate, gate_verdict
-from .options import Options
+from .gate import Gate, gate_verdict, id_root
+from .options import MAX_SEED, Options
 from .render.json_report import dumps
 from .render.junit import to_junit
-from .render.terminal import make_console, render_report
+from .render.terminal import make_console, printable, render_case, summary_line
 from .runner import error_result, run_meta, verify_case
+from .usercode import hard_timeout_available
 
 EPILOG = """\b
 Examples:
@@ -27,8 +31,15 @@ Examples:
   rnncheck verify model.py --full                every entry on its own
 
 \b
+Which files: a file named is imported as given; a folder is searched for
+*.py files that mention rnncheck (names starting with _ or ., setup.py,
+conftest.py, virtual environments and links out of the folder are skipped).
+Results print as each case finishes.
+
+\b
 Exit codes: 0 every case passed or warned; 1 a case failed or errored;
-2 usage error (no such file, no cases found, bad option).
+2 usage error (no such file, no cases found, bad option), or the run was
+interrupted (Ctrl-C; what finished is still reported and written).
 """
 
 
@@ -71,14 +82,24 @@ def _common(f):
             help="Write the JSON report to FILE ('-': stdout; the table then goes to stderr).",
         ),
         click.option(
-            "--seed", default=0, show_default=True, help="Seed for probe directions, the default loss and jitter."
+            "--seed",
+            default=0,
+            show_default=True,
+            type=click.IntRange(0, MAX_SEED),
+            help="Seed for probe directions, the default loss and jitter.",
         ),
         click.option("--device", default="cpu", show_default=True, help="Where torch cases run: cpu, cuda, cuda:1 ..."),
         click.option(
             "--budget",
-            type=click.FloatRange(min=0, min_open=True),
+            type=SECONDS,
             metavar="SECONDS",
-            help="Time allowed per case; probes are planned to fit.",
+            help="Soft time per case: the probes and extras are planned to fit ('inf': no limit).",
+        ),
+        click.option(
+            "--timeout",
+            type=SECONDS,
+            metavar="SECONDS",
+            help="Hard time per case: a case still running then is stopped and reported as an error.",
         ),
         click.option(
             "--dtype",
@@ -99,10 +120,31 @@ def _common(f):
             "--lyapunov", is_flag=True, help="Also estimate the leading Lyapunov exponents (QR method; costs more)."
         ),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+        click.option("--force", is_flag=True, help="Let --json/--junit-xml overwrite a .py file."),
     ]
     for deco in reversed(decorators):
         f = deco(f)
     return f
+
+
+class _Seconds(click.ParamType):
+    """A positive number of seconds; ``inf`` means no limit."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            x = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if math.isnan(x) or x <= 0:
+            self.fail(f"{value!r}: give a positive number of seconds, or 'inf' for no limit", param, ctx)
+        return None if math.isinf(x) else x
+
+
+SECONDS = _Seconds()
 
 
 @main.command(epilog=EPILOG)
@@ -130,7 +172,10 @@ def _common(f):
     help="Runs per case when writing a baseline; their spread widens the tolerance of quantities that vary.",
 )
 @click.option(
-    "--junit-xml", "junit_path", metavar="FILE", help="Also write a JUnit XML report (one testcase per case)."
+    "--junit-xml",
+    "junit_path",
+    metavar="FILE",
+    help="Also write a JUnit XML report (one testcase per case; '-': stdout, the table then goes to stderr).",
 )
 def verify(
     paths,
@@ -139,11 +184,13 @@ def verify(
     seed,
     device,
     budget,
+    timeout,
     dtype,
     plot_dir,
     jacobian,
     lyapunov,
     debug,
+    force,
     full,
     probes,
     no_flow,
@@ -170,6 +217,7 @@ def verify(
         seed=seed,
         device=device,
         budget=budget,
+        timeout=timeout,
         full=full,
         probes=probes,
         dtype=dtype,
@@ -181,12 +229,16 @@ def verify(
     )
     if update_baseline and not baseline_path:
         raise click.UsageError("--update-baseline needs --baseline FILE to write to")
-    _run(paths, keyword, json_out, plot_dir, options, baseline_path, update_baseline, baseline_repeats, junit_path)
+    _run(
+        paths, keyword, json_out, plot_dir, options, baseline_path, update_baseline, baseline_repeats, junit_path, force
+    )
 
 
 @main.command(epilog=EPILOG.replace("rnncheck verify", "rnncheck diagnose"))
 @_common
-def diagnose(paths, keyword, json_out, seed, device, budget, dtype, plot_dir, jacobian, lyapunov, debug) -> None:
+def diagnose(
+    paths, keyword, json_out, seed, device, budget, timeout, dtype, plot_dir, jacobian, lyapunov, debug, force
+) -> None:
     """Measure how the gradient flows back through time, without checking it.
 
     For every recurrent case (nn.RNN/LSTM/GRU inside a TorchCase, or a CellCase):
@@ -200,76 +252,234 @@ def diagnose(paths, keyword, json_out, seed, device, budget, dtype, plot_dir, ja
         seed=seed,
         device=device,
         budget=budget,
+        timeout=timeout,
         dtype=dtype,
         debug=debug,
         gradient=False,
         jacobian=jacobian,
         lyapunov=lyapunov,
     )
-    _run(paths, keyword, json_out, plot_dir, options)
+    _run(paths, keyword, json_out, plot_dir, options, force=force)
 
 
 def _run(
-    paths, keyword, json_out, plot_dir, options: Options, baseline_path=None, update=False, repeats=3, junit_path=None
+    paths,
+    keyword,
+    json_out,
+    plot_dir,
+    options: Options,
+    baseline_path=None,
+    update=False,
+    repeats=3,
+    junit_path=None,
+    force=False,
 ) -> None:
-    json_to_stdout = json_out == "-"
-    console = make_console(sys.stderr if json_to_stdout else sys.stdout)
-    device = options.device
-    started = time.time()
-    try:
-        _check_device(device)
-        match = keyword_matcher(keyword) if keyword else (lambda s: True)
-        cases, problems = collect(list(paths))
-    except UsageError as exc:
-        console.print(f"rnncheck: error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
-    selected = [c for c in cases if match(c.name)]
-    notes = [f"{p.file}: {p.message}" for p in problems if not p.fatal]
-    errors = [error_result(Path(p.file).name, p.file, p.message) for p in problems if p.fatal]
-    if not selected and not errors:
-        why = f"no case matches -k {keyword!r}" if cases else "no cases found"
-        console.print(f"rnncheck: error: {why} in {' '.join(paths)}: mark functions with @rnncheck.case", markup=False)
-        sys.exit(2)
+    app = Application(
+        list(paths),
+        keyword,
+        options,
+        lambda: Outputs(json_out, junit_path, plot_dir, baseline_path, force),
+        stdout_taken="-" in (json_out, junit_path),
+        update=update,
+        repeats=repeats,
+    )
+    sys.exit(app.run())
 
-    gate = None
-    if baseline_path:
+
+class Outputs:
+    """Where the reports go: resolved to absolute paths, and checked, before any user code runs."""
+
+    def __init__(self, json_out, junit, plot_dir, baseline, force: bool) -> None:
+        if json_out == "-" and junit == "-":
+            raise UsageError("--json - and --junit-xml - cannot both go to stdout: send one of them to a file")
+        self.json = self._file("--json", json_out, force)
+        self.junit = self._file("--junit-xml", junit, force)
+        self.plot = None if plot_dir is None else self._folder("--plot", plot_dir)
+        self.baseline = None if baseline is None else Path(baseline).absolute()
+        self.baseline_shown = baseline
+
+    @property
+    def stdout_taken(self) -> bool:
+        return self.json == "-" or self.junit == "-"
+
+    @staticmethod
+    def _file(flag: str, value, force: bool):
+        if value is None or value == "-":
+            return value
+        path = Path(value).absolute()
+        if path.is_dir():
+            raise UsageError(f"{flag} {value}: is a folder; give a file name, e.g. {flag} report.{_ext(flag)}")
+        if not path.parent.is_dir():
+            raise UsageError(f"{flag} {value}: the folder {path.parent} does not exist; create it first")
+        if path.suffix == ".py" and path.exists() and not force:
+            raise UsageError(f"{flag} {value}: would overwrite a Python file; pick another name, or pass --force")
+        return path
+
+    @staticmethod
+    def _folder(flag: str, value) -> Path:
+        path = Path(value).absolute()
+        for parent in [path, *path.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(f"{flag} {value}: {parent} is a file, not a folder; give a folder for the figures")
+                break
+        return path
+
+
+def _ext(flag: str) -> str:
+    return "json" if flag == "--json" else "xml"
+
+
+class Application:
+    """One run of ``rnncheck verify``/``diagnose``, in stages that each return, as flake8's Application.
+
+    prepare (options and output paths checked, nothing run yet) -> collect (model files
+    imported) -> run (each case checked and printed as it finishes) -> report (JSON,
+    JUnit, baseline, plots, summary) -> :meth:`exit_code`.
+    """
+
+    def __init__(self, paths, keyword, options: Options, outputs, stdout_taken=False, update=False, repeats=3) -> None:
+        self.paths, self.keyword, self.options = paths, keyword, options
+        self.make_outputs = outputs
+        self.console = make_console(sys.stderr if stdout_taken else sys.stdout)
+        self.update, self.repeats = update, repeats
+        self.stdout = sys.stdout  # the real stdout, before any redirection
+        self.started = time.time()
+        self.results: list = []
+        self.notes: list[str] = []
+        self.interrupted = False
+        self.gate = None
+
+    # --- the stages -----------------------------------------------------------------------
+    def run(self) -> int:
         try:
-            gate = Gate(baseline_path, update=update, repeats=repeats)
+            self.prepare()
+        except UsageError as exc:
+            self._usage(exc)
+            return 2
+        # whatever the user's code prints must not spoil a report that goes to stdout
+        redirect = contextlib.redirect_stdout(sys.stderr) if self.outputs.stdout_taken else contextlib.nullcontext()
+        with redirect:
+            try:
+                selected = self.collect()
+                self.load_gate()
+            except UsageError as exc:
+                self._usage(exc)
+                return 2
+            except KeyboardInterrupt:
+                self.interrupted = True
+                selected = []
+            self.run_cases(selected)
+        self.report()
+        return self.exit_code()
+
+    def prepare(self) -> None:
+        self.outputs = self.make_outputs()
+        _check_device(self.options.device)
+        self.match = keyword_matcher(self.keyword) if self.keyword else (lambda s: True)
+        if self.options.timeout is not None and not hard_timeout_available():
+            self.notes.append("--timeout needs SIGALRM on the main thread, which this platform lacks: no hard limit")
+
+    def collect(self) -> list:
+        cases, problems = collect(self.paths, self.options.timeout)
+        selected = [c for c in cases if self.match(c.name)]
+        self.notes += [f"{p.file}: {p.message}" for p in problems if not p.fatal]
+        errors = [error_result(Path(p.file).name, p.file, p.message) for p in problems if p.fatal]
+        if not selected and not errors:
+            why = f"no case matches -k {self.keyword!r}" if cases else "no cases found"
+            raise UsageError(f"{why} in {' '.join(self.paths)}: mark functions with @rnncheck.case")
+        for result in errors:
+            self._finished(result)
+        return selected
+
+    def load_gate(self) -> None:
+        if self.outputs.baseline is None:
+            return
+        try:
+            self.gate = Gate(self.outputs.baseline, update=self.update, repeats=self.repeats, root=self.root())
         except (FileNotFoundError, ValueError) as exc:
-            console.print(f"rnncheck: error: {exc}", markup=False, highlight=False)
-            sys.exit(2)
-    results = list(errors)
-    with _progress(console, len(selected)) as advance:
-        for c in selected:
-            results.append(gate.run(c, options, advance) if gate else verify_case(c, options, progress=advance))
-            advance(None, None)
-    report = Report(results, meta=run_meta(options, started))
-    if gate is not None:
-        gate.finish(options)
-        if update:
-            notes.append(f"wrote {gate.written} case(s) to {baseline_path}")
-    if plot_dir:
-        notes += _plots(report, Path(plot_dir))
-    render_report(console, report, time.time() - started, notes)
-    if json_out:
-        text = dumps(report)
-        if json_to_stdout:
-            click.echo(text)
-        else:
-            Path(json_out).write_text(text + "\n")
-    verdict_of = gate_verdict if gate is not None else (lambda c: c.verdict)
-    if junit_path:
-        Path(junit_path).write_text(to_junit(report, verdict_of))
-    if gate is not None and not update:
-        gated = [verdict_of(c) for c in report.cases]
-        console.print(
-            f"gate: {sum(v in ('pass', 'warn') for v in gated)} of {len(gated)} cases match {baseline_path}",
-            markup=False,
-        )
-        sys.exit(0 if all(v in ("pass", "warn") for v in gated) else 1)
-    if update:
-        sys.exit(0 if all(c.verdict != "error" for c in report.cases) else 1)
-    sys.exit(0 if report.ok else 1)
+            raise UsageError(str(exc)) from exc
+
+    def root(self) -> Path:
+        """What case ids are relative to: the folder of the nearest pyproject.toml, else the paths' common folder."""
+        return id_root(self.paths)
+
+    def run_cases(self, selected: list) -> None:
+        with _progress(self.console, len(selected)) as advance:
+            for c in selected:
+                try:
+                    if self.gate is not None:
+                        result = self.gate.run(c, self.options, advance)
+                    else:
+                        result = verify_case(c, self.options, progress=advance)
+                except KeyboardInterrupt:
+                    self.interrupted = True
+                    break
+                self._finished(result)
+                advance(None, None)
+        self.selected = len(selected)
+
+    def _finished(self, result) -> None:
+        """A case is done: keep it, and show it now (a killed run still shows what finished)."""
+        self.results.append(result)
+        render_case(self.console, result)
+        self.console.file.flush()
+
+    def report(self) -> None:
+        report = Report(self.results, meta=run_meta(self.options, self.started))
+        if self.interrupted:
+            report.meta["interrupted"] = True
+            self.notes.append(f"interrupted: {len(self.results)} result(s) reported, the rest did not run")
+        if self.gate is not None:
+            try:
+                self.gate.finish(self.options)
+            except OSError as exc:
+                self.notes.append(f"could not write the baseline {self.outputs.baseline}: {exc}")
+            if self.update:
+                self.notes.append(f"wrote {self.gate.written} case(s) to {self.outputs.baseline_shown}")
+        if self.outputs.plot:
+            self.notes += _plots(report, self.outputs.plot)
+        for note in self.notes:
+            self.console.print(Text(f"note: {printable(note)}", style="yellow"))
+        self.console.print(summary_line(report, time.time() - self.started))
+        verdict_of = gate_verdict if self.gate is not None else (lambda c: c.verdict)
+        self._write(self.outputs.json, lambda: dumps(report))
+        self._write(self.outputs.junit, lambda: to_junit(report, verdict_of))
+        if self.gate is not None and not self.update:
+            gated = [verdict_of(c) for c in report.cases]
+            self.console.print(
+                f"gate: {sum(v in ('pass', 'warn') for v in gated)} of {len(gated)} cases match "
+                f"{self.outputs.baseline_shown}",
+                markup=False,
+            )
+        self.report_obj = report
+
+    def _write(self, where, text) -> None:
+        if where is None:
+            return
+        if where == "-":
+            self.stdout.write(text() + "\n")
+            self.stdout.flush()
+            return
+        try:
+            where.write_text(text() + "\n", encoding="utf-8")
+        except OSError as exc:
+            self.console.print(f"rnncheck: error: could not write {where}: {exc}", markup=False, highlight=False)
+            self.write_failed = True
+
+    def exit_code(self) -> int:
+        """0 every case passed or warned; 1 a case failed or errored (or moved, with a baseline); 2 interrupted."""
+        if self.interrupted or getattr(self, "write_failed", False):
+            return 2
+        cases = self.report_obj.cases
+        if self.gate is not None and not self.update:
+            return 0 if all(gate_verdict(c) in ("pass", "warn") for c in cases) else 1
+        if self.update:
+            return 0 if all(c.verdict != "error" for c in cases) else 1
+        return 0 if self.report_obj.ok else 1
+
+    def _usage(self, exc: Exception) -> None:
+        self.console.print(f"rnncheck: error: {printable(str(exc))}", markup=False, highlight=False)
 
 
 def _plots(report: Report, folder: Path) -> list[str]:

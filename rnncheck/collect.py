@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -56,17 +57,77 @@ def case(func: Callable | None = None, *, name: str | None = None):
     return register(func) if func is not None else register
 
 
-def model_files(paths: list[str]) -> list[Path]:
-    """The .py files named, or found under the folders named (sorted; names starting with _ or . skipped)."""
+#: file names a folder run never imports: packaging and pytest's own files
+SKIPPED_NAMES = {"setup.py", "conftest.py", "noxfile.py", "manage.py"}
+#: folders a folder run never enters (virtual environments are also found by their pyvenv.cfg)
+SKIPPED_DIRS = {"site-packages", "dist-packages", "node_modules", "__pycache__", "build", "dist"}
+
+
+def _mentions_rnncheck(path: Path) -> bool:
+    try:
+        return b"rnncheck" in path.read_bytes()
+    except OSError:
+        return True  # let load_file say why it cannot be read
+
+
+def _walk(root: Path, problems: list[FileProblem]) -> list[Path]:
+    """The candidate model files under ``root``: no links out of it, no virtual environments."""
+    real_root = root.resolve()
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith((".", "_"))
+            and d not in SKIPPED_DIRS
+            and not (here / d / "pyvenv.cfg").exists()
+            and not (here / d).is_symlink()
+        )
+        for name in sorted(files):
+            if not name.endswith(".py") or name.startswith((".", "_")) or name in SKIPPED_NAMES:
+                continue
+            path = here / name
+            if path.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError) as exc:  # a broken link or a loop
+                    problems.append(FileProblem(str(path), f"cannot be read: {_reason(exc)}; fix or remove the link", True))
+                    continue
+                if not target.is_relative_to(real_root):
+                    continue  # a link out of the folder given: not ours to import
+            if _mentions_rnncheck(path):
+                found.append(path)
+    return found
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40:  # ELOOP
+        return "a symlink loop"
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def model_files(paths: list[str], problems: list[FileProblem] | None = None) -> list[Path]:
+    """The model files to import.
+
+    A file named on the command line is imported as given.  A folder is searched for
+    ``*.py`` files that mention ``rnncheck``; names starting with ``_`` or ``.``, setup.py,
+    conftest.py, virtual environments and symlinks leading out of the folder are skipped.
+    """
+    problems = [] if problems is None else problems
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if not p.exists():
+        try:
+            exists = p.exists()
+        except OSError as exc:  # a symlink loop, say
+            raise UsageError(f"{raw}: cannot be read ({_reason(exc)})") from exc
+        if not exists:
+            if p.is_symlink():
+                raise UsageError(f"{raw}: a broken symlink or a symlink loop")
             raise UsageError(f"{raw}: no such file or folder")
         if p.is_dir():
-            files += sorted(
-                f for f in p.rglob("*.py") if not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
-            )
+            files += _walk(p, problems)
         elif p.suffix != ".py":
             raise UsageError(f"{raw}: not a Python file (model files end in .py)")
         else:
@@ -74,38 +135,94 @@ def model_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def load_file(path: Path) -> tuple[list[CaseDef], FileProblem | None]:
-    """Import one model file; return its cases, or the problem that stopped it."""
+def _read_problem(path: Path) -> FileProblem | None:
+    """A file that cannot be imported as Python source: unreadable, binary, not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return FileProblem(str(path), f"cannot be read: {_reason(exc)}; check its permissions", True)
+    if b"\0" in data:
+        return FileProblem(str(path), "is a binary file, not Python source: remove it or rename it away from .py", True)
+    return None
+
+
+def _local_modules(before: set[str], folder: Path) -> list[str]:
+    """Modules imported since ``before`` whose files lie in ``folder``: the model file's own helpers."""
+    local = []
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and Path(file).resolve().is_relative_to(folder):
+            local.append(name)
+    return local
+
+
+def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], FileProblem | None]:
+    """Import one model file; return its cases, or the problem that stopped it.
+
+    The import runs behind the same door as a case (exits, hangs past ``timeout`` and
+    changes to global state are contained).  Helper modules the file imports from its
+    own folder are dropped from ``sys.modules`` afterwards, so that a same-named helper
+    next to another model file is imported from there, not taken from this one.
+    """
+    from .usercode import CaseTimeout, case_guard, exit_message
+
+    problem = _read_problem(path)
+    if problem is not None:
+        return [], problem
     resolved = str(path.resolve())
     mod_name = "rnncheck_models." + re.sub(r"\W", "_", resolved)
     start = len(_REGISTRY)
-    spec = importlib.util.spec_from_file_location(mod_name, resolved)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    folder = str(path.resolve().parent)
-    sys.path.insert(0, folder)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        return [], FileProblem(str(path), f"syntax error at line {exc.lineno}: {exc.msg}; fix the file and rerun", True)
-    except Exception as exc:  # any error while importing the user's file
-        return [], FileProblem(str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True)
-    finally:
-        if sys.path and sys.path[0] == folder:
-            sys.path.pop(0)
-    found = [c for c in _REGISTRY[start:] if c.file == resolved]
+    folder = path.resolve().parent
+    before = set(sys.modules)
+    with case_guard(timeout):
+        try:
+            spec = importlib.util.spec_from_file_location(mod_name, resolved)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            sys.path.insert(0, str(folder))
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            return [], FileProblem(str(path), f"syntax error at line {exc.lineno}: {exc.msg}; fix the file and rerun", True)
+        except SystemExit as exc:
+            return [], FileProblem(str(path), exit_message("importing the file", exc, resolved), True)
+        except CaseTimeout as exc:
+            return [], FileProblem(str(path), f"importing the file {exc.message()}", True)
+        except Exception as exc:  # any error while importing the user's file
+            return [], FileProblem(str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True)
+        finally:
+            if str(folder) in sys.path:
+                sys.path.remove(str(folder))
+            for name in _local_modules(before, folder):
+                if name != mod_name:
+                    del sys.modules[name]
+    found = list(_REGISTRY[start:])
+    del _REGISTRY[start:]
     for c in found:
         c.file = str(path)
     if not found:
         return [], FileProblem(str(path), "no cases found: mark a function with @rnncheck.case", False)
-    return found, None
+    return _unique_names(found, path), None
 
 
-def collect(paths: list[str]) -> tuple[list[CaseDef], list[FileProblem]]:
+def _unique_names(found: list[CaseDef], path: Path) -> list[CaseDef]:
+    """Cases that share a name (one factory called three times) get ``name[0]``, ``name[1]`` … so that none collapses."""
+    counts: dict[str, int] = {}
+    for c in found:
+        counts[c.name] = counts.get(c.name, 0) + 1
+    seen: dict[str, int] = {}
+    for c in found:
+        if counts[c.name] > 1:
+            k = seen.get(c.name, 0)
+            seen[c.name] = k + 1
+            c.name = f"{c.name}[{k}]"
+    return found
+
+
+def collect(paths: list[str], timeout: float | None = None) -> tuple[list[CaseDef], list[FileProblem]]:
     """Every case under ``paths``, and the files that gave none."""
     cases, problems = [], []
-    for f in model_files(paths):
-        found, problem = load_file(f)
+    for f in model_files(paths, problems):
+        found, problem = load_file(f, timeout)
         cases += found
         if problem:
             problems.append(problem)

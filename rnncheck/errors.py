@@ -12,11 +12,12 @@ class CaseError(Exception):
 class UserCodeError(CaseError):
     """The user's own code raised.  Keeps the original exception for ``--debug``."""
 
-    def __init__(self, what: str, exc: BaseException, user_file: str | None = None) -> None:
+    def __init__(self, what: str, exc: BaseException, user_file: str | None = None, message: str | None = None) -> None:
         self.what = what
         self.original = exc
-        where = _user_frame(exc, user_file)
-        super().__init__(f"{what} raised {type(exc).__name__}: {_first_line(exc)}{where}")
+        if message is None:
+            message = f"{what} raised {type(exc).__name__}: {_first_line(exc)}{user_frame(exc, user_file)}"
+        super().__init__(message)
 
 
 class BudgetExceeded(CaseError):
@@ -32,20 +33,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else "(no message)"
 
 
-def _user_frame(exc: BaseException, user_file: str | None) -> str:
+def user_frame(exc: BaseException, user_file: str | None) -> str:
+    """`` (at file:line)`` for the deepest frame in the user's file (else the deepest frame), or ``""``."""
     frames = traceback.extract_tb(exc.__traceback__)
     if user_file:
         mine = [f for f in frames if f.filename == user_file]
         if mine:
             return f" (at {mine[-1].filename}:{mine[-1].lineno})"
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-def call_user(what: str, fn, *args, user_file: str | None = None, **kwargs):
-    """Call the user's ``fn``; any exception becomes a :class:`UserCodeError` naming ``what``."""
-    try:
-        return fn(*args, **kwargs)
-    except CaseError:
-        raise
-    except Exception as exc:  # the user's code may raise anything
-        raise UserCodeError(what, exc, user_file) from exc

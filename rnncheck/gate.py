@@ -8,7 +8,11 @@ updating, runs it ``repeats`` times to measure the spread and records it);
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,42 +24,90 @@ from .findings import CaseResult, CheckResult, Finding, worst
 from .options import Options
 from .runner import verify_case
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: writes there are atomic but not locked
+    fcntl = None
 
-def case_id(result: CaseResult) -> str:
-    """``file::case`` with the file relative to the working directory, so that baselines travel."""
-    import os
 
+def id_root(paths: list[str]) -> Path:
+    """What case ids are relative to, as pytest's rootdir: the folder of the nearest pyproject.toml
+    above the paths' common folder, else that common folder."""
+    if not paths:
+        return Path.cwd()
+    resolved = [Path(p).resolve() for p in paths]
+    common = Path(os.path.commonpath([str(p if p.is_dir() else p.parent) for p in resolved]))
+    for folder in [common, *common.parents]:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return common
+
+
+def case_id(result: CaseResult, root: Path | None = None) -> str:
+    """``file::case`` with the file relative to ``root`` (default: the working directory), so that baselines travel."""
     if not result.file:
         return f"::{result.name}"
     path = Path(result.file)
+    base = (root or Path.cwd()).resolve()
     try:
-        rel = Path(os.path.relpath(path.resolve(), Path.cwd()))
+        rel = Path(os.path.relpath(path.resolve(), base))
         path = rel if not rel.as_posix().startswith("..") else path
     except ValueError:  # another drive
         pass
     return f"{path.as_posix()}::{result.name}"
 
 
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside ``path`` (``path.lock``), so that concurrent writers merge instead of losing cases."""
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, then rename it over ``path``: no reader sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 class Gate:
-    def __init__(self, path: str | Path, update: bool = False, repeats: int = 3) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, update: bool = False, repeats: int = 3, root: Path | None = None) -> None:
+        self.path = Path(path).absolute()
         self.update = update
         self.repeats = max(1, repeats)
+        self.root = root
         if self.path.exists():
             self.baseline = Baseline.load(self.path)
         elif update:
             self.baseline = Baseline()
         else:
-            raise FileNotFoundError(f"{self.path}: no such baseline file (write one with --update-baseline)")
+            raise FileNotFoundError(f"{path}: no such baseline file (write one with --update-baseline)")
         self.meta_now = {"rnncheck": __version__, "torch": torch.__version__, "numpy": np.__version__}
         self.written = 0
+        self.recorded: dict[str, dict] = {}
 
     def run(self, item, options: Options, progress=None) -> CaseResult:
         from dataclasses import replace
 
         options = replace(options, fingerprint=True)
         result = verify_case(item, options, progress)
-        cid = case_id(result)
+        cid = case_id(result, self.root)
         if result.fingerprint is None:
             result.checks.append(
                 CheckResult(
@@ -65,7 +117,7 @@ class Gate:
                         Finding(
                             "baseline_error",
                             "error",
-                            "the case could not be fingerprinted: " + (result.error or "it errored"),
+                            "the case cannot be compared with a baseline: " + (result.error or "it errored"),
                         )
                     ],
                 )
@@ -78,7 +130,7 @@ class Gate:
             record = dict(result.fingerprint)
             record["spread"] = spread(prints) if len(prints) > 1 else {}
             record["repeats"] = len(prints)
-            self.baseline.cases[cid] = record
+            self.recorded[cid] = record
             self.written += 1
             result.checks.append(
                 CheckResult(
@@ -88,23 +140,31 @@ class Gate:
                 )
             )
             return result
-        check = gate_check(cid, self.baseline, result.fingerprint, self.meta_now)
+        check = gate_check(cid, self.baseline, result.fingerprint, self.meta_now, settings_of(options))
         result.checks.append(check)
         result.gate = check.verdict  # type: ignore[attr-defined]
         return result
 
     def finish(self, options: Options) -> None:
-        if not self.update:
+        """Merge what this run recorded into the file, under a lock, written atomically."""
+        if not self.update or not self.recorded:
             return
-        self.baseline.meta.update(
-            self.meta_now,
-            seed=options.seed,
-            device=options.device,
-            dtype=options.dtype or "model's own",
-            written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.baseline.save(self.path)
+        with _locked(self.path):
+            current = Baseline.load(self.path) if self.path.exists() and self.path.stat().st_size else Baseline()
+            current.cases.update(self.recorded)
+            current.meta.update(
+                self.meta_now,
+                **settings_of(options),
+                written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
+            write_atomic(self.path, current.dumps())
+        self.baseline = current
+
+
+def settings_of(options: Options) -> dict:
+    """The run settings a baseline is only comparable under."""
+    return {"seed": options.seed, "device": options.device, "dtype": options.dtype or "model's own"}
 
 
 def gate_verdict(result: CaseResult) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-MARKER_OPTIONS = ("budget", "dtype", "probes", "seed", "full", "device", "diagnostics", "reference")
+MARKER_OPTIONS = ("budget", "timeout", "dtype", "probes", "seed", "full", "device", "diagnostics", "reference")
 
 
 def pytest_addoption(parser) -> None:
@@ -45,13 +45,20 @@ def pytest_addoption(parser) -> None:
         help="write the --rnncheck-baseline file instead",
     )
     group.addoption("--rnncheck-seed", type=int, default=0, help="seed for probe directions (default 0)")
+    group.addoption(
+        "--rnncheck-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="hard time per case: a case still running then is stopped and reported as an error",
+    )
     group.addoption("--rnncheck-device", default="cpu", help="device for torch cases (default cpu)")
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers",
-        "rnncheck(budget=None, dtype=None, probes=3, seed=0, full=False): rnncheck options for this test",
+        "rnncheck(budget=None, timeout=None, dtype=None, probes=3, seed=0, full=False): rnncheck options for this test",
     )
     config.stash[SESSION_KEY] = RnncheckSession(config)
 
@@ -64,18 +71,22 @@ class RnncheckSession:
         self._gate = None
         self.seed = config.getoption("rnncheck_seed", 0)
         self.device = config.getoption("rnncheck_device", "cpu")
+        self.timeout = config.getoption("rnncheck_timeout", None)
 
     def options(self, overrides: dict | None = None):
         from .options import Options
 
-        opts = Options(seed=self.seed, device=self.device)
+        values = {"seed": self.seed, "device": self.device, "timeout": self.timeout}
         for key, value in (overrides or {}).items():
             if key not in MARKER_OPTIONS:
                 raise pytest.UsageError(
                     f"@pytest.mark.rnncheck: unknown option {key!r}; known: {', '.join(MARKER_OPTIONS)}"
                 )
-            setattr(opts, key, value)
-        return opts
+            values[key] = value
+        try:
+            return Options(**values)
+        except ValueError as exc:
+            raise pytest.UsageError(f"rnncheck: {exc}") from None
 
     @property
     def gate(self):
@@ -86,11 +97,8 @@ class RnncheckSession:
             from .gate import Gate
 
             update = self.config.getoption("rnncheck_update_baseline")
-            if update and hasattr(self.config, "workerinput"):
-                raise pytest.UsageError(
-                    "--rnncheck-update-baseline cannot run under pytest-xdist workers: run it without -n"
-                )
-            self._gate = Gate(path, update=update)
+            # each xdist worker merges its cases into the file under a lock when it finishes
+            self._gate = Gate(path, update=update, root=Path(self.config.rootpath))
         return self._gate
 
     def run(self, item, overrides=None):
@@ -190,7 +198,7 @@ class RnncheckFile(pytest.File):
     def collect(self):
         from .collect import load_file
 
-        cases, problem = load_file(self.path)
+        cases, problem = load_file(self.path, self.config.getoption("rnncheck_timeout", None))
         if problem is not None and problem.fatal:
             raise self.CollectError(f"rnncheck: {problem.file}: {problem.message}")
         for case in cases:

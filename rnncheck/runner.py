@@ -1,15 +1,16 @@
 """The one library function every front end calls: ``verify(cases, options) -> Report``.
 
-For each case: build it (call the user's case function), bind it to its backend
-adapter, then run the checks in order — sanity, gradient agreement, and the
-diagnostics — and collect their findings.  Nothing here prints.
+For each case, inside :func:`~rnncheck.usercode.case_guard` (hard timeout, global state
+saved and restored): build it (call the user's case function), bind it to its backend
+adapter, then run the checks of :data:`~rnncheck.checks.pipeline.CHECKS` in order —
+sanity, gradient agreement, the reference comparison and the flow diagnostics — each
+isolated from the others.  Nothing here prints.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-import zlib
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -18,15 +19,13 @@ import torch
 from . import __version__
 from .baseline import fingerprint
 from .cases.base import Case
-from .checks.flow import check_flow
-from .checks.gradient import check_gradient
-from .checks.reference import check_reference
-from .checks.sanity import check_sanity
+from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
-from .errors import CaseError, UserCodeError, call_user
-from .findings import CaseResult, CheckResult, Report, worst
+from .errors import BudgetExceeded, CaseError, UserCodeError
+from .findings import CaseResult, CheckResult, Finding, Report, worst
 from .options import Options
+from .usercode import CaseTimeout, call_user, case_guard
 
 Progress = Callable[[str, str], None]  # (case name, stage)
 
@@ -43,65 +42,102 @@ def _build(item: CaseDef | Case) -> tuple[Case, str, str]:
     return built, item.name, item.file
 
 
+def _check_error(check, exc: BaseException, debug: bool) -> CheckResult:
+    """A check that raised: its own ``error`` result, with the one-line reason."""
+    if isinstance(exc, CaseError):
+        message = str(exc)
+    else:  # a bug in rnncheck itself: say so plainly, keep going
+        message = (
+            f"{check.stage} stopped on an internal error in rnncheck: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback, and please report it)"
+        )
+    finding = Finding(f"{check.name}_error", "error", message)
+    result = CheckResult(check.name, "error", [finding])
+    if debug:
+        original = exc.original if isinstance(exc, UserCodeError) else exc
+        result.numbers["traceback"] = "".join(traceback.format_exception(original))
+    return result
+
+
 def verify_case(item: CaseDef | Case, options: Options | None = None, progress: Progress | None = None) -> CaseResult:
-    """Check one case.  Never raises for problems in the user's code: they become an ``error`` verdict."""
+    """Check one case.  Never raises for problems in the user's code: they become an ``error`` verdict.
+
+    Only an interrupt (Ctrl-C, ``KeyboardInterrupt``) passes through, so that the caller can
+    stop the run and still report what finished.
+    """
     options = options or Options()
     name = item.name if isinstance(item, CaseDef) else (item.name or type(item).__name__)
-    file = item.file
     clock = Clock(options.budget, (lambda stage: progress(name, stage)) if progress else None)
-    result = CaseResult(name, file, "pass")
+    result = CaseResult(name, item.file, "pass")
     target = None
-    try:
-        torch.manual_seed(options.seed)
-        case, name, file = _build(item)
-        result.name, result.file = name, file
-        clock.stage = "setup"
-        target = case.bind(options)
-        rng = np.random.default_rng([options.seed, zlib.crc32(name.encode())])
-        clock.stage = "the sanity checks"
-        sanity, _, grad = check_sanity(target)
-        result.checks.append(sanity)
-        if sanity.verdict == "error":
-            result.error = next(f.message for f in sanity.findings if f.verdict == "error")
-        else:
-            if options.gradient:
-                gradient = check_gradient(target, grad, options, rng, clock)
-                gradient.numbers["notes"] = list(target.notes)
-                result.checks.append(gradient)
-            if options.reference:
-                clock.stage = "the reference comparison"
-                rows = result.checks[-1].tensors if options.gradient else []
-                check = check_reference(target, grad, rows, options)
-                if check is not None:
-                    result.checks.append(check)
-        # the flow diagnostics run on a non-finite loss too: that is when locating it matters
-        nonfinite = any(f.kind == "nonfinite_loss" for f in sanity.findings)
-        if options.diagnostics and (sanity.verdict != "error" or nonfinite):
-            clock.stage = "the gradient-flow diagnostics"
-            # its own stream: what the gradient check draws must not move the flow numbers
-            flow_rng = np.random.default_rng([options.seed, zlib.crc32(name.encode()), 1])
-            flow, result.diagnostics = check_flow(case, target, options, flow_rng)
-            if flow is not None:
-                result.checks.append(flow)
-        result.verdict = worst(c.verdict for c in result.checks)
-        if options.fingerprint:
-            result.fingerprint = fingerprint(result, grad)
-    except CaseError as exc:
-        result.verdict = "error"
-        result.error = str(exc)
-        if options.debug:
-            original = exc.original if isinstance(exc, UserCodeError) else exc
-            result.traceback = "".join(traceback.format_exception(original))
-    except Exception as exc:  # a bug in rnncheck itself: say so plainly, keep going
-        result.verdict = "error"
-        result.error = f"internal error in rnncheck: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)"
-        if options.debug:
-            result.traceback = traceback.format_exc()
-    finally:
-        if target is not None:
-            target.close()
+    ctx = None
+    with case_guard(options.timeout) as state:
+        try:
+            torch.manual_seed(options.seed)
+            case, name, file = _build(item)
+            result.name, result.file = name, file
+            clock.stage = "setup"
+            target = case.bind(options)
+            ctx = Context(case, name, options, clock)
+            for check in CHECKS:
+                if not check.applies(ctx):
+                    continue
+                clock.stage = check.stage
+                try:
+                    outcome = check.run(target, ctx)
+                except (BudgetExceeded, CaseTimeout):
+                    raise
+                except Exception as exc:  # one check's failure is that check's error, never the others'
+                    outcome = _check_error(check, exc, options.debug)
+                if outcome is not None:
+                    ctx.results.append(outcome)
+                    result.checks.append(outcome)
+            if ctx.diagnostics is not None:
+                result.diagnostics = ctx.diagnostics
+            result.verdict = worst(c.verdict for c in result.checks)
+            errors = [f.message for c in result.checks for f in c.findings if f.verdict == "error"]
+            if errors:
+                result.error = errors[0]
+            if options.fingerprint and result.verdict != "error":
+                result.fingerprint = fingerprint(result, ctx.grad)
+        except CaseTimeout as exc:
+            _fail(result, exc.message(clock.stage), exc, options.debug)
+        except CaseError as exc:
+            _fail(result, str(exc), exc, options.debug)
+        except Exception as exc:  # a bug in rnncheck itself: say so plainly, keep going
+            message = f"internal error in rnncheck: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)"
+            _fail(result, message, exc, options.debug)
+        finally:
+            if target is not None:
+                try:
+                    target.close()
+                except Exception:  # noqa: S110 - closing must never hide the case's result
+                    pass
+    if state.changed:
+        result.checks.append(
+            CheckResult(
+                "isolation",
+                "pass",
+                [
+                    Finding(
+                        "changed_globals",
+                        "note",
+                        f"the case changed {', '.join(state.changed)}; rnncheck put it back before the next case",
+                    )
+                ],
+            )
+        )
     result.seconds = clock.elapsed
     return result
+
+
+def _fail(result: CaseResult, message: str, exc: BaseException, debug: bool) -> None:
+    """The case stopped: verdict ``error`` with its reason; the checks that finished keep their results."""
+    result.verdict = "error"
+    result.error = message
+    if debug:
+        original = exc.original if isinstance(exc, UserCodeError) else exc
+        result.traceback = "".join(traceback.format_exception(original))
 
 
 def verify(

@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ..errors import CaseError, call_user
+from ..errors import CaseError
+from ..usercode import call_user
 from .base import Case, Target
 
 

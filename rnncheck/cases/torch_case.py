@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import CaseError, UserCodeError, call_user
+from ..errors import CaseError, UserCodeError
+from ..usercode import call_user
 from .base import Case, Target, stacked_gates
 
 

@@ -25,6 +25,7 @@ The verdict (``diagnostics.gradient_flow``) comes with the thresholds that decid
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -243,8 +244,19 @@ def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
     return None
 
 
-def check_flow(case, target, options, rng: np.random.Generator) -> tuple[CheckResult | None, dict]:
-    """The flow diagnostics of one case: a CheckResult (or None) and the ``diagnostics`` dict."""
+def _extras_fit(clock, per_layer: float, layers_left: int) -> bool:
+    """The opt-in extras (Jacobian norms, Lyapunov exponents) run only where the budget can hold them."""
+    remaining = None if clock is None else clock.remaining
+    return remaining is None or remaining > 4 * per_layer * max(layers_left, 1)
+
+
+def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> tuple[CheckResult | None, dict]:
+    """The flow diagnostics of one case: a CheckResult (or None) and the ``diagnostics`` dict.
+
+    With a ``clock``, the soft budget holds here too: it ticks between layers (stopping the
+    case once the budget is spent) and the costly opt-in extras are skipped, with the
+    reason said, when what is left of the budget could not hold them.
+    """
     diagnostics: dict = {"gradient_flow": None, "thresholds": fm.THRESHOLDS, "layers": [], "not_computed": {}}
     from ..cases.torch_case import TorchTarget
 
@@ -275,7 +287,11 @@ def check_flow(case, target, options, rng: np.random.Generator) -> tuple[CheckRe
 
     nonfinite = not math.isfinite(loss_value)
     spans = []
+    layer_started = time.perf_counter()
     for li, layer in enumerate(layers):
+        if clock is not None:
+            clock.tick()
+        per_layer = (time.perf_counter() - layer_started) / max(li, 1)
         T = len(layer.states)
         reverse = layer.name.endswith("_reverse")
 
@@ -300,7 +316,10 @@ def check_flow(case, target, options, rng: np.random.Generator) -> tuple[CheckRe
         spans.append(decay.span)
 
         info["structure"] = _structure(layer)
-        if options.jacobian:
+        extras_fit = _extras_fit(clock, per_layer, len(layers) - li)
+        if options.jacobian and not extras_fit:
+            info["jacobian"] = {"not_computed": f"skipped: --budget {options.budget:g} s leaves too little time"}
+        elif options.jacobian:
             info["jacobian"] = _jacobian_norms(layer, rng)
         else:
             info["jacobian"] = {"not_computed": "runs on request: --jacobian (power iteration at lags 1, 2, 4, …, T-1)"}
@@ -328,7 +347,9 @@ def check_flow(case, target, options, rng: np.random.Generator) -> tuple[CheckRe
                         location=bad,
                     )
                 )
-        if options.lyapunov:
+        if options.lyapunov and not extras_fit:
+            info["lyapunov"] = {"not_computed": f"skipped: --budget {options.budget:g} s leaves too little time"}
+        elif options.lyapunov:
             info["lyapunov"] = _lyapunov(layer, rng)
         diagnostics["layers"].append(info)
 

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import io
+import re
 from xml.etree import ElementTree as ET
 
 from ..findings import Report
 from .terminal import make_console, render_case
 
 
+#: characters XML 1.0 cannot hold, even escaped: C0 controls but tab/newline/CR, lone surrogates, U+FFFE/U+FFFF
+_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML cannot hold written as a visible escape (``\\x00``, ``\\udc80``)."""
+    return _INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
+
+
 def _text(case) -> str:
     buf = io.StringIO()
     render_case(make_console(buf), case)
-    return buf.getvalue()
+    return xml_safe(buf.getvalue())
 
 
 def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
@@ -27,16 +37,20 @@ def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
     )
     for case in report.cases:
         tc = ET.SubElement(
-            suite, "testcase", classname=case.file or "rnncheck", name=case.name, time=f"{case.seconds:.3f}"
+            suite,
+            "testcase",
+            classname=xml_safe(case.file or "rnncheck"),
+            name=xml_safe(case.name),
+            time=f"{case.seconds:.3f}",
         )
         verdict = verdict_of(case)
         text = _text(case)
         if verdict == "fail":
             first = next((f.message for f in case.findings if f.verdict == "fail"), "gradient check failed")
-            el = ET.SubElement(tc, "failure", message=first[:500], type="rnncheck.fail")
+            el = ET.SubElement(tc, "failure", message=xml_safe(first[:500]), type="rnncheck.fail")
             el.text = text
         elif verdict == "error":
-            el = ET.SubElement(tc, "error", message=(case.error or "error")[:500], type="rnncheck.error")
+            el = ET.SubElement(tc, "error", message=xml_safe((case.error or "error")[:500]), type="rnncheck.error")
             el.text = text
         else:
             out = ET.SubElement(tc, "system-out")

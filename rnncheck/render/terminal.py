@@ -37,6 +37,21 @@ def make_console(stream=None) -> Console:
     return console
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c not in (9, 10)}
+_CONTROL[127] = "\\x7f"
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """``text`` safe for a terminal or a log: control characters and lone surrogates escaped."""
+    table = dict(_CONTROL)
+    if not keep_newlines:
+        table[10] = "\\n"
+    text = str(text).translate(table)
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        text = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
 def _fmt(x, spec: str = ".2g") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -84,10 +99,9 @@ def render_case(console: Console, case: CaseResult) -> None:
         head.append("  gate: MOVED" if moved else "  gate: matches", style="bold red" if moved else "green")
     console.print(head)
     if case.error:
-        console.print(Text(f"      {case.error}", style=STYLE["error"]))
+        console.print(Text(f"      {printable(case.error)}", style=STYLE["error"]), soft_wrap=plain)
         if case.traceback:
-            console.print(case.traceback, markup=False, highlight=False)
-        return
+            console.print(printable(case.traceback, keep_newlines=True), markup=False, highlight=False)
     table = case_table(case, plain)
     if table is not None:
         console.print(table)
@@ -104,16 +118,22 @@ def render_case(console: Console, case: CaseResult) -> None:
                 )
             console.print(Text(f"      {line}", style="dim"))
             for note in n.get("notes", []):
-                console.print(Text(f"      note: {note}", style="dim"))
+                console.print(Text(f"      note: {printable(note)}", style="dim"))
         for f in check.findings:
             if f.kind == "twin":
                 continue  # said in the JSON; the flow lines speak for it
+            if f.verdict == "error" and f.message == case.error:
+                continue  # already the case's headline
             if f.kind == "hint":
-                console.print(Text(f"      hint: {f.message}", style="cyan"), soft_wrap=plain)
+                console.print(Text(f"      hint: {printable(f.message)}", style="cyan"), soft_wrap=plain)
                 continue
-            console.print(Text(f"      {f.verdict}: {f.kind}: {f.message}", style=STYLE[f.verdict]), soft_wrap=plain)
+            console.print(
+                Text(f"      {f.verdict}: {f.kind}: {printable(f.message)}", style=STYLE[f.verdict]), soft_wrap=plain
+            )
             if f.hint and f.kind != "mismatch":  # a mismatch's hint is printed once, as its own line
-                console.print(Text(f"        hint: {f.hint}", style="cyan"), soft_wrap=plain)
+                console.print(Text(f"        hint: {printable(f.hint)}", style="cyan"), soft_wrap=plain)
+        if check.numbers.get("traceback"):
+            console.print(printable(check.numbers["traceback"], keep_newlines=True), markup=False, highlight=False)
     render_flow(console, case)
 
 

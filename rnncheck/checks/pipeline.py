@@ -1,0 +1,106 @@
+"""The checks as a list, each behind one interface: ``run(target, context) -> CheckResult | None``.
+
+:func:`rnncheck.runner.verify_case` runs :data:`CHECKS` in order.  A check that raises
+becomes that check's ``error`` result with its one-line reason; the checks that ran
+before it keep their results, and the ones after it still run.  A new check is one
+module plus one line in :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..findings import CheckResult
+
+
+@dataclass
+class Context:
+    """What the checks of one case share: the options, the clock, and what earlier checks found."""
+
+    case: Any
+    name: str
+    options: Any
+    clock: Any
+    grad: dict[str, np.ndarray] | None = None  # the user's gradient at the check point (from sanity)
+    loss: float | None = None
+    diagnostics: dict | None = None  # the flow diagnostics, when they ran
+    results: list[CheckResult] = field(default_factory=list)
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """A random stream of its own per check, so that one check's draws never move another's numbers."""
+        return np.random.default_rng([self.options.seed, zlib.crc32(self.name.encode()), stream])
+
+    def result(self, name: str) -> CheckResult | None:
+        return next((r for r in self.results if r.name == name), None)
+
+    @property
+    def sane(self) -> bool:
+        sanity = self.result("sanity")
+        return sanity is not None and sanity.verdict != "error"
+
+
+class Sanity:
+    name, stage = "sanity", "the sanity checks"
+
+    def applies(self, ctx: Context) -> bool:
+        return True
+
+    def run(self, target, ctx: Context) -> CheckResult:
+        from .sanity import check_sanity
+
+        result, ctx.loss, ctx.grad = check_sanity(target)
+        return result
+
+
+class Gradient:
+    name, stage = "gradient", "the gradient probes"
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.options.gradient and ctx.sane
+
+    def run(self, target, ctx: Context) -> CheckResult:
+        from .gradient import check_gradient
+
+        # stream 0 is the one the probes have always drawn from: baselines stay valid
+        rng = np.random.default_rng([ctx.options.seed, zlib.crc32(ctx.name.encode())])
+        result = check_gradient(target, ctx.grad, ctx.options, rng, ctx.clock)
+        result.numbers["notes"] = list(target.notes)
+        return result
+
+
+class Reference:
+    name, stage = "reference", "the reference comparison"
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.options.reference and ctx.sane
+
+    def run(self, target, ctx: Context) -> CheckResult | None:
+        from .reference import check_reference
+
+        gradient = ctx.result("gradient")
+        rows = gradient.tensors if gradient is not None else []
+        return check_reference(target, ctx.grad, rows, ctx.options)
+
+
+class Flow:
+    name, stage = "flow", "the gradient-flow diagnostics"
+
+    def applies(self, ctx: Context) -> bool:
+        # a non-finite loss is when locating the first non-finite value matters most
+        sanity = ctx.result("sanity")
+        nonfinite = sanity is not None and any(f.kind == "nonfinite_loss" for f in sanity.findings)
+        return ctx.options.diagnostics and (ctx.sane or nonfinite)
+
+    def run(self, target, ctx: Context) -> CheckResult | None:
+        from .flow import check_flow
+
+        check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
+        return check
+
+
+#: the checks, in the order they run
+CHECKS = [Sanity(), Gradient(), Reference(), Flow()]
