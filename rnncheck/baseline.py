@@ -127,7 +127,9 @@ class Baseline:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a baseline file (not UTF-8 text); rewrite it with --update-baseline") from None
+            raise ValueError(
+                f"{path}: not a baseline file (not UTF-8 text); rewrite it with --update-baseline"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"{path}: not a baseline file (invalid JSON at line {exc.lineno}: {exc.msg}); "
@@ -308,7 +310,9 @@ def gate_check(
     findings: list[Finding] = []
     if fp.get("verdict") == "error":
         return CheckResult(
-            "baseline", "error", [Finding("baseline_error", "error", "the case errored: an error never matches a baseline")]
+            "baseline",
+            "error",
+            [Finding("baseline_error", "error", "the case errored: an error never matches a baseline")],
         )
     differ = [
         f"--{key} {baseline.meta[key]!r} there, {value!r} here"

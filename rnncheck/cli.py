@@ -440,7 +440,7 @@ class Application:
         if self.outputs.plot:
             self.notes += _plots(report, self.outputs.plot)
         for note in self.notes:
-            self.console.print(Text(f"note: {printable(note)}", style="yellow"))
+            self.console.print(Text(f"note: {printable(note)}", style="yellow"), soft_wrap=True)
         self.console.print(summary_line(report, time.time() - self.started))
         verdict_of = gate_verdict if self.gate is not None else (lambda c: c.verdict)
         self._write(self.outputs.json, lambda: dumps(report))
@@ -479,7 +479,7 @@ class Application:
         return 0 if self.report_obj.ok else 1
 
     def _usage(self, exc: Exception) -> None:
-        self.console.print(f"rnncheck: error: {printable(str(exc))}", markup=False, highlight=False)
+        self.console.print(f"rnncheck: error: {printable(str(exc))}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _plots(report: Report, folder: Path) -> list[str]:

@@ -92,7 +92,9 @@ def _walk(root: Path, problems: list[FileProblem]) -> list[Path]:
                 try:
                     target = path.resolve(strict=True)
                 except (OSError, RuntimeError) as exc:  # a broken link or a loop
-                    problems.append(FileProblem(str(path), f"cannot be read: {_reason(exc)}; fix or remove the link", True))
+                    problems.append(
+                        FileProblem(str(path), f"cannot be read: {_reason(exc)}; fix or remove the link", True)
+                    )
                     continue
                 if not target.is_relative_to(real_root):
                     continue  # a link out of the folder given: not ours to import
@@ -182,13 +184,17 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
             sys.path.insert(0, str(folder))
             spec.loader.exec_module(module)
         except SyntaxError as exc:
-            return [], FileProblem(str(path), f"syntax error at line {exc.lineno}: {exc.msg}; fix the file and rerun", True)
+            return [], FileProblem(
+                str(path), f"syntax error at line {exc.lineno}: {exc.msg}; fix the file and rerun", True
+            )
         except SystemExit as exc:
             return [], FileProblem(str(path), exit_message("importing the file", exc, resolved), True)
         except CaseTimeout as exc:
             return [], FileProblem(str(path), f"importing the file {exc.message()}", True)
         except Exception as exc:  # any error while importing the user's file
-            return [], FileProblem(str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True)
+            return [], FileProblem(
+                str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True
+            )
         finally:
             if str(folder) in sys.path:
                 sys.path.remove(str(folder))

@@ -58,6 +58,8 @@ class Options:
         if isinstance(self.probes, bool) or not isinstance(self.probes, int) or not 1 <= self.probes <= 64:
             raise ValueError(f"probes must be a whole number from 1 to 64, got {self.probes!r}")
         if self.dtype is not None and self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (or None for the model's own), got {self.dtype!r}")
+            raise ValueError(
+                f"dtype must be one of {', '.join(DTYPES)} (or None for the model's own), got {self.dtype!r}"
+            )
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a name such as 'cpu' or 'cuda:0', got {self.device!r}")

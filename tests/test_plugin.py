@@ -154,3 +154,67 @@ def test_gate_in_pytest_passes_unchanged_and_fails_a_changed_model(pytester):
     moved = pytester.runpytest("--rnncheck", "gated", "--rnncheck-baseline", "base.json", "-p", "no:cacheprovider")
     moved.assert_outcomes(failed=1)
     assert "baseline_drift" in moved.stdout.str() and "log10 gradient norm of weight_hh_l0" in moved.stdout.str()
+
+
+def test_baseline_update_under_xdist_writes_every_case_into_one_file(pytester):
+    pytester.mkdir("many")
+    for k in range(4):
+        (pytester.path / "many" / f"m{k}.py").write_text(
+            "import numpy as np\nimport rnncheck\n\n@rnncheck.case\n"
+            f"def quad_{k}():\n"
+            f"    p = {{'w': np.ones(3) * {k + 1}}}\n"
+            "    return rnncheck.NumpyCase(p, loss=lambda q: float((q['w'] ** 2).sum()), grad=lambda q: {'w': 2 * q['w']})\n"
+        )
+    write = pytester.runpytest_subprocess(
+        "--rnncheck",
+        "many",
+        "-n",
+        "2",
+        "--rnncheck-baseline",
+        "base.json",
+        "--rnncheck-update-baseline",
+        "-p",
+        "no:cacheprovider",
+    )
+    write.assert_outcomes(passed=4)
+    stored = json.loads((pytester.path / "base.json").read_text())["cases"]
+    assert sorted(stored) == [f"many/m{k}.py::quad_{k}" for k in range(4)]
+    check = pytester.runpytest_subprocess(
+        "--rnncheck", "many", "-n", "2", "--rnncheck-baseline", "base.json", "-p", "no:cacheprovider"
+    )
+    check.assert_outcomes(passed=4)
+
+
+def test_timeout_as_a_command_line_option_and_a_marker_option(pytester):
+    pytester.mkdir("hung")
+    (pytester.path / "hung" / "spin.py").write_text(
+        "import numpy as np\nimport rnncheck\n\ndef spin(p):\n    while True:\n        pass\n\n"
+        "@rnncheck.case\ndef spins():\n"
+        "    return rnncheck.NumpyCase({'w': np.ones(2)}, loss=spin, grad=lambda p: {'w': p['w']})\n"
+    )
+    result = pytester.runpytest("--rnncheck", "hung", "--rnncheck-timeout", "0.5", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "ran past --timeout 0.5 s in loss()" in result.stdout.str()
+    pytester.makepyfile(
+        test_marker_timeout="""
+        import numpy as np
+        import pytest
+        import rnncheck as rc
+
+        def spin(p):
+            while True:
+                pass
+
+        @pytest.mark.rnncheck(timeout=0.5)
+        def test_spins(rnncheck):
+            result = rnncheck.verify(rc.NumpyCase({"w": np.ones(2)}, loss=spin, grad=lambda p: {"w": p["w"]}))
+            assert result.verdict == "error" and "ran past --timeout 0.5 s" in result.error
+
+        @pytest.mark.rnncheck(probes=0)
+        def test_bad_value(rnncheck):
+            rnncheck.verify(None)
+        """
+    )
+    result = pytester.runpytest("test_marker_timeout.py", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "probes must be a whole number from 1 to 64" in result.stdout.str()

@@ -9,14 +9,15 @@ from xml.etree import ElementTree as ET
 from ..findings import Report
 from .terminal import make_console, render_case
 
-
 #: characters XML 1.0 cannot hold, even escaped: C0 controls but tab/newline/CR, lone surrogates, U+FFFE/U+FFFF
 _INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_safe(text: str) -> str:
     """``text`` with every character XML cannot hold written as a visible escape (``\\x00``, ``\\udc80``)."""
-    return _INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
+    return _INVALID.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def _text(case) -> str:
