@@ -158,6 +158,30 @@ def _local_modules(before: set[str], folder: Path) -> list[str]:
     return local
 
 
+def _shadowed(folder: Path) -> dict[str, object]:
+    """Modules already imported from elsewhere under a name that a module in ``folder`` also has.
+
+    They are set aside while the model file imports, so that ``import helpers`` finds the
+    file's own helpers.py and not one some earlier file (or rnncheck's host) imported.
+    """
+    names = set()
+    try:
+        for entry in folder.iterdir():
+            if entry.suffix == ".py":
+                names.add(entry.stem)
+            elif entry.is_dir() and (entry / "__init__.py").exists():
+                names.add(entry.name)
+    except OSError:
+        return {}
+    aside = {}
+    for name in names:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is not None and not (file and Path(file).resolve().is_relative_to(folder)):
+            aside[name] = sys.modules.pop(name)
+    return aside
+
+
 def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], FileProblem | None]:
     """Import one model file; return its cases, or the problem that stopped it.
 
@@ -176,6 +200,7 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
     start = len(_REGISTRY)
     folder = path.resolve().parent
     before = set(sys.modules)
+    aside = _shadowed(folder)
     with case_guard(timeout):
         try:
             spec = importlib.util.spec_from_file_location(mod_name, resolved)
@@ -201,6 +226,7 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
             for name in _local_modules(before, folder):
                 if name != mod_name:
                     del sys.modules[name]
+            sys.modules.update(aside)
     found = list(_REGISTRY[start:])
     del _REGISTRY[start:]
     for c in found:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 
 
@@ -33,11 +34,23 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else "(no message)"
 
 
+def _library(filename: str) -> bool:
+    """A frame inside an installed library or rnncheck itself: never the place to point a user at."""
+    path = os.path.realpath(filename)
+    return any(part in path for part in _LIBRARY_DIRS) or path.startswith(_OWN_DIR)
+
+
+_LIBRARY_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}", f"{os.sep}lib{os.sep}python")
+_OWN_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
+
+
 def user_frame(exc: BaseException, user_file: str | None) -> str:
-    """`` (at file:line)`` for the deepest frame in the user's file (else the deepest frame), or ``""``."""
+    """`` (at file:line)``: the deepest frame in the user's file, else the deepest frame outside any library, else ``""``."""
     frames = traceback.extract_tb(exc.__traceback__)
     if user_file:
-        mine = [f for f in frames if f.filename == user_file]
+        wanted = os.path.realpath(user_file)
+        mine = [f for f in frames if os.path.realpath(f.filename) == wanted]
         if mine:
             return f" (at {mine[-1].filename}:{mine[-1].lineno})"
-    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    theirs = [f for f in frames if not _library(f.filename) and not f.filename.startswith("<")]
+    return f" (at {theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""

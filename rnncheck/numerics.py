@@ -33,8 +33,35 @@ FOURTH_DIFFERENCE_NOISE = math.sqrt(70.0)
 ODD_DIFFERENCE_NOISE = math.sqrt(2.5)
 
 
+class LowDtype:
+    """A floating dtype NumPy has no name for (bfloat16): its name and its unit roundoff.
+
+    It stands where a ``np.dtype`` would, so that NumPy never sees a bfloat16: it compares
+    unequal to every NumPy dtype and prints as its name.
+    """
+
+    def __init__(self, name: str, eps: float) -> None:
+        self.name, self.eps = name, eps
+
+    def __str__(self) -> str:
+        return self.name
+
+    __repr__ = __str__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LowDtype) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+BFLOAT16 = LowDtype("bfloat16", 2.0**-7)
+
+
 def machine_eps(dtype: object) -> float:
-    """Unit roundoff of a floating dtype (complex types use their real part's)."""
+    """Unit roundoff of a floating dtype (complex types use their real part's; bfloat16's is 2^-7)."""
+    if isinstance(dtype, LowDtype):
+        return dtype.eps
     return float(np.finfo(np.dtype(dtype)).eps)
 
 

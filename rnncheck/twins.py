@@ -38,6 +38,7 @@ class Trace:
     gates: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # gate -> activations per step
     state0: tuple[torch.Tensor, ...] = ()
     reverse: bool = False
+    packed: bool = False  # fed a PackedSequence: step t advances only its first batch_sizes[t] rows
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -91,18 +92,25 @@ class Twin(nn.Module):
     def layer_params(self, layer: int, direction: int) -> dict[str, torch.Tensor]:
         return {short: getattr(self, long) for short, long in self.spec.param_names(layer, direction).items()}
 
-    def forward(self, input: torch.Tensor, hx=None):
-        if isinstance(input, nn.utils.rnn.PackedSequence):
-            raise TypeError("packed sequences are not supported by the unrolled twin")
+    def forward(self, input, hx=None):
+        """The fused layer's equations step by step; a PackedSequence advances only its active rows at each step."""
         spec = self.spec
-        x = input.transpose(0, 1) if spec.batch_first else input
-        unbatched = x.dim() == 2
-        if unbatched:
-            x = x.unsqueeze(1)
-        T, B = x.shape[0], x.shape[1]
+        packed = isinstance(input, nn.utils.rnn.PackedSequence)
+        if packed:
+            data, batch_sizes, sorted_idx, unsorted_idx = input
+            sizes = [int(n) for n in batch_sizes]
+            T, B = len(sizes), sizes[0]
+            unbatched = False
+        else:
+            x = input.transpose(0, 1) if spec.batch_first else input
+            unbatched = x.dim() == 2
+            if unbatched:
+                x = x.unsqueeze(1)
+            T, B = x.shape[0], x.shape[1]
+            sizes, data, sorted_idx, unsorted_idx = [B] * T, x, None, None
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
         if hx is None:
-            zeros = x.new_zeros(L * D, B, H)
+            zeros = data.new_zeros(L * D, B, H)
             hx = (zeros, zeros) if spec.mode == "lstm" else zeros
         if spec.mode == "lstm":
             h0, c0 = hx
@@ -110,8 +118,11 @@ class Twin(nn.Module):
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
         else:
             h0, c0 = (hx.unsqueeze(1) if unbatched else hx), None
+        if sorted_idx is not None:  # the states come in the caller's order, the packed rows in sorted order
+            h0 = h0.index_select(1, sorted_idx)
+            c0 = None if c0 is None else c0.index_select(1, sorted_idx)
         h_n, c_n = [], []
-        layer_in = x
+        layer_in = data
         for layer in range(L):
             outs = []
             for d in range(D):
@@ -120,31 +131,46 @@ class Twin(nn.Module):
                 p = self.layer_params(layer, d)
                 trace = None
                 if self.traces is not None:
-                    trace = Trace(f"l{layer}" + ("_reverse" if d else ""), spec.mode, state0=state, reverse=bool(d))
+                    trace = Trace(
+                        f"l{layer}" + ("_reverse" if d else ""), spec.mode, state0=state, reverse=bool(d), packed=packed
+                    )
                     self.traces.append(trace)
-                steps = range(T - 1, -1, -1) if d else range(T)
+                projected = project_inputs(spec.mode, layer_in, p)
+                xp = torch.split(projected, sizes) if packed else projected
                 hs = [None] * T
-                xp = project_inputs(spec.mode, layer_in, p)
-                for t in steps:
-                    state = cell_step(spec.mode, xp[t], state, p, trace.gates if trace else None)
+                for t in range(T - 1, -1, -1) if d else range(T):
+                    n = sizes[t]
+                    if n == B:
+                        state = cell_step(spec.mode, xp[t], state, p, trace.gates if trace else None)
+                    else:  # only the first n (sorted) sequences are still running at step t
+                        new = cell_step(
+                            spec.mode, xp[t], tuple(s[:n] for s in state), p, trace.gates if trace else None
+                        )
+                        state = tuple(torch.cat([a, s[n:]]) for a, s in zip(new, state))
                     if trace is not None:
                         trace.inputs.append(xp[t])
                         trace.states.append(state)
-                    hs[t] = state[0]
-                outs.append(torch.stack(hs))
+                    hs[t] = state[0][:n]
+                outs.append(torch.cat(hs) if packed else torch.stack(hs))
                 h_n.append(state[0])
                 if spec.mode == "lstm":
                     c_n.append(state[1])
             layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)
         out = layer_in
         hn = torch.stack(h_n)
+        cn = torch.stack(c_n) if spec.mode == "lstm" else None
+        if packed:
+            out = nn.utils.rnn.PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
+            if unsorted_idx is not None:
+                hn = hn.index_select(1, unsorted_idx)
+                cn = None if cn is None else cn.index_select(1, unsorted_idx)
         if unbatched:
             out, hn = out.squeeze(1), hn.squeeze(1)
-        if spec.batch_first and not unbatched:
+            cn = None if cn is None else cn.squeeze(1)
+        if spec.batch_first and not unbatched and not packed:
             out = out.transpose(0, 1)
         if spec.mode == "lstm":
-            cn = torch.stack(c_n)
-            return out, (hn, cn.squeeze(1) if unbatched else cn)
+            return out, (hn, cn)
         return out, hn
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CaseError
+from ..numerics import machine_eps
 
 GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 _STACKED = re.compile(r"^(?:.*\.)?(weight_ih|weight_hh|bias_ih|bias_hh)_l\d+(_reverse)?$")
@@ -30,8 +31,9 @@ class Block:
     stop: int | None = None
 
     @property
-    def rows(self) -> slice:
-        return slice(self.start, self.stop)
+    def rows(self):
+        """The block's rows as an index: ``...`` for a whole tensor (0-d ones too), else a row slice."""
+        return Ellipsis if self.start is None else slice(self.start, self.stop)
 
     @property
     def title(self) -> str:
@@ -85,7 +87,7 @@ class Target:
     @property
     def model_eps(self) -> float:
         """The unit roundoff of the arithmetic the user's gradient runs in (TF32 on a GPU is coarser than float32)."""
-        return getattr(self, "_model_eps", None) or float(np.finfo(self.model_dtype).eps)
+        return getattr(self, "_model_eps", None) or machine_eps(self.model_dtype)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:

@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import CaseError, UserCodeError
+from ..numerics import BFLOAT16, machine_eps
 from ..usercode import call_user
 from .base import Case, Target, stacked_gates
 
@@ -143,7 +144,7 @@ class TorchTarget(Target):
         model_dtype = _common_dtype(leaves.values())
         target = cls(
             theta={n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in leaves.items()},
-            model_dtype=np.dtype(str(model_dtype).replace("torch.", "")),
+            model_dtype=numpy_dtype(model_dtype),
             numeric_dtype=np.dtype(np.float64),
             gates={**stacked_gates(params, _rnn_modes(model)), **{n: g for n, g in case.gates.items() if n in params}},
         )
@@ -307,6 +308,12 @@ class TorchTarget(Target):
             values = {n: t.requires_grad_(True) for n, t in self._tensors(theta).items()}
         with torch.enable_grad():
             value = self._forward(self.model, values, self.inputs, keep_output=theta is None)
+            if not value.requires_grad:
+                raise CaseError(
+                    "the loss is detached from the parameters (it has no grad_fn): a .detach(), .item(), .numpy(), "
+                    "torch.no_grad() or a float() in the model or the loss cuts the graph; return a tensor computed "
+                    "from the output"
+                )
             names = list(values)
             grads = call_user(
                 "the backward pass",
@@ -373,7 +380,7 @@ class TorchTarget(Target):
             )
         spec = R.Spec(case.reference, x.shape[-1], self.theta[w_hh].shape[-1])
         ref_params, link_names, missing = map_parameters(spec, self.theta, names)
-        tol = max(1e-9, 1e4 * np.finfo(self.model_dtype).eps)
+        tol = max(1e-9, 1e4 * machine_eps(self.model_dtype))
         d_out = None if d_first is None else tm(np64(d_first))
         note_states = (
             "the loss also reads the final states: only the forward pass is compared" if reads_states else None
@@ -419,6 +426,13 @@ class TorchTarget(Target):
         if restore:
             with torch.no_grad():
                 now.copy_(saved)
+
+
+def numpy_dtype(dtype: torch.dtype):
+    """The NumPy dtype of a torch floating dtype; bfloat16, which NumPy lacks, as a :class:`LowDtype`."""
+    if dtype == torch.bfloat16:
+        return BFLOAT16
+    return np.dtype(str(dtype).replace("torch.", ""))
 
 
 def _common_dtype(tensors) -> torch.dtype:

@@ -66,6 +66,7 @@ class _Layer:
         self.step = step_in(None)
         self.weights = weights  # {"W_hh": tensor} for structure, may be empty
         self.gates = gates  # gate -> list of activations (processing order), may be empty
+        self.packed = False  # fed a PackedSequence: inputs and states differ in batch rows
 
 
 def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None]:
@@ -190,6 +191,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
                     trace.gates,
                 )
             )
+            layers[-1].packed = trace.packed
     return layers, loss, findings, None
 
 
@@ -230,8 +232,7 @@ def _norms(tensors) -> np.ndarray:
 def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
     everything = [t for s in layer.states for t in s] + [t for acts in layer.gates.values() for t in acts]
     if all(
-        bool(torch.isfinite(torch.stack([t.detach().reshape(-1) for t in group])).all())
-        for group in _groups(everything)
+        bool(torch.isfinite(torch.cat([t.detach().reshape(-1) for t in group])).all()) for group in _groups(everything)
     ):
         return None  # one look at everything; the step-by-step scan only when something is off
     for k, s in enumerate(layer.states):
@@ -317,7 +318,10 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
 
         info["structure"] = _structure(layer)
         extras_fit = _extras_fit(clock, per_layer, len(layers) - li)
-        if options.jacobian and not extras_fit:
+        if layer.packed and (options.jacobian or options.lyapunov):
+            packed_why = {"not_computed": "a PackedSequence changes the batch between steps: step maps are not square"}
+            info["jacobian"] = info["lyapunov"] = packed_why
+        elif options.jacobian and not extras_fit:
             info["jacobian"] = {"not_computed": f"skipped: --budget {options.budget:g} s leaves too little time"}
         elif options.jacobian:
             info["jacobian"] = _jacobian_norms(layer, rng)
@@ -347,7 +351,9 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
                         location=bad,
                     )
                 )
-        if options.lyapunov and not extras_fit:
+        if layer.packed:
+            pass
+        elif options.lyapunov and not extras_fit:
             info["lyapunov"] = {"not_computed": f"skipped: --budget {options.budget:g} s leaves too little time"}
         elif options.lyapunov:
             info["lyapunov"] = _lyapunov(layer, rng)
@@ -515,7 +521,7 @@ def _gates(layer: _Layer, T: int) -> dict:
         }
     out = {}
     for name, acts in layer.gates.items():
-        a = torch.stack([t.detach() for t in acts])
+        a = torch.cat([t.detach().reshape(-1) for t in acts])  # steps may differ in rows (packed input)
         lo = -1.0 if name in ("g", "n") else 0.0
         counts = torch.histc(a.float(), bins=20, min=lo, max=1.0)
         edges = np.linspace(lo, 1.0, 21)

@@ -35,8 +35,8 @@ class Place:
     def where(self) -> str:
         """``weight_hh_l0[f-gate][3, 7]``: the index within the gate block."""
         idx = list(self.index)
-        if self.block.label and idx and self.block.rows.start is not None:
-            idx[0] -= self.block.rows.start
+        if self.block.label and idx and self.block.start is not None:
+            idx[0] -= self.block.start
         return f"{self.block.title}[{', '.join(map(str, idx))}]" if idx else self.block.title
 
 

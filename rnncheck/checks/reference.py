@@ -511,20 +511,117 @@ def check_reference(target, grad, rows, options) -> CheckResult | None:
     return CheckResult("reference", worst(f.verdict for f in findings), findings)
 
 
-def head_gradient(head, h: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-    """∂head/∂h by central differences, entry by entry (the head is the cheap rest of the loss)."""
+def head_gradient(head, h: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """∂head/∂h entry by entry, and the relative error of that estimate, measured.
+
+    Each entry takes a central difference at two steps, h and 2h, combined by Richardson
+    extrapolation (truncation O(h⁴)).  The error estimate adds what the extrapolation
+    removed (|D(h) − D(2h)|/3, an upper bound on what is left for a smooth head) to the
+    rounding of the differences (ε·|head|/h), relative to the gradient's norm.
+    """
+    from ..usercode import call_user
+
+    eps = float(np.finfo(np.float64).eps)
     g = np.empty_like(h)
     flat, gflat = h.reshape(-1), g.reshape(-1)
+    value = abs(float(call_user("head()", head, h, params)))
+    err_sq = 0.0
     for j in range(flat.size):
-        step = 1e-6 * max(1.0, abs(flat[j]))
+        step = 1e-4 * max(1.0, abs(flat[j]))
         keep = flat[j]
-        flat[j] = keep + step
-        up = float(head(h, params))
-        flat[j] = keep - step
-        down = float(head(h, params))
+        diffs = []
+        for k in (1, 2):
+            flat[j] = keep + k * step
+            up = float(call_user("head()", head, h, params))
+            flat[j] = keep - k * step
+            down = float(call_user("head()", head, h, params))
+            diffs.append((up - down) / (2 * k * step))
         flat[j] = keep
-        gflat[j] = (up - down) / (2 * step)
-    return g
+        gflat[j] = (4 * diffs[0] - diffs[1]) / 3
+        err_sq += (abs(diffs[0] - diffs[1]) / 3 + 4 * eps * max(value, 1.0) / step) ** 2
+    norm = float(np.linalg.norm(gflat))
+    return g, (err_sq**0.5 / norm if norm > 0 else 0.0)
+
+
+def _capture(model: nn.Module, layers, values, run_loss) -> dict[str, tuple]:
+    """Run the model once with hooks on every fused layer: ``name -> (args, output, upstream gradients)``.
+
+    Layers are matched by the module that fired the hook, whatever order the forward
+    pass calls them in; the upstream gradients of each layer's output and final states
+    come from one backward pass.
+    """
+    caught: dict[str, tuple] = {}
+    hooks = []
+    for name, mod in layers:
+
+        def hook(mod, args, out, name=name):
+            caught[name] = (args, out)
+
+        hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.enable_grad():
+            loss = run_loss(values)
+            tensors: dict[str, list[torch.Tensor]] = {}
+            for name, (_, out) in caught.items():
+                seq, states = out[0], out[1] if isinstance(out[1], tuple) else (out[1],)
+                seq = seq.data if isinstance(seq, nn.utils.rnn.PackedSequence) else seq
+                tensors[name] = [seq, *states]
+            flat = [t for ts in tensors.values() for t in ts]
+            ups = (
+                torch.autograd.grad(loss, flat, allow_unused=True)
+                if flat and loss.requires_grad
+                else [None] * len(flat)
+            )
+    finally:
+        for h in hooks:
+            h.remove()
+    result, i = {}, 0
+    for name, ts in tensors.items():
+        args, out = caught[name]
+        result[name] = (args, out, ups[i : i + len(ts)])
+        i += len(ts)
+    return result
+
+
+def _sub_batch(spec, args, out, ups, batch: int):
+    """The first ``batch`` sequences of a layer's call, as plain tensors in the layer's own layout.
+
+    A PackedSequence is unpacked and only its full-length sequences are kept: for them the
+    packed and the padded computations are the same, and the reference needs no lengths.
+    """
+    x = args[0]
+    seq_out = out[0]
+    d_seq = (
+        torch.zeros_like(seq_out.data if isinstance(seq_out, nn.utils.rnn.PackedSequence) else seq_out)
+        if ups[0] is None
+        else ups[0]
+    ).detach()
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        x_tm, lengths = nn.utils.rnn.pad_packed_sequence(x)
+        x_tm = x_tm.detach()
+        full = torch.nonzero(lengths == lengths.max()).flatten()[:batch].to(x_tm.device)
+        d_tm, _ = nn.utils.rnn.pad_packed_sequence(
+            nn.utils.rnn.PackedSequence(d_seq, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+        )
+        x_sub, d_out = x_tm.index_select(1, full), d_tm.index_select(1, full)
+        if spec.batch_first:
+            x_sub, d_out = x_sub.transpose(0, 1), d_out.transpose(0, 1)
+    else:
+        x = x.detach()
+        if x.dim() != 3:
+            return None
+        b_axis = 0 if spec.batch_first else 1
+        full = torch.arange(min(batch, x.shape[b_axis]), device=x.device)
+        x_sub, d_out = x.index_select(b_axis, full), d_seq.index_select(b_axis, full)
+    hx = args[1] if len(args) > 1 else None
+    if hx is not None:  # the states are in the caller's batch order (cuDNN wants them contiguous)
+        hx = (
+            tuple(t.detach().index_select(1, full).contiguous() for t in hx)
+            if isinstance(hx, tuple)
+            else hx.detach().index_select(1, full).contiguous()
+        )
+    d_states = [None if u is None else u.detach().index_select(1, full) for u in ups[1:]]
+    return x_sub.contiguous(), hx, d_out, d_states
 
 
 def fused_layer_comparisons(
@@ -543,51 +640,16 @@ def fused_layer_comparisons(
     layers = fused_layers(model)
     if not layers:
         return []
-    caught: dict[str, tuple] = {}
-    hooks = []
-    for name, mod in layers:
-
-        def hook(mod, args, out, name=name):
-            caught[name] = (args, out)
-
-        hooks.append(mod.register_forward_hook(hook))
-    try:
-        with torch.enable_grad():
-            loss = run_loss(values)
-            outs = {n: (o[0], o[1] if isinstance(o[1], tuple) else (o[1],)) for n, (_, o) in caught.items()}
-            flat = [t for n in outs for t in (outs[n][0],) + outs[n][1]]
-            ups = torch.autograd.grad(loss, flat, allow_unused=True)
-    finally:
-        for h in hooks:
-            h.remove()
+    caught = _capture(model, layers, values, run_loss)
     comparisons = []
-    i = 0
     for name, mod in layers:
         if name not in caught:
-            i += 0
-            continue
-        args, _ = caught[name]
+            continue  # a layer the forward pass never called
         spec = spec_of(mod)
-        n_states = 1 + len(outs[name][1])
-        up = ups[i : i + n_states]
-        i += n_states
-        x = args[0].detach()
-        if isinstance(x, nn.utils.rnn.PackedSequence) or x.dim() != 3:
+        picked = _sub_batch(spec, *caught[name], batch)
+        if picked is None:
             continue
-        b_axis = 0 if spec.batch_first else 1
-        sub = slice(0, min(batch, x.shape[b_axis]))
-        x_sub = (x[sub] if spec.batch_first else x[:, sub]).contiguous()
-        hx = args[1] if len(args) > 1 else None
-        if hx is not None:
-            # cuDNN wants contiguous states; a batch slice along axis 1 is not
-            hx = (
-                tuple(t.detach()[:, sub].contiguous() for t in hx)
-                if isinstance(hx, tuple)
-                else hx.detach()[:, sub].contiguous()
-            )
-        d_out = (torch.zeros_like(outs[name][0]) if up[0] is None else up[0]).detach()
-        d_out = d_out[sub] if spec.batch_first else d_out[:, sub]
-        d_states = [None if u is None else u.detach()[:, sub] for u in up[1:]]
+        x_sub, hx, d_out, d_states = picked
         prefix = f"{name}." if name else ""
         p_names = list(spec.param_shapes())
         with torch.enable_grad():

@@ -1,0 +1,150 @@
+"""Ordinary models that must get a real verdict: packed sequences, layers out of order, 0-d parameters,
+bfloat16, a softmax cross-entropy head; and the user errors that must be named as such."""
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import rnncheck
+
+
+class Packed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5)
+
+    def forward(self, x, lengths):
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out)
+        return out
+
+
+@rnncheck.case
+def packed_lstm():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 3, dtype=torch.float64)
+    return rnncheck.TorchCase(Packed().double(), inputs=(x, torch.tensor([6, 4, 2])))
+
+
+class OutOfOrder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.second = nn.GRU(5, 4)
+        self.first = nn.LSTM(3, 5)
+
+    def forward(self, x):
+        h, _ = self.first(x)
+        out, _ = self.second(h)
+        return out
+
+
+@rnncheck.case
+def layers_out_of_order():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(OutOfOrder().double(), inputs=(torch.randn(5, 2, 3, dtype=torch.float64),))
+
+
+@rnncheck.case
+def zero_d_param():
+    p = {"a": np.array(0.3), "w": np.ones(2)}
+    return rnncheck.NumpyCase(
+        p,
+        loss=lambda q: float(q["a"] ** 2 * q["w"].sum()),
+        grad=lambda q: {"a": 2 * q["a"] * q["w"].sum(), "w": q["a"] ** 2 * np.ones(2)},
+    )
+
+
+@rnncheck.case
+def bf16_gru():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(nn.GRU(3, 4).to(torch.bfloat16), inputs=(torch.randn(5, 2, 3).to(torch.bfloat16),))
+
+
+@rnncheck.case
+def grad_wrong_type():
+    return rnncheck.NumpyCase({"w": np.ones(2)}, loss=lambda q: float(q["w"].sum()), grad=lambda q: [1.0, 1.0])
+
+
+@rnncheck.case
+def detached_loss():
+    lin = nn.Linear(3, 1).double()
+    return rnncheck.TorchCase(
+        lin, inputs=(torch.randn(4, 3, dtype=torch.float64),), loss=lambda out: out.detach().sum()
+    )
+
+
+T, B, I, H, C = 20, 4, 8, 16, 10
+rng = np.random.default_rng(0)
+X = rng.normal(size=(T, B, I))
+Y = rng.integers(0, C, size=(T, B))
+P = {
+    "weight_ih_l0": rng.normal(size=(H, I)) * 0.5,
+    "weight_hh_l0": rng.normal(size=(H, H)) * 0.5,
+    "bias_ih_l0": rng.normal(size=H) * 0.1,
+    "bias_hh_l0": rng.normal(size=H) * 0.1,
+    "W_y": rng.normal(size=(C, H)) * 0.5,
+}
+
+
+def hidden(p):
+    h, hs = np.zeros((B, H)), []
+    for t in range(T):
+        h = np.tanh(X[t] @ p["weight_ih_l0"].T + h @ p["weight_hh_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"])
+        hs.append(h)
+    return np.stack(hs)
+
+
+def head(h, p):
+    z = h @ p["W_y"].T
+    z = z - z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(-np.take_along_axis(logp, Y[..., None], -1).sum())
+
+
+def loss(p):
+    return head(hidden(p), p)
+
+
+def grad(p, truncate=False):
+    hs = hidden(p)
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    z = hs @ p["W_y"].T
+    pr = np.exp(z - z.max(-1, keepdims=True))
+    pr /= pr.sum(-1, keepdims=True)
+    dz = pr.copy()
+    np.put_along_axis(dz, Y[..., None], np.take_along_axis(dz, Y[..., None], -1) - 1, -1)
+    g["W_y"] = np.einsum("tbc,tbh->ch", dz, hs)
+    dh_out = dz @ p["W_y"]
+    dh = np.zeros((B, H))
+    for t in reversed(range(T)):
+        dh = dh + dh_out[t]
+        da = dh * (1 - hs[t] ** 2)
+        h_prev = hs[t - 1] if t else np.zeros((B, H))
+        g["weight_ih_l0"] += da.T @ X[t]
+        g["weight_hh_l0"] += da.T @ h_prev
+        g["bias_ih_l0"] += da.sum(0)
+        g["bias_hh_l0"] += da.sum(0)
+        dh = da @ p["weight_hh_l0"] * (0.0 if truncate else 1.0)
+    return g
+
+
+@rnncheck.case
+def numpy_rnn_softmax_head():
+    return rnncheck.NumpyCase(P, loss, grad, reference="rnn_tanh", inputs=X, head=head)
+
+
+@rnncheck.case
+def numpy_rnn_softmax_head_truncated():
+    return rnncheck.NumpyCase(P, loss, lambda p: grad(p, truncate=True), reference="rnn_tanh", inputs=X, head=head)
+
+
+@rnncheck.case
+def zero_d_param_wrong():
+    p = {"a": np.array(0.3), "w": np.ones(2)}
+    return rnncheck.NumpyCase(
+        p,
+        loss=lambda q: float(q["a"] ** 2 * q["w"].sum()),
+        grad=lambda q: {"a": q["a"] * q["w"].sum(), "w": q["a"] ** 2 * np.ones(2)},
+    )

@@ -1,0 +1,74 @@
+"""Ordinary models get a real verdict, never "internal error"; user mistakes are named as the user's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rnncheck.cli import main
+
+MODELS = Path(__file__).parent / "models" / "ordinary_models.py"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ordinary") / "r.json"
+    result = CliRunner().invoke(main, ["verify", str(MODELS), "--json", str(out)], catch_exceptions=False)
+    assert "internal error" not in result.output, result.output
+    assert "Traceback" not in result.output
+    return {c["name"]: c for c in json.loads(out.read_text())["cases"]}
+
+
+def checks(case):
+    return {c["name"]: c["verdict"] for c in case["checks"]}
+
+
+def test_an_lstm_fed_a_packed_sequence_is_checked_compared_and_diagnosed(report):
+    case = report["packed_lstm"]
+    assert case["verdict"] == "pass", case["error"]
+    assert checks(case) == {"sanity": "pass", "gradient": "pass", "reference": "pass", "flow": "pass"}
+    assert any(f["kind"] == "forward_match" for f in case["findings"])
+    assert case["diagnostics"]["gradient_flow"] in ("healthy", "vanishing")
+
+
+def test_layers_called_out_of_registration_order_are_matched_by_identity(report):
+    case = report["layers_out_of_order"]
+    assert case["verdict"] == "pass", case["error"]
+    matched = [f["message"] for f in case["findings"] if f["kind"] == "forward_match"]
+    assert len(matched) == 2 and any("(first)" in m for m in matched) and any("(second)" in m for m in matched)
+
+
+def test_a_zero_d_parameter_is_checked_and_its_wrong_gradient_found(report):
+    assert report["zero_d_param"]["verdict"] == "pass", report["zero_d_param"]["error"]
+    wrong = report["zero_d_param_wrong"]
+    assert wrong["verdict"] == "fail"
+    rows = {r["name"]: r["verdict"] for c in wrong["checks"] for r in c["tensors"]}
+    assert rows == {"a": "fail", "w": "pass"}
+
+
+def test_a_bfloat16_model_gets_a_verdict(report):
+    case = report["bf16_gru"]
+    assert case["verdict"] in ("pass", "warn"), case["error"]
+    numbers = next(c["numbers"] for c in case["checks"] if c["name"] == "gradient")
+    assert numbers["model_dtype"] == "bfloat16" and numbers["numeric_dtype"] == "float64"
+
+
+def test_a_softmax_cross_entropy_head_gives_no_false_reference_warning(report):
+    case = report["numpy_rnn_softmax_head"]
+    assert case["verdict"] == "pass", [f["message"] for f in case["findings"] if f["verdict"] != "note"]
+    assert checks(case)["reference"] == "pass"
+
+
+def test_the_same_head_still_catches_a_truncated_backward(report):
+    case = report["numpy_rnn_softmax_head_truncated"]
+    assert case["verdict"] == "fail"
+    assert checks(case)["reference"] == "fail"
+
+
+def test_user_mistakes_are_named_as_the_users(report):
+    assert "grad() returned a list" in report["grad_wrong_type"]["error"]
+    detached = report["detached_loss"]["error"]
+    assert "detached" in detached and "site-packages" not in detached and "torch/autograd" not in detached
