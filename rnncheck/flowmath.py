@@ -27,8 +27,12 @@ THRESHOLDS = {
         "source": "rnncheck's choice",
     },
     "exploding": {
-        "rule": "fitted growth over the sequence rho^(T-1) > 1e3, or any non-finite value",
+        "rule": "fitted growth over the sequence rho^(T-1) > 1e3, or values grown past the dtype's range",
         "value": EXPLODE_RATIO,
+        "source": "rnncheck's choice",
+    },
+    "nonfinite": {
+        "rule": "a NaN or Inf that came in with the inputs or parameters, or that an operation made from finite values",
         "source": "rnncheck's choice",
     },
     "pascanu": {
@@ -69,10 +73,19 @@ def fit_decay(profile: np.ndarray) -> Decay:
     return Decay(rho, horizon, lag, span, intercept)
 
 
-def flow_verdict(spans: list[float | None], nonfinite: bool) -> str | None:
-    """``exploding`` / ``vanishing`` / ``healthy`` from every layer's fitted span, or None if none."""
+#: why a value went non-finite; only growth through the recurrence is "exploding"
+NONFINITE_CAUSES = ("input", "parameter", "operation", "overflow")
+
+
+def flow_verdict(spans: list[float | None], nonfinite: bool, cause: str | None = None) -> str | None:
+    """``exploding`` / ``vanishing`` / ``healthy`` from every layer's fitted span, or None if none.
+
+    A non-finite value is ``exploding`` when the recurrence grew it past the dtype's range
+    (``cause`` "overflow", or unknown); ``nonfinite`` when it arrived in the inputs or the
+    parameters, or an operation made it from finite values (log of a negative number, 0/0).
+    """
     if nonfinite:
-        return "exploding"
+        return "nonfinite" if cause in ("input", "parameter", "operation") else "exploding"
     known = [s for s in spans if s is not None]
     if not known:
         return None

@@ -97,9 +97,16 @@ def test_nan_planted_at_a_step_is_located_at_that_step():
     x[7, 1, 0] = float("nan")
     result = _diagnose(CellCase(torch.nn.RNNCell(2, 4), x, torch.zeros(3, 4)))
     d = result.diagnostics
-    assert d["gradient_flow"] == "exploding"  # a NaN never reads as healthy
+    assert d["gradient_flow"] == "nonfinite"  # a NaN never reads as healthy, nor as exploding when it is in the data
     bad = d["layers"][0]["nonfinite"]
-    assert bad == {"layer": "cell", "step": 7, "tensor": "h", "pass": "forward"}
+    assert {k: bad[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
+        "layer": "cell",
+        "step": 7,
+        "tensor": "h",
+        "pass": "forward",
+        "cause": "input",
+    }
+    assert bad["source"]["index"] == [7, 1, 0]
 
 
 class _InfGradAt(torch.autograd.Function):
@@ -135,7 +142,13 @@ def test_nonfinite_in_the_backward_is_located():
     case = CellCase(cell, x, torch.zeros(3, 4))
     result = _diagnose(case)
     bad = result.diagnostics["layers"][0]["nonfinite"]
-    assert bad == {"layer": "cell", "step": 4, "tensor": "dL/dh", "pass": "backward"}
+    assert {k: bad[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
+        "layer": "cell",
+        "step": 4,
+        "tensor": "dL/dh",
+        "pass": "backward",
+        "cause": "overflow",
+    }
     assert result.diagnostics["gradient_flow"] == "exploding"
 
 

@@ -67,6 +67,7 @@ class _Layer:
         self.weights = weights  # {"W_hh": tensor} for structure, may be empty
         self.gates = gates  # gate -> list of activations (processing order), may be empty
         self.packed = False  # fed a PackedSequence: inputs and states differ in batch rows
+        self.state0 = None  # the state before the first step, where known
 
 
 def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None]:
@@ -116,6 +117,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
                     cell_step(mode, x, tuple(t.detach() for t in prev), p, gates)
                     prev = s
         layers = [_Layer("cell", mode, states, list(args[0]), step_in, weights, gates)]
+        layers[0].state0 = _as_tuple(args[1])
         return layers, loss, findings, None
 
     fused = fused_layers(target.model)
@@ -192,6 +194,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
                 )
             )
             layers[-1].packed = trace.packed
+            layers[-1].state0 = trace.state0
     return layers, loss, findings, None
 
 
@@ -238,11 +241,86 @@ def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
     for k, s in enumerate(layer.states):
         for gate, acts in layer.gates.items():
             if k < len(acts) and not torch.isfinite(acts[k]).all():
-                return {"layer": layer.name, "step": time_of(k), "tensor": f"gate {gate}"}
+                return {"layer": layer.name, "step": time_of(k), "tensor": f"gate {gate}", "k": k}
         for name, t in zip(("h", "c"), s):
             if not torch.isfinite(t).all():
-                return {"layer": layer.name, "step": time_of(k), "tensor": name}
+                return {"layer": layer.name, "step": time_of(k), "tensor": name, "k": k}
     return None
+
+
+def _all_finite(layers) -> bool:
+    return all(bool(torch.isfinite(t).all()) for layer in layers for s in layer.states for t in s)
+
+
+def _nonfinite_source(target) -> dict | None:
+    """The first parameter or input that already holds a NaN/Inf, with the entry: the cause is in the data."""
+    params = [(n, target.saved[n]) for n in target.param_names]
+    inputs = list(getattr(target, "saved_inputs", {}).items())
+    for cause, group in (("input", inputs), ("parameter", params)):
+        for name, t in group:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                index = [int(i) for i in torch.nonzero(~torch.isfinite(t))[0]]
+                value = float(t[tuple(index)])
+                return {"cause": cause, "tensor": name, "index": index, "value": value}
+    return None
+
+
+def _nonfinite_cause(layer: _Layer, bad: dict, source: dict | None) -> dict:
+    """Why the first non-finite forward value appeared: it came in, the recurrence outgrew the dtype, or an operation made it."""
+    if source is not None:
+        where = f"{source['tensor']}{source['index']}"
+        return {
+            "cause": source["cause"],
+            "explanation": f"it came in with the {source['cause']} {where} = {source['value']}: "
+            "the data holds it, the gradient flow does not make it",
+            "source": source,
+        }
+    k = bad.get("k", 0)
+    prev = layer.states[k - 1] if k > 0 else layer.state0
+    if prev is None:
+        return {}
+    finite_prev = [t.detach() for t in prev if bool(torch.isfinite(t).all())]
+    big = max((float(t.abs().max()) for t in finite_prev if t.numel()), default=0.0)
+    dtype = prev[0].dtype
+    if big >= math.sqrt(torch.finfo(dtype).max):
+        return {
+            "cause": "overflow",
+            "explanation": f"the state before it reached |h| = {big:.3g}: the recurrence grew it past {dtype}'s range",
+        }
+    op = _first_nonfinite_op(layer, k, prev)
+    return {
+        "cause": "operation",
+        "operation": op,
+        "explanation": "an operation made it from finite values of moderate size"
+        + (f" ({op})" if op else "")
+        + ", e.g. the log or square root of a negative number, or 0/0",
+    }
+
+
+def _first_nonfinite_op(layer: _Layer, k: int, prev) -> str | None:
+    """Rerun step k and name the first torch function whose finite inputs gave a non-finite output."""
+    from torch.overrides import TorchFunctionMode
+
+    class Watch(TorchFunctionMode):
+        found: str | None = None
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if self.found is None and isinstance(out, torch.Tensor) and out.is_floating_point():
+                ins = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
+                if not bool(torch.isfinite(out).all()) and all(bool(torch.isfinite(a).all()) for a in ins):
+                    self.found = getattr(func, "__name__", str(func))
+            return out
+
+    if k >= len(layer.inputs):
+        return None
+    watch = Watch()
+    try:
+        with torch.no_grad(), watch:
+            layer.step(layer.inputs[k], tuple(t.detach() for t in prev))
+    except Exception:  # the step may not run on its own: the cause is then said without the op
+        return None
+    return watch.found
 
 
 def _extras_fit(clock, per_layer: float, layers_left: int) -> bool:
@@ -287,6 +365,8 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
     adjoint, propagation = _adjoints(loss, layers, units, wanted)
 
     nonfinite = not math.isfinite(loss_value)
+    source = _nonfinite_source(target) if nonfinite or not _all_finite(layers) else None
+    causes: list[str | None] = []
     spans = []
     layer_started = time.perf_counter()
     for li, layer in enumerate(layers):
@@ -330,11 +410,20 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
         info["gates"] = _gates(layer, T)
 
         bad = _first_nonfinite_forward(layer, time_of)
+        if bad is not None:
+            bad.update(_nonfinite_cause(layer, bad, source))
         if bad is None:
             for k in range(T - 1, -1, -1):  # the order the backward pass visits
                 gk = adjoint.get(id(h[k]))
                 if gk is not None and not torch.isfinite(gk).all():
-                    bad = {"layer": layer.name, "step": time_of(k), "tensor": "dL/dh", "pass": "backward"}
+                    bad = {
+                        "layer": layer.name,
+                        "step": time_of(k),
+                        "tensor": "dL/dh",
+                        "pass": "backward",
+                        "cause": "overflow",
+                        "explanation": "the forward pass is finite: the gradient grew past the dtype's range going back",
+                    }
                     break
         else:
             bad["pass"] = "forward"
@@ -342,12 +431,14 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
             nonfinite = True
             info["nonfinite"] = bad
             if bad is not None:
+                causes.append(bad.get("cause"))
                 findings.append(
                     Finding(
                         "nonfinite",
                         "warn",
                         f"first non-finite value in the {bad['pass']} pass: {bad['tensor']} of {bad['layer']} at step {bad['step']}"
-                        + (" (the backward pass visits the steps last to first)" if bad["pass"] == "backward" else ""),
+                        + (" (the backward pass visits the steps last to first)" if bad["pass"] == "backward" else "")
+                        + (f"; {bad['explanation']}" if bad.get("explanation") else ""),
                         location=bad,
                     )
                 )
@@ -359,8 +450,11 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
             info["lyapunov"] = _lyapunov(layer, rng)
         diagnostics["layers"].append(info)
 
-    verdict = fm.flow_verdict(spans, nonfinite)
+    cause = next((c for c in causes if c), source["cause"] if source else None)
+    verdict = fm.flow_verdict(spans, nonfinite, cause)
     diagnostics["gradient_flow"] = verdict
+    if nonfinite:
+        diagnostics["nonfinite_cause"] = cause
     if verdict in ("vanishing", "exploding"):
         worst = (
             min(spans)

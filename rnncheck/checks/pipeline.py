@@ -67,8 +67,14 @@ class Gradient:
 
         # stream 0 is the one the probes have always drawn from: baselines stay valid
         rng = np.random.default_rng([ctx.options.seed, zlib.crc32(ctx.name.encode())])
-        result = check_gradient(target, ctx.grad, ctx.options, rng, ctx.clock)
-        result.numbers["notes"] = list(target.notes)
+        grad, notes = ctx.grad, []
+        nonfinite = [n for n, g in grad.items() if not np.isfinite(g).all()]
+        if nonfinite:
+            # a NaN poisons every probe it touches; as a zero it is one wrong entry the probes can pin down
+            grad = {n: np.where(np.isfinite(g), g, 0.0) if n in nonfinite else g for n, g in grad.items()}
+            notes.append(f"non-finite gradient entries of {', '.join(nonfinite)} probed as 0 (see nonfinite_gradient)")
+        result = check_gradient(target, grad, ctx.options, rng, ctx.clock)
+        result.numbers["notes"] = list(target.notes) + notes
         return result
 
 

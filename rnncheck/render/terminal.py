@@ -137,7 +137,7 @@ def render_case(console: Console, case: CaseResult) -> None:
     render_flow(console, case)
 
 
-FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "healthy": "green", None: "dim"}
+FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 
 
 def render_flow(console: Console, case: CaseResult) -> None:
