@@ -119,6 +119,13 @@ def _common(f):
         click.option(
             "--lyapunov", is_flag=True, help="Also estimate the leading Lyapunov exponents (QR method; costs more)."
         ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="torch threads per case (default: 1 for small models, more where a measured forward+backward "
+            "shows they pay; OMP_NUM_THREADS is respected).",
+        ),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
         click.option("--force", is_flag=True, help="Let --json/--junit-xml overwrite a .py file."),
     ]
@@ -189,6 +196,7 @@ def verify(
     plot_dir,
     jacobian,
     lyapunov,
+    threads,
     debug,
     force,
     full,
@@ -218,6 +226,7 @@ def verify(
         device=device,
         budget=budget,
         timeout=timeout,
+        threads=threads,
         full=full,
         probes=probes,
         dtype=dtype,
@@ -237,7 +246,7 @@ def verify(
 @main.command(epilog=EPILOG.replace("rnncheck verify", "rnncheck diagnose"))
 @_common
 def diagnose(
-    paths, keyword, json_out, seed, device, budget, timeout, dtype, plot_dir, jacobian, lyapunov, debug, force
+    paths, keyword, json_out, seed, device, budget, timeout, dtype, plot_dir, jacobian, lyapunov, threads, debug, force
 ) -> None:
     """Measure how the gradient flows back through time, without checking it.
 
@@ -253,6 +262,7 @@ def diagnose(
         device=device,
         budget=budget,
         timeout=timeout,
+        threads=threads,
         dtype=dtype,
         debug=debug,
         gradient=False,

@@ -201,7 +201,7 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
     folder = path.resolve().parent
     before = set(sys.modules)
     aside = _shadowed(folder)
-    with case_guard(timeout):
+    with case_guard(timeout, keep_threads=True):
         try:
             spec = importlib.util.spec_from_file_location(mod_name, resolved)
             module = importlib.util.module_from_spec(spec)

@@ -20,6 +20,8 @@ class Options:
     """Where torch cases run: ``cpu``, ``cuda``, ``cuda:1`` …"""
     budget: float | None = None
     """Seconds one case may take, a soft limit: the probes are planned to fit.  None (or inf): no limit."""
+    threads: int | None = None
+    """torch intra-op threads while a case runs.  None: rnncheck's policy (see :mod:`rnncheck.threads`)."""
     timeout: float | None = None
     """Seconds one case may run, a hard limit: past it the case is stopped and reported as an error.  None: none."""
     full: bool = False
@@ -57,6 +59,12 @@ class Options:
                 setattr(self, key, None)  # inf: no limit
         if isinstance(self.probes, bool) or not isinstance(self.probes, int) or not 1 <= self.probes <= 64:
             raise ValueError(f"probes must be a whole number from 1 to 64, got {self.probes!r}")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ValueError(
+                f"threads must be a whole number of at least 1 (or None for the policy), got {self.threads!r}"
+            )
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(
                 f"dtype must be one of {', '.join(DTYPES)} (or None for the model's own), got {self.dtype!r}"

@@ -21,7 +21,18 @@ from pathlib import Path
 
 import pytest
 
-MARKER_OPTIONS = ("budget", "timeout", "dtype", "probes", "seed", "full", "device", "diagnostics", "reference")
+MARKER_OPTIONS = (
+    "budget",
+    "timeout",
+    "threads",
+    "dtype",
+    "probes",
+    "seed",
+    "full",
+    "device",
+    "diagnostics",
+    "reference",
+)
 
 
 def pytest_addoption(parser) -> None:

@@ -25,6 +25,7 @@ from .collect import CaseDef
 from .errors import BudgetExceeded, CaseError, UserCodeError
 from .findings import CaseResult, CheckResult, Finding, Report, worst
 from .options import Options
+from .threads import apply_policy
 from .usercode import CaseTimeout, call_user, case_guard
 
 Progress = Callable[[str, str], None]  # (case name, stage)
@@ -78,6 +79,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             result.name, result.file = name, file
             clock.stage = "setup"
             target = case.bind(options)
+            threads = apply_policy(target, options.threads)
             ctx = Context(case, name, options, clock)
             for check in CHECKS:
                 if not check.applies(ctx):
@@ -94,6 +96,9 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                     result.checks.append(outcome)
             if ctx.diagnostics is not None:
                 result.diagnostics = ctx.diagnostics
+            gradient = ctx.result("gradient")
+            if gradient is not None:
+                gradient.numbers["threads"] = threads
             result.verdict = worst(c.verdict for c in result.checks)
             errors = [f.message for c in result.checks for f in c.findings if f.verdict == "error"]
             if errors:

@@ -151,8 +151,12 @@ class GlobalState:
             threads=torch.get_num_threads(),
         )
 
-    def restore(self) -> list[str]:
-        """Put everything back; return what the case had changed (RNG draws are not reported)."""
+    def restore(self, threads: bool = True) -> list[str]:
+        """Put everything back; return what the case had changed (RNG draws are not reported).
+
+        ``threads=False`` keeps torch's thread count as the code left it: a model file that
+        calls ``torch.set_num_threads`` at import time means it for its cases.
+        """
         changed = []
         try:
             now = os.getcwd()
@@ -176,17 +180,17 @@ class GlobalState:
             torch.cuda.set_rng_state_all(self.cuda_rng)
         np.random.set_state(self.numpy_rng)
         random.setstate(self.python_rng)
-        if torch.get_num_threads() != self.threads:
+        if threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         return changed
 
 
 @contextmanager
-def case_guard(timeout: float | None = None) -> Iterator[GlobalState]:
+def case_guard(timeout: float | None = None, keep_threads: bool = False) -> Iterator[GlobalState]:
     """Run a case: hard timeout armed, global state saved and put back (``state.changed`` says what moved)."""
     state = GlobalState.save()
     try:
         with _Alarm(timeout):
             yield state
     finally:
-        state.changed = state.restore()
+        state.changed = state.restore(threads=not keep_threads)

@@ -1,0 +1,91 @@
+"""The thread policy: how many intra-op threads torch may use while a case is checked.
+
+rnncheck runs many small torch operations.  With torch's default of one thread per core,
+every one of them ends in an OpenMP barrier that waits for all the threads; on a machine
+where another process is busy (a shared CI runner, pytest-xdist's other workers) one of
+those threads is always descheduled, and a check of a small model becomes 5-30× slower.
+One thread has no barrier to wait at.  So:
+
+1. an explicit choice is kept: ``--threads N`` (``Options.threads``), an ``OMP_NUM_THREADS``
+   or ``MKL_NUM_THREADS`` in the environment, or a ``torch.set_num_threads`` the user's code
+   made since rnncheck was imported;
+2. otherwise a small model (under :data:`SMALL_MODEL` parameters) runs on one thread;
+3. a larger one gets more threads only where a measured forward+backward shows that they
+   pay (at least :data:`PAYS` times faster than one thread);
+4. the thread budget is the cores this process may use, divided among pytest-xdist's
+   workers when it runs under them;
+5. whatever was set before the case is put back after it (:func:`rnncheck.usercode.case_guard`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+#: below this many checked parameters a case runs on one thread without measuring
+SMALL_MODEL = 50_000
+#: more threads are kept only if one forward+backward runs at least this many times faster
+PAYS = 1.3
+
+_AT_IMPORT = torch.get_num_threads()
+
+
+def available_cores() -> int:
+    """The cores this process may run on, shared out among pytest-xdist's workers."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and workers.isdigit() and int(workers) > 0:
+        cores = max(1, cores // int(workers))
+    return max(1, cores)
+
+
+def explicit_threads(requested: int | None) -> tuple[int | None, str | None]:
+    """The thread count someone chose, and who: None when nobody did."""
+    if requested:
+        return requested, "--threads"
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value), var
+    if torch.get_num_threads() != _AT_IMPORT:
+        return torch.get_num_threads(), "torch.set_num_threads"
+    return None, None
+
+
+def _time_gradient(target, threads: int, repeats: int = 2) -> float:
+    torch.set_num_threads(threads)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target.gradient()
+        best = min(best, time.perf_counter() - start)
+    target.evaluations -= repeats  # the policy's own calls are not the check's evaluations
+    return best
+
+
+def apply_policy(target, requested: int | None) -> str:
+    """Set torch's thread count for checking ``target``; return the sentence the report shows."""
+    chosen, who = explicit_threads(requested)
+    if chosen is not None:
+        torch.set_num_threads(chosen)
+        return f"{chosen} thread(s), as {who} says"
+    if getattr(target, "device", None) is not None and target.device.type != "cpu":
+        return f"{torch.get_num_threads()} thread(s) for the host side; the model runs on {target.device}"
+    budget = available_cores()
+    size = sum(v.size for v in target.theta.values())
+    if budget == 1 or size < SMALL_MODEL or not hasattr(target, "device"):
+        torch.set_num_threads(1)
+        return "1 thread (a small model: one thread waits at no barrier when the machine is busy)"
+    many = _time_gradient(target, budget, repeats=1)  # also warms the allocator for what follows
+    one = _time_gradient(target, 1, repeats=1)
+    many = min(many, _time_gradient(target, budget, repeats=1))
+    if one > PAYS * many:
+        torch.set_num_threads(budget)
+        return f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)"
+    torch.set_num_threads(1)
+    return f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)"

@@ -1,0 +1,74 @@
+"""The thread policy: one thread for small models, an explicit choice kept, the user's setting put back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from click.testing import CliRunner
+
+from rnncheck.cli import main
+
+SMALL = """
+import torch
+import rnncheck
+{pre}
+
+@rnncheck.case
+def small_lstm():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(torch.nn.LSTM(3, 8).double(), inputs=(torch.randn(6, 2, 3, dtype=torch.float64),))
+"""
+
+
+def threads_said(tmp_path, *args, pre="", env=None):
+    f = tmp_path / "m.py"
+    f.write_text(textwrap.dedent(SMALL.format(pre=pre)))
+    env = {**{k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}, **(env or {})}
+    env.pop("PYTEST_XDIST_WORKER_COUNT", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "rnncheck", "verify", str(f), "--json", "-", "--no-flow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    ).stdout
+    case = json.loads(out)["cases"][0]
+    return next(c for c in case["checks"] if c["name"] == "gradient")["numbers"]["threads"]
+
+
+def test_a_small_model_runs_on_one_thread(tmp_path):
+    assert threads_said(tmp_path).startswith("1 thread (a small model")
+
+
+def test_an_explicit_choice_is_kept(tmp_path):
+    assert threads_said(tmp_path, "--threads", "2") == "2 thread(s), as --threads says"
+    assert threads_said(tmp_path, env={"OMP_NUM_THREADS": "2"}) == "2 thread(s), as OMP_NUM_THREADS says"
+    said = threads_said(tmp_path, pre=f"torch.set_num_threads({torch.get_num_threads() + 1})")
+    assert said == f"{torch.get_num_threads() + 1} thread(s), as torch.set_num_threads says"
+
+
+def test_the_callers_thread_count_is_put_back(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        f = tmp_path / "m.py"
+        f.write_text(textwrap.dedent(SMALL.format(pre="")))
+        result = CliRunner().invoke(main, ["verify", str(f), "--no-flow"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_pytest_xdist_workers_share_the_cores(monkeypatch):
+    import rnncheck.threads as policy  # the policy's own arithmetic, not a user-facing behaviour
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "64")
+    assert policy.available_cores() == 1
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    assert policy.available_cores() >= 1
