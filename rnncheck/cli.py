@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.text import Text
 
 from . import __version__
@@ -16,7 +17,7 @@ from .collect import collect, keyword_matcher
 from .errors import UsageError
 from .findings import Report
 from .gate import Gate, gate_verdict, id_root
-from .options import MAX_SEED, Options
+from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
 from .render.junit import to_junit
 from .render.terminal import make_console, printable, render_case, summary_line
@@ -68,72 +69,6 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: {exc}") from exc
 
 
-def _common(f):
-    """The options verify and diagnose share, in the order --help shows them."""
-    decorators = [
-        click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
-        click.option(
-            "-k", "keyword", metavar="EXPR", help='Only cases whose names match EXPR, e.g. "lstm and not gru".'
-        ),
-        click.option(
-            "--json",
-            "json_out",
-            metavar="FILE",
-            help="Write the JSON report to FILE ('-': stdout; the table then goes to stderr).",
-        ),
-        click.option(
-            "--seed",
-            default=0,
-            show_default=True,
-            type=click.IntRange(0, MAX_SEED),
-            help="Seed for probe directions, the default loss and jitter.",
-        ),
-        click.option("--device", default="cpu", show_default=True, help="Where torch cases run: cpu, cuda, cuda:1 ..."),
-        click.option(
-            "--budget",
-            type=SECONDS,
-            metavar="SECONDS",
-            help="Soft time per case: the probes and extras are planned to fit ('inf': no limit).",
-        ),
-        click.option(
-            "--timeout",
-            type=SECONDS,
-            metavar="SECONDS",
-            help="Hard time per case: a case still running then is stopped and reported as an error.",
-        ),
-        click.option(
-            "--dtype",
-            type=click.Choice(["float32", "float64"]),
-            help="Run torch cases in this dtype instead of the model's own.",
-        ),
-        click.option(
-            "--plot",
-            "plot_dir",
-            metavar="DIR",
-            type=click.Path(file_okay=False),
-            help="Write gradient-flow PNGs into DIR (needs the plot extra: pip install 'rnncheck[plot]').",
-        ),
-        click.option(
-            "--jacobian", is_flag=True, help="Also power-iterate ||dh_T/dh_k|| at lags 1, 2, 4, ... (costs more)."
-        ),
-        click.option(
-            "--lyapunov", is_flag=True, help="Also estimate the leading Lyapunov exponents (QR method; costs more)."
-        ),
-        click.option(
-            "--threads",
-            type=click.IntRange(min=1),
-            metavar="N",
-            help="torch threads per case (default: 1 for small models, more where a measured forward+backward "
-            "shows they pay; OMP_NUM_THREADS is respected).",
-        ),
-        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
-        click.option("--force", is_flag=True, help="Let --json/--junit-xml overwrite a .py file."),
-    ]
-    for deco in reversed(decorators):
-        f = deco(f)
-    return f
-
-
 class _Seconds(click.ParamType):
     """A positive number of seconds; ``inf`` means no limit."""
 
@@ -154,14 +89,77 @@ class _Seconds(click.ParamType):
 SECONDS = _Seconds()
 
 
+def _click_option(spec: OptionSpec):
+    """The click option of one declared option (see :data:`rnncheck.options.SPECS`)."""
+    env_help = f" [env {spec.env}]"
+    if spec.kind == "flag":
+        return click.option(spec.cli, spec.field, is_flag=True, help=spec.help + env_help)
+    kinds = {
+        "int": lambda: click.IntRange(spec.minimum, spec.maximum),
+        "seconds": lambda: SECONDS,
+        "choice": lambda: click.Choice(list(spec.choices)),
+        "str": lambda: click.STRING,
+    }
+    default = spec.default
+    return click.option(
+        spec.cli,
+        spec.field,
+        type=kinds[spec.kind](),
+        default=default,
+        show_default=default is not None,
+        metavar=spec.metavar,
+        help=spec.help + env_help,
+    )
+
+
+def _options_for(command: str):
+    """The declared options of ``command``, then the ones that only the command line has."""
+
+    def decorate(f):
+        decorators = [
+            click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+            click.option(
+                "-k", "keyword", metavar="EXPR", help='Only cases whose names match EXPR, e.g. "lstm and not gru".'
+            ),
+            click.option(
+                "--json",
+                "json_out",
+                metavar="FILE",
+                help="Write the JSON report to FILE ('-': stdout; the table then goes to stderr).",
+            ),
+            *[_click_option(spec) for spec in SPECS if command in spec.commands],
+            click.option(
+                "--plot",
+                "plot_dir",
+                metavar="DIR",
+                type=click.Path(file_okay=False),
+                help="Write gradient-flow PNGs into DIR (needs the plot extra: pip install 'rnncheck[plot]').",
+            ),
+            click.option("--force", is_flag=True, help="Let --json/--junit-xml overwrite a .py file."),
+        ]
+        for deco in reversed(decorators):
+            f = deco(f)
+        return f
+
+    return decorate
+
+
+def _options(ctx: click.Context, values: dict, **fixed) -> Options:
+    """Options from the command line, RNNCHECK_* and [tool.rnncheck], in that order of precedence."""
+    given = {
+        spec.field: values[spec.field]
+        for spec in SPECS
+        if spec.field in values and ctx.get_parameter_source(spec.field) == ParameterSource.COMMANDLINE
+    }
+    try:
+        config, config_file = find_config(id_root(list(values["paths"])))
+        return resolve(given, config=config, config_file=config_file, **fixed)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @main.command(epilog=EPILOG)
-@_common
-@click.option("--full", is_flag=True, help="Check every entry with its own finite difference (slow, exhaustive).")
-@click.option(
-    "--probes", default=3, show_default=True, type=click.IntRange(1, 64), help="Random probe directions per case."
-)
-@click.option("--no-flow", is_flag=True, help="Skip the gradient-flow diagnostics.")
-@click.option("--no-reference", is_flag=True, help="Skip the comparison with the NumPy reference.")
+@_options_for("verify")
 @click.option(
     "--baseline",
     "baseline_path",
@@ -184,30 +182,8 @@ SECONDS = _Seconds()
     metavar="FILE",
     help="Also write a JUnit XML report (one testcase per case; '-': stdout, the table then goes to stderr).",
 )
-def verify(
-    paths,
-    keyword,
-    json_out,
-    seed,
-    device,
-    budget,
-    timeout,
-    dtype,
-    plot_dir,
-    jacobian,
-    lyapunov,
-    threads,
-    debug,
-    force,
-    full,
-    probes,
-    no_flow,
-    no_reference,
-    baseline_path,
-    update_baseline,
-    baseline_repeats,
-    junit_path,
-) -> None:
+@click.pass_context
+def verify(ctx, **values) -> None:
     """Check the gradients of every case in PATH... (files or folders).
 
     Each case's analytic gradient is compared with finite differences along random
@@ -220,34 +196,37 @@ def verify(
     With --baseline FILE, each case is also compared with its stored fingerprint
     (check verdicts, log10 gradient norms, a gradient sketch, the flow profile, rho and
     horizon): the exit code is then the gate's.  Record the file with --update-baseline.
+
+    Every option can also come from the environment (RNNCHECK_TIMEOUT=30,
+    RNNCHECK_NO_FLOW=1) or from [tool.rnncheck] in pyproject.toml (timeout = 30,
+    no-flow = true); the command line wins, then the environment, then the file.
     """
-    options = Options(
-        seed=seed,
-        device=device,
-        budget=budget,
-        timeout=timeout,
-        threads=threads,
-        full=full,
-        probes=probes,
-        dtype=dtype,
-        debug=debug,
-        diagnostics=not no_flow,
-        reference=not no_reference,
-        jacobian=jacobian,
-        lyapunov=lyapunov,
-    )
-    if update_baseline and not baseline_path:
+    options = _options(ctx, values)
+    if values["update_baseline"] and not values["baseline_path"]:
         raise click.UsageError("--update-baseline needs --baseline FILE to write to")
     _run(
-        paths, keyword, json_out, plot_dir, options, baseline_path, update_baseline, baseline_repeats, junit_path, force
+        values["paths"],
+        values["keyword"],
+        values["json_out"],
+        values["plot_dir"],
+        options,
+        values["baseline_path"],
+        values["update_baseline"],
+        values["baseline_repeats"],
+        values["junit_path"],
+        values["force"],
     )
 
 
-@main.command(epilog=EPILOG.replace("rnncheck verify", "rnncheck diagnose"))
-@_common
-def diagnose(
-    paths, keyword, json_out, seed, device, budget, timeout, dtype, plot_dir, jacobian, lyapunov, threads, debug, force
-) -> None:
+@main.command(
+    epilog=EPILOG.replace("rnncheck verify", "rnncheck diagnose").replace(
+        "rnncheck diagnose model.py --full                every entry on its own",
+        "rnncheck diagnose model.py --plot figs/          also write the flow PNGs",
+    )
+)
+@_options_for("diagnose")
+@click.pass_context
+def diagnose(ctx, **values) -> None:
     """Measure how the gradient flows back through time, without checking it.
 
     For every recurrent case (nn.RNN/LSTM/GRU inside a TorchCase, or a CellCase):
@@ -255,21 +234,10 @@ def diagnose(
     last step with its fitted decay per step, memory horizon and lag to 1e-3, the
     recurrent weights' largest singular value and spectral radius with Pascanu et
     al.'s bound, gate saturation and timescales, the first non-finite value, and a
-    verdict: vanishing, exploding or healthy, with the thresholds that decided it.
+    verdict: vanishing, exploding, nonfinite or healthy, with the thresholds that decided it.
     """
-    options = Options(
-        seed=seed,
-        device=device,
-        budget=budget,
-        timeout=timeout,
-        threads=threads,
-        dtype=dtype,
-        debug=debug,
-        gradient=False,
-        jacobian=jacobian,
-        lyapunov=lyapunov,
-    )
-    _run(paths, keyword, json_out, plot_dir, options, force=force)
+    options = _options(ctx, values, gradient=False)
+    _run(values["paths"], values["keyword"], values["json_out"], values["plot_dir"], options, force=values["force"])
 
 
 def _run(

@@ -71,3 +71,191 @@ class Options:
             )
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a name such as 'cpu' or 'cuda:0', got {self.device!r}")
+
+
+# --- one declaration per option ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option, declared once.  The command line, the pytest options and ini keys, the marker's
+    keywords, ``[tool.rnncheck]`` and ``RNNCHECK_*`` are all generated from these.
+
+    ``field`` is the :class:`Options` field (and the marker keyword); ``flag`` the command-line
+    spelling (``--no-flow``), whose bare name (``no-flow``) is also the config key and, upper-cased
+    with underscores, the environment variable (``RNNCHECK_NO_FLOW``).
+    """
+
+    field: str
+    kind: str  # "int" | "seconds" | "choice" | "str" | "flag"
+    help: str
+    flag: str = ""
+    invert: bool = False  # a flag that turns its field off (--no-flow -> diagnostics=False)
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    commands: tuple[str, ...] = ("verify", "diagnose")
+    metavar: str | None = None
+
+    @property
+    def cli(self) -> str:
+        return self.flag or "--" + self.field.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        """The config key: the flag without its dashes (``no-flow``)."""
+        return self.cli.lstrip("-")
+
+    @property
+    def env(self) -> str:
+        return "RNNCHECK_" + self.key.upper().replace("-", "_")
+
+    @property
+    def default(self):
+        value = Options.__dataclass_fields__[self.field].default
+        return (not value) if self.invert else value
+
+    def parse(self, raw, source: str):
+        """A value from the environment or a config file, as the command line would take it (ValueError if bad)."""
+        if self.kind == "flag":
+            if isinstance(raw, bool):
+                on = raw
+            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
+                on = True
+            elif str(raw).strip().lower() in ("0", "false", "no", "off", ""):
+                on = False
+            else:
+                raise ValueError(f"{source}: {self.key} takes true or false, got {raw!r}")
+            return on
+        if self.kind == "seconds":
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{source}: {self.key} takes a number of seconds, got {raw!r}") from None
+            if math.isnan(value) or value <= 0:
+                raise ValueError(f"{source}: {self.key} takes a positive number of seconds or inf, got {raw!r}")
+            return None if math.isinf(value) else value
+        if self.kind == "int":
+            try:
+                value = int(str(raw).strip()) if not isinstance(raw, int) or isinstance(raw, bool) else raw
+            except ValueError:
+                raise ValueError(f"{source}: {self.key} takes a whole number, got {raw!r}") from None
+            if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum
+            ):
+                raise ValueError(f"{source}: {self.key} must be from {self.minimum} to {self.maximum}, got {value}")
+            return value
+        if self.kind == "choice" and str(raw) not in self.choices:
+            raise ValueError(f"{source}: {self.key} takes one of {', '.join(self.choices)}, got {raw!r}")
+        return str(raw)
+
+    def to_field(self, value):
+        """The Options field's value for this option's value (a --no-* flag turns its field off)."""
+        return (not value) if self.invert else value
+
+
+SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec("seed", "int", "Seed for probe directions, the default loss and jitter.", minimum=0, maximum=MAX_SEED),
+    OptionSpec("device", "str", "Where torch cases run: cpu, cuda, cuda:1 ..."),
+    OptionSpec(
+        "budget",
+        "seconds",
+        "Soft time per case: the probes and extras are planned to fit ('inf': no limit).",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        "timeout",
+        "seconds",
+        "Hard time per case: a case still running then is stopped and reported as an error.",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        "threads",
+        "int",
+        "torch threads per case (default: 1 for small models, more where a measured forward+backward shows "
+        "they pay; OMP_NUM_THREADS is respected).",
+        minimum=1,
+        metavar="N",
+    ),
+    OptionSpec("dtype", "choice", "Run torch cases in this dtype instead of the model's own.", choices=DTYPES),
+    OptionSpec("probes", "int", "Random probe directions per case.", minimum=1, maximum=64, commands=("verify",)),
+    OptionSpec(
+        "full", "flag", "Check every entry with its own finite difference (slow, exhaustive).", commands=("verify",)
+    ),
+    OptionSpec(
+        "diagnostics",
+        "flag",
+        "Skip the gradient-flow diagnostics.",
+        flag="--no-flow",
+        invert=True,
+        commands=("verify",),
+    ),
+    OptionSpec(
+        "reference",
+        "flag",
+        "Skip the comparison with the NumPy reference.",
+        flag="--no-reference",
+        invert=True,
+        commands=("verify",),
+    ),
+    OptionSpec("jacobian", "flag", "Also power-iterate ||dh_T/dh_k|| at lags 1, 2, 4, ... (costs more)."),
+    OptionSpec("lyapunov", "flag", "Also estimate the leading Lyapunov exponents (QR method; costs more)."),
+    OptionSpec("debug", "flag", "Show tracebacks of errors."),
+)
+
+SPEC_BY_FIELD = {s.field: s for s in SPECS}
+
+
+def find_config(start) -> tuple[dict, str | None]:
+    """The ``[tool.rnncheck]`` table of the nearest pyproject.toml at or above ``start``, and that file."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return {}, None
+    folder = Path(start).resolve()
+    for candidate in [folder, *folder.parents]:
+        path = candidate / "pyproject.toml"
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: cannot be read as TOML ({exc})") from None
+            table = data.get("tool", {}).get("rnncheck", {})
+            if not isinstance(table, dict):
+                raise ValueError(f"{path}: [tool.rnncheck] must be a table")
+            return table, str(path)
+    return {}, None
+
+
+def resolve(given: dict, env=None, config: dict | None = None, config_file: str | None = None, **fixed) -> Options:
+    """Options from every source, first found wins: the command line (``given``, None where not given),
+    then ``RNNCHECK_*`` in the environment, then ``[tool.rnncheck]``, then the default.
+
+    Raises ``ValueError`` naming the source of a bad value, or an unknown config key.
+    """
+    import os
+
+    env = os.environ if env is None else env
+    config = config or {}
+    by_key = {s.key: s for s in SPECS} | {s.key.replace("-", "_"): s for s in SPECS}
+    unknown = [k for k in config if k not in by_key]
+    if unknown:
+        known = ", ".join(sorted(s.key for s in SPECS))
+        raise ValueError(f"{config_file}: unknown key(s) in [tool.rnncheck]: {', '.join(unknown)}; known: {known}")
+    config = {by_key[k].field: v for k, v in config.items()}
+    values = {}
+    for spec in SPECS:
+        value = given.get(spec.field)
+        if value is None and spec.env in env:
+            value = spec.parse(env[spec.env], spec.env)
+        if value is None and spec.field in config:
+            value = spec.parse(config[spec.field], f"{config_file} [tool.rnncheck]")
+        if value is None:
+            continue
+        values[spec.field] = spec.to_field(value)
+    return Options(**{**values, **fixed})

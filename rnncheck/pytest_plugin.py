@@ -21,21 +21,17 @@ from pathlib import Path
 
 import pytest
 
-MARKER_OPTIONS = (
-    "budget",
-    "timeout",
-    "threads",
-    "dtype",
-    "probes",
-    "seed",
-    "full",
-    "device",
-    "diagnostics",
-    "reference",
-)
+
+def _marker_keywords() -> tuple[str, ...]:
+    from .options import SPECS
+
+    return tuple(spec.field for spec in SPECS)
 
 
 def pytest_addoption(parser) -> None:
+    """The plugin's own switches, then every declared option as ``--rnncheck-<name>`` and ini key ``rnncheck_<name>``."""
+    from .options import SPECS
+
     group = parser.getgroup("rnncheck", "rnncheck gradient checks")
     group.addoption(
         "--rnncheck",
@@ -55,21 +51,20 @@ def pytest_addoption(parser) -> None:
         default=False,
         help="write the --rnncheck-baseline file instead",
     )
-    group.addoption("--rnncheck-seed", type=int, default=0, help="seed for probe directions (default 0)")
-    group.addoption(
-        "--rnncheck-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="hard time per case: a case still running then is stopped and reported as an error",
-    )
-    group.addoption("--rnncheck-device", default="cpu", help="device for torch cases (default cpu)")
+    for spec in SPECS:
+        name = "--rnncheck-" + spec.key
+        dest = "rnncheck_opt_" + spec.field
+        if spec.kind == "flag":
+            group.addoption(name, action="store_true", default=None, dest=dest, help=spec.help)
+        else:
+            group.addoption(name, default=None, dest=dest, metavar=spec.metavar or spec.kind.upper(), help=spec.help)
+        parser.addini("rnncheck_" + spec.key.replace("-", "_"), f"{spec.help} (as {name})", default=None)
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers",
-        "rnncheck(budget=None, timeout=None, dtype=None, probes=3, seed=0, full=False): rnncheck options for this test",
+        "rnncheck(**options): rnncheck options for this test, e.g. budget=5, timeout=60, probes=5, dtype='float64'",
     )
     config.stash[SESSION_KEY] = RnncheckSession(config)
 
@@ -80,19 +75,37 @@ class RnncheckSession:
     def __init__(self, config) -> None:
         self.config = config
         self._gate = None
-        self.seed = config.getoption("rnncheck_seed", 0)
-        self.device = config.getoption("rnncheck_device", "cpu")
-        self.timeout = config.getoption("rnncheck_timeout", None)
+        self._base: dict | None = None
+
+    def base_values(self) -> dict:
+        """Command line, then RNNCHECK_*, then ini keys, then [tool.rnncheck]: the first that says wins."""
+        if self._base is None:
+            from .options import SPECS, find_config, resolve
+
+            given, ini = {}, {}
+            for spec in SPECS:
+                raw = self.config.getoption("rnncheck_opt_" + spec.field, None)
+                if raw is not None:
+                    given[spec.field] = spec.parse(raw, "--rnncheck-" + spec.key)
+                value = self.config.getini("rnncheck_" + spec.key.replace("-", "_"))
+                if value not in (None, "", []):
+                    ini[spec.key] = value
+            try:
+                config, config_file = find_config(self.config.rootpath)
+                options = resolve(given, config={**config, **ini}, config_file=config_file or "pytest ini")
+            except ValueError as exc:
+                raise pytest.UsageError(f"rnncheck: {exc}") from None
+            self._base = {f: getattr(options, f) for f in _marker_keywords()}
+        return dict(self._base)
 
     def options(self, overrides: dict | None = None):
         from .options import Options
 
-        values = {"seed": self.seed, "device": self.device, "timeout": self.timeout}
+        values = self.base_values()
+        known = _marker_keywords()
         for key, value in (overrides or {}).items():
-            if key not in MARKER_OPTIONS:
-                raise pytest.UsageError(
-                    f"@pytest.mark.rnncheck: unknown option {key!r}; known: {', '.join(MARKER_OPTIONS)}"
-                )
+            if key not in known:
+                raise pytest.UsageError(f"@pytest.mark.rnncheck: unknown option {key!r}; known: {', '.join(known)}")
             values[key] = value
         try:
             return Options(**values)
@@ -209,7 +222,8 @@ class RnncheckFile(pytest.File):
     def collect(self):
         from .collect import load_file
 
-        cases, problem = load_file(self.path, self.config.getoption("rnncheck_timeout", None))
+        timeout = self.config.stash[SESSION_KEY].base_values()["timeout"]
+        cases, problem = load_file(self.path, timeout)
         if problem is not None and problem.fatal:
             raise self.CollectError(f"rnncheck: {problem.file}: {problem.message}")
         for case in cases:
