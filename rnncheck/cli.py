@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from .gate import Gate, gate_verdict, id_root
 from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
 from .render.junit import to_junit
-from .render.terminal import make_console, printable, render_case, summary_line
+from .render.terminal import LEGEND, make_console, printable, render_case, summary_line
 from .runner import error_result, run_meta, verify_case
 from .usercode import hard_timeout_available
 
@@ -89,18 +90,36 @@ class _Seconds(click.ParamType):
 SECONDS = _Seconds()
 
 
+class _Verdicts(click.ParamType):
+    """A comma-separated subset of the flow verdicts."""
+
+    name = "verdicts"
+
+    def __init__(self, spec: OptionSpec) -> None:
+        self.spec = spec
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        try:
+            return self.spec.parse(value, self.spec.cli)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def _click_option(spec: OptionSpec):
     """The click option of one declared option (see :data:`rnncheck.options.SPECS`)."""
     env_help = f" [env {spec.env}]"
     if spec.kind == "flag":
         return click.option(spec.cli, spec.field, is_flag=True, help=spec.help + env_help)
     kinds = {
+        "verdicts": lambda: _Verdicts(spec),
         "int": lambda: click.IntRange(spec.minimum, spec.maximum),
         "seconds": lambda: SECONDS,
         "choice": lambda: click.Choice(list(spec.choices)),
         "str": lambda: click.STRING,
     }
-    default = spec.default
+    default = spec.default if spec.default != () else None
     return click.option(
         spec.cli,
         spec.field,
@@ -136,12 +155,35 @@ def _options_for(command: str):
                 help="Write gradient-flow PNGs into DIR (needs the plot extra: pip install 'rnncheck[plot]').",
             ),
             click.option("--force", is_flag=True, help="Let --json/--junit-xml overwrite a .py file."),
+            click.option("--collect-only", is_flag=True, help="List the case ids (file::case) and run nothing."),
+            click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first case that fails or errors."),
+            click.option("-q", "--quiet", count=True, help="One line per case, then the summary."),
+            click.option("-v", "--verbose", count=True, help="Also every probe and the error model's numbers."),
+            click.option("--no-color", is_flag=True, help="Plain text even in a terminal (as NO_COLOR=1)."),
         ]
         for deco in reversed(decorators):
             f = deco(f)
         return f
 
     return decorate
+
+
+class View:
+    """How the run is shown: everything that is the command line's alone, not a check's option."""
+
+    def __init__(self, command="verify", collect_only=False, exitfirst=False, verbosity=0, no_color=False) -> None:
+        self.command, self.collect_only, self.exitfirst = command, collect_only, exitfirst
+        self.verbosity, self.no_color = verbosity, no_color
+
+
+def _view(values: dict, command: str) -> View:
+    return View(
+        command,
+        values["collect_only"],
+        values["exitfirst"],
+        values["verbose"] - values["quiet"],
+        values["no_color"],
+    )
 
 
 def _options(ctx: click.Context, values: dict, **fixed) -> Options:
@@ -215,6 +257,7 @@ def verify(ctx, **values) -> None:
         values["baseline_repeats"],
         values["junit_path"],
         values["force"],
+        view=_view(values, "verify"),
     )
 
 
@@ -237,7 +280,15 @@ def diagnose(ctx, **values) -> None:
     verdict: vanishing, exploding, nonfinite or healthy, with the thresholds that decided it.
     """
     options = _options(ctx, values, gradient=False)
-    _run(values["paths"], values["keyword"], values["json_out"], values["plot_dir"], options, force=values["force"])
+    _run(
+        values["paths"],
+        values["keyword"],
+        values["json_out"],
+        values["plot_dir"],
+        options,
+        force=values["force"],
+        view=_view(values, "diagnose"),
+    )
 
 
 def _run(
@@ -251,6 +302,7 @@ def _run(
     repeats=3,
     junit_path=None,
     force=False,
+    view: View | None = None,
 ) -> None:
     app = Application(
         list(paths),
@@ -260,6 +312,7 @@ def _run(
         stdout_taken="-" in (json_out, junit_path),
         update=update,
         repeats=repeats,
+        view=view or View(),
     )
     sys.exit(app.run())
 
@@ -316,10 +369,13 @@ class Application:
     JUnit, baseline, plots, summary) -> :meth:`exit_code`.
     """
 
-    def __init__(self, paths, keyword, options: Options, outputs, stdout_taken=False, update=False, repeats=3) -> None:
+    def __init__(
+        self, paths, keyword, options: Options, outputs, stdout_taken=False, update=False, repeats=3, view=None
+    ) -> None:
         self.paths, self.keyword, self.options = paths, keyword, options
         self.make_outputs = outputs
-        self.console = make_console(sys.stderr if stdout_taken else sys.stdout)
+        self.view = view or View()
+        self.console = make_console(sys.stderr if stdout_taken else sys.stdout, no_color=self.view.no_color)
         self.update, self.repeats = update, repeats
         self.stdout = sys.stdout  # the real stdout, before any redirection
         self.started = time.time()
@@ -340,6 +396,8 @@ class Application:
         with redirect:
             try:
                 selected = self.collect()
+                if self.view.collect_only:
+                    return self.list_cases(selected)
                 self.load_gate()
             except UsageError as exc:
                 self._usage(exc)
@@ -370,6 +428,14 @@ class Application:
             self._finished(result)
         return selected
 
+    def list_cases(self, selected) -> int:
+        """``--collect-only``: the ids, one per line, and nothing built or run."""
+        for c in selected:
+            self.console.print(f"{c.file}::{c.name}", markup=False, highlight=False, soft_wrap=True)
+        errors = [r for r in self.results if r.verdict == "error"]
+        self.console.print(f"{len(selected)} case(s) collected" + (f", {len(errors)} file error(s)" if errors else ""))
+        return 1 if errors else 0
+
     def load_gate(self) -> None:
         if self.outputs.baseline is None:
             return
@@ -395,13 +461,46 @@ class Application:
                     break
                 self._finished(result)
                 advance(None, None)
+                if self.view.exitfirst and self._failed(result):
+                    left = len(selected) - selected.index(c) - 1
+                    if left:
+                        self.notes.append(f"stopped after the first failing case (-x): {left} case(s) not run")
+                    break
         self.selected = len(selected)
+
+    def _failed(self, result) -> bool:
+        verdict = gate_verdict(result) if self.gate is not None and not self.update else result.verdict
+        return verdict in ("fail", "error")
 
     def _finished(self, result) -> None:
         """A case is done: keep it, and show it now (a killed run still shows what finished)."""
         self.results.append(result)
-        render_case(self.console, result)
+        render_case(self.console, result, self.view.verbosity, flow_first=self.view.command == "diagnose")
+        if self._failed(result) and result.file and self.view.verbosity >= 0:
+            self.console.print(Text(f"      rerun: {self.rerun_command(result)}", style="dim"), soft_wrap=True)
         self.console.file.flush()
+
+    def rerun_command(self, result) -> str:
+        """The exact command that checks this case alone, with the settings that matter for its numbers."""
+        words = [
+            "rnncheck",
+            self.view.command,
+            shlex.quote(f"{result.file}::{result.name}"),
+            "--seed",
+            str(self.options.seed),
+        ]
+        for flag, value in (
+            ("--dtype", self.options.dtype),
+            ("--device", self.options.device if self.options.device != "cpu" else None),
+            ("--probes", self.options.probes if self.options.probes != 3 else None),
+        ):
+            if value is not None:
+                words += [flag, str(value)]
+        if self.options.full:
+            words.append("--full")
+        if self.options.fail_on:
+            words += ["--fail-on", ",".join(self.options.fail_on)]
+        return " ".join(words)
 
     def report(self) -> None:
         report = Report(self.results, meta=run_meta(self.options, self.started))
@@ -419,6 +518,8 @@ class Application:
             self.notes += _plots(report, self.outputs.plot)
         for note in self.notes:
             self.console.print(Text(f"note: {printable(note)}", style="yellow"), soft_wrap=True)
+        if self.view.verbosity >= 0 and any(c.tensors for r in self.results for c in r.checks):
+            self.console.print(Text(LEGEND, style="dim"), soft_wrap=True)
         self.console.print(summary_line(report, time.time() - self.started))
         verdict_of = gate_verdict if self.gate is not None else (lambda c: c.verdict)
         self._write(self.outputs.json, lambda: dumps(report))

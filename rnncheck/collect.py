@@ -251,10 +251,30 @@ def _unique_names(found: list[CaseDef], path: Path) -> list[CaseDef]:
 
 
 def collect(paths: list[str], timeout: float | None = None) -> tuple[list[CaseDef], list[FileProblem]]:
-    """Every case under ``paths``, and the files that gave none."""
-    cases, problems = [], []
-    for f in model_files(paths, problems):
+    """Every case under ``paths``, and the files that gave none.
+
+    A path may name one case as ``file.py::case`` (the ids the reports print), as pytest's node ids do.
+    """
+    wanted: dict[Path, set[str]] = {}
+    plain: list[str] = []
+    for raw in paths:
+        path, sep, name = raw.partition("::")
+        plain.append(path)
+        if sep:
+            wanted.setdefault(Path(path).resolve(), set()).add(name)
+    cases, problems, seen = [], [], set()
+    for f in model_files(plain, problems):
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
         found, problem = load_file(f, timeout)
+        if key in wanted:
+            missing = wanted[key] - {c.name for c in found}
+            if missing and problem is None:
+                names = ", ".join(c.name for c in found) or "none"
+                raise UsageError(f"{f}: no case named {', '.join(sorted(missing))} (its cases: {names})")
+            found = [c for c in found if c.name in wanted[key]]
         cases += found
         if problem:
             problems.append(problem)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 #: the seeds numpy and torch both accept
 MAX_SEED = 2**32 - 1
 DTYPES = ("float32", "float64")
+#: the flow verdicts --fail-on can turn into failures
+FLOW_VERDICTS = ("exploding", "vanishing", "nonfinite")
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Options:
     """Power-iterate ‖∂h_T/∂h_k‖ at every lag 1, 2, 4, … (costs more; default: lag T-1 only)."""
     lyapunov: bool = False
     """Also estimate the leading Lyapunov exponents (costs more)."""
+    fail_on: tuple[str, ...] = ()
+    """Flow verdicts that fail a case (``exploding``, ``vanishing``, ``nonfinite``): the flow as a check."""
     fingerprint: bool = False
     """Record what the regression gate compares (the gate turns this on)."""
     debug: bool = False
@@ -69,6 +73,12 @@ class Options:
             raise ValueError(
                 f"dtype must be one of {', '.join(DTYPES)} (or None for the model's own), got {self.dtype!r}"
             )
+        if isinstance(self.fail_on, str):
+            self.fail_on = tuple(v.strip() for v in self.fail_on.split(",") if v.strip())
+        bad = [v for v in self.fail_on if v not in FLOW_VERDICTS]
+        if bad:
+            raise ValueError(f"fail_on takes flow verdicts from {', '.join(FLOW_VERDICTS)}, got {', '.join(bad)}")
+        self.fail_on = tuple(self.fail_on)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a name such as 'cpu' or 'cuda:0', got {self.device!r}")
 
@@ -145,6 +155,14 @@ class OptionSpec:
             ):
                 raise ValueError(f"{source}: {self.key} must be from {self.minimum} to {self.maximum}, got {value}")
             return value
+        if self.kind == "verdicts":
+            values = tuple(
+                v.strip() for v in (raw if isinstance(raw, list | tuple) else str(raw).split(",")) if v.strip()
+            )
+            bad = [v for v in values if v not in self.choices]
+            if bad:
+                raise ValueError(f"{source}: {self.key} takes any of {', '.join(self.choices)}, got {', '.join(bad)}")
+            return values
         if self.kind == "choice" and str(raw) not in self.choices:
             raise ValueError(f"{source}: {self.key} takes one of {', '.join(self.choices)}, got {raw!r}")
         return str(raw)
@@ -197,6 +215,14 @@ SPECS: tuple[OptionSpec, ...] = (
         flag="--no-reference",
         invert=True,
         commands=("verify",),
+    ),
+    OptionSpec(
+        "fail_on",
+        "verdicts",
+        "Fail a case whose gradient flow is one of these, e.g. exploding,nonfinite (any of exploding, vanishing, "
+        "nonfinite).",
+        choices=FLOW_VERDICTS,
+        metavar="VERDICTS",
     ),
     OptionSpec("jacobian", "flag", "Also power-iterate ||dh_T/dh_k|| at lags 1, 2, 4, ... (costs more)."),
     OptionSpec("lyapunov", "flag", "Also estimate the leading Lyapunov exponents (QR method; costs more)."),

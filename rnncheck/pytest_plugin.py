@@ -163,14 +163,20 @@ def _marker_options(node) -> dict:
 class RnncheckFixture:
     """What the ``rnncheck`` fixture gives a test."""
 
-    def __init__(self, session: RnncheckSession, overrides: dict) -> None:
+    def __init__(self, session: RnncheckSession, overrides: dict, test_name: str = "", test_file: str = "") -> None:
         self._session = session
         self._overrides = overrides
+        self._test_name, self._test_file = test_name, test_file
 
     def verify(self, case, **options):
-        """Check ``case`` (a TorchCase, NumpyCase or CellCase) and return its CaseResult."""
+        """Check ``case`` (a TorchCase, NumpyCase or CellCase) and return its CaseResult.
+
+        A case without a name is named after the test, so that a failure's header says which.
+        """
         from .runner import verify_case
 
+        if hasattr(case, "bind") and not getattr(case, "name", "") and self._test_name:
+            case.name, case.file = self._test_name, case.file or self._test_file
         return verify_case(case, self._session.options({**self._overrides, **options}))
 
     def assert_ok(self, case, **options):
@@ -184,7 +190,9 @@ class RnncheckFixture:
 @pytest.fixture
 def rnncheck(request) -> RnncheckFixture:
     """Check gradients inside a test: ``rnncheck.verify(case)`` or ``rnncheck.assert_ok(case)``."""
-    return RnncheckFixture(request.config.stash[SESSION_KEY], _marker_options(request.node))
+    return RnncheckFixture(
+        request.config.stash[SESSION_KEY], _marker_options(request.node), request.node.name, str(request.node.path)
+    )
 
 
 def render_text(result) -> str:

@@ -67,6 +67,27 @@ class Case:
         self.reference = reference
         self.reference_map = reference_map
 
+    def _set_gates(self, gates) -> None:
+        """Validate ``gates=``: a dict of tensor name -> gate names stacked along its first axis."""
+        self.declared_gates: dict[str, tuple[str, ...]] = {}
+        if gates is None:
+            self.gates = {}
+            return
+        example = "gates={'weight_hh': ('i', 'f', 'g', 'o')}"
+        if not isinstance(gates, dict):
+            raise CaseError(
+                f"gates= takes a dict of tensor name -> gate names stacked along axis 0, e.g. {example}; got {gates!r}"
+            )
+        checked = {}
+        for name, names in gates.items():
+            if isinstance(names, str) and len(names) > 1 and names.isalpha():
+                names = tuple(names)  # "ifgo" -> ("i", "f", "g", "o")
+            if not isinstance(names, tuple | list) or not names or not all(isinstance(n, str) for n in names):
+                raise CaseError(f"gates[{name!r}] must be a tuple of gate names, e.g. {example}; got {names!r}")
+            checked[name] = tuple(names)
+        self.gates = checked
+        self.declared_gates = dict(checked)
+
     def bind(self, options) -> Target:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -112,6 +133,35 @@ class Target:
 
     def close(self) -> None:
         """Undo anything the target changed in the user's objects."""
+
+
+def check_gates(gates: dict[str, tuple[str, ...]], shapes: dict[str, tuple[int, ...]]) -> None:
+    """Every tensor ``gates=`` names exists and splits evenly into its gates."""
+    for name, names in gates.items():
+        if name not in shapes:
+            raise CaseError(
+                f"gates= names {name!r}, which is not a checked tensor; the tensors are: {', '.join(shapes)}"
+            )
+        shape = shapes[name]
+        if not shape or shape[0] % len(names):
+            raise CaseError(
+                f"gates[{name!r}] has {len(names)} gates but {name} has shape {tuple(shape)}: "
+                "its first axis must stack the gates in equal blocks"
+            )
+
+
+def suggest_gates(shapes: dict[str, tuple[int, ...]], gates: dict) -> str | None:
+    """A note when a tensor looks like stacked gates (3 or 4 × a hidden size) and no gates are known for it."""
+    for name, shape in shapes.items():
+        if len(shape) == 2 and shape[0] in (3 * shape[1], 4 * shape[1]) and name not in gates:
+            k = shape[0] // shape[1]
+            same = [n for n, s in shapes.items() if s and s[0] == shape[0] and n not in gates]
+            names = "('i', 'f', 'g', 'o')" if k == 4 else "('r', 'z', 'n')"
+            return (
+                f"{name} has {k}×{shape[1]} rows: if {', '.join(same)} stack {k} gates, pass "
+                f"gates={{{', '.join(f'{n!r}: {names}' for n in same)}}} so that a mismatch names its gate"
+            )
+    return None
 
 
 def stacked_gates(names, mode_of: dict[str, str] | None = None) -> dict[str, tuple[str, ...]]:

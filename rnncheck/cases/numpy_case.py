@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import CaseError
 from ..usercode import call_user
-from .base import Case, Target
+from .base import Case, Target, check_gates, suggest_gates
 
 
 class NumpyCase(Case):
@@ -58,7 +58,7 @@ class NumpyCase(Case):
         self.loss_fn = loss
         self.grad_fn = grad
         self.inplace = inplace
-        self.gates = dict(gates or {})
+        self._set_gates(dict(gates) if isinstance(gates, Mapping) else gates)
         self._set_reference(reference, reference_map)
         if reference is not None and inputs is None:
             raise CaseError(f"reference={reference!r} needs inputs= (the input sequence) to run the reference on")
@@ -100,8 +100,12 @@ class NumpyTarget(Target):
             theta={n: v.astype(np.float64) for n, v in originals.items()},
             model_dtype=np.dtype(model_dtype),
             numeric_dtype=np.dtype(model_dtype),
-            gates=dict(case.gates),
+            gates={n: g for n, g in case.gates.items() if n in originals},
         )
+        check_gates(case.declared_gates, target.shapes)
+        hint = suggest_gates(target.shapes, target.gates)
+        if hint:
+            target.notes.append(hint)
         target.case = case
         target.originals = originals
         target.saved = {n: v.copy() for n, v in originals.items()}

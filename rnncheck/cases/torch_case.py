@@ -13,7 +13,7 @@ from torch.func import functional_call
 from ..errors import CaseError, UserCodeError
 from ..numerics import BFLOAT16, machine_eps
 from ..usercode import call_user
-from .base import Case, Target, stacked_gates
+from .base import Case, Target, check_gates, stacked_gates, suggest_gates
 
 
 class TorchCase(Case):
@@ -57,7 +57,7 @@ class TorchCase(Case):
         self.model = model
         self.inputs = tuple(inputs)
         self.loss_fn = loss
-        self.gates = dict(gates or {})
+        self._set_gates(gates)
         self._set_reference(reference, reference_map)
         if reference in ("lstm", "gru"):
             from .base import GATE_NAMES
@@ -148,6 +148,10 @@ class TorchTarget(Target):
             numeric_dtype=np.dtype(np.float64),
             gates={**stacked_gates(params, _rnn_modes(model)), **{n: g for n, g in case.gates.items() if n in params}},
         )
+        check_gates(case.declared_gates, target.shapes)
+        hint = suggest_gates(target.shapes, target.gates)
+        if hint:
+            target.notes.append(hint)
         target.case, target.model, target.inputs = case, model, inputs
         target.device, target.param_names, target.input_names = device, list(params), list(input_leaves)
         target.leaf_dtypes = {n: t.dtype for n, t in leaves.items()}

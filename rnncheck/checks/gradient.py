@@ -43,6 +43,22 @@ def _jitter(theta, blocks, rng, size) -> dict[str, np.ndarray]:
     return moved
 
 
+def _probe_record(p: Probe) -> dict:
+    """What ``-v`` shows of one probe: both sides, the bound and where it came from."""
+    record = {
+        "status": p.status,
+        "analytic": p.analytic,
+        "numeric": p.numeric,
+        "rel_error": p.rel_error,
+        "rel_bound": p.rel_bound,
+        "evaluations": p.evaluations,
+    }
+    d = p.derivative
+    if d is not None:
+        record.update(step=d.step, truncation=d.truncation, rounding=d.rounding)
+    return record
+
+
 def plan_probes(requested: int, seconds_per_eval: float, remaining: float | None) -> int:
     """As many probes as asked for, fewer if the budget cannot hold them (at least one)."""
     if remaining is None or seconds_per_eval <= 0:
@@ -136,6 +152,8 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     evals = target.evaluations - start
     numbers["worst_rel_error"] = max(p.rel_error for p in probes)
     numbers["worst_rel_bound"] = max(p.rel_bound for p in probes)
+    numbers["probe_details"] = [_probe_record(p) for p in probes]
+    numbers["step"] = prober.step
     verdict = worst([f.verdict for f in findings] + (["fail"] if failing else []))
     return CheckResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..findings import CheckResult
+from ..findings import CheckResult, Finding
 
 
 @dataclass
@@ -105,6 +105,17 @@ class Flow:
         from .flow import check_flow
 
         check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
+        verdict = ctx.diagnostics.get("gradient_flow")
+        if verdict in ctx.options.fail_on:
+            check = check or CheckResult("flow", "pass")
+            check.findings.append(
+                Finding(
+                    "flow_verdict",
+                    "fail",
+                    f"the gradient flow is {verdict}, which --fail-on {','.join(ctx.options.fail_on)} makes a failure",
+                )
+            )
+            check.verdict = "fail"
         return check
 
 

@@ -15,15 +15,16 @@ from rich.text import Text
 
 from ..findings import CaseResult, Report
 
+FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
 MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
 
-def make_console(stream=None) -> Console:
-    """A console on ``stream`` (stdout): rich in a terminal, plain text elsewhere or with NO_COLOR."""
+def make_console(stream=None, no_color: bool = False) -> Console:
+    """A console on ``stream`` (stdout): rich in a terminal, plain text elsewhere, with NO_COLOR or ``no_color``."""
     stream = stream or sys.stdout
     tty = hasattr(stream, "isatty") and stream.isatty()
-    plain = not tty or bool(os.environ.get("NO_COLOR"))
+    plain = not tty or bool(os.environ.get("NO_COLOR")) or no_color
     console = Console(
         file=stream,
         no_color=plain,
@@ -86,17 +87,47 @@ def case_table(case: CaseResult, plain: bool) -> Table | None:
     return table
 
 
-def render_case(console: Console, case: CaseResult) -> None:
+LEGEND = (
+    "columns: rel err = this tensor's largest |analytic - numeric| relative to the probe's size; "
+    "tolerance = the error model's bound for that probe; catches = the smallest relative error in one typical "
+    "entry of the tensor that these probes would have flagged"
+)
+
+FLOW_MARK = {
+    "exploding": "EXPLODING",
+    "vanishing": "VANISHING",
+    "nonfinite": "NONFINITE",
+    "healthy": "HEALTHY",
+    None: "NOT MEASURED",
+}
+
+
+def headline(case: CaseResult, flow_first: bool = False) -> tuple[str, str]:
+    """The word a case's line starts with, and its style: the verdict, or for ``diagnose`` the flow verdict."""
+    if flow_first and case.verdict != "error":
+        flow = (case.diagnostics or {}).get("gradient_flow")
+        return FLOW_MARK.get(flow, str(flow).upper()), FLOW_STYLE.get(flow, "dim")
+    return MARK[case.verdict], STYLE[case.verdict]
+
+
+def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_first: bool = False) -> None:
+    """One case: its line, then (unless ``verbosity`` < 0) its table, findings and flow; ``verbosity`` > 0 adds every probe."""
     plain = getattr(console, "plain", False)
     evals = sum(c.evaluations for c in case.checks)
     head = Text()
-    head.append(f"{MARK[case.verdict]:5} ", style=f"bold {STYLE[case.verdict]}")
+    mark, style = headline(case, flow_first)
+    head.append(f"{mark:5} ", style=f"bold {style}")
     head.append(f"{case.file}::{case.name}" if case.file else case.name, style="bold")
     head.append(f"  ({case.seconds:.2f} s, {evals} evaluations)", style="dim")
     gate = [c for c in case.checks if c.name == "baseline"]
     if gate:
         moved = any(c.verdict in ("fail", "error") for c in gate)
         head.append("  gate: MOVED" if moved else "  gate: matches", style="bold red" if moved else "green")
+    if verbosity < 0:
+        if case.error:
+            head.append(f"  {printable(case.error)}", style=STYLE["error"])
+        console.print(head, soft_wrap=True)
+        return
     console.print(head)
     if case.error:
         console.print(Text(f"      {printable(case.error)}", style=STYLE["error"]), soft_wrap=plain)
@@ -117,6 +148,8 @@ def render_case(console: Console, case: CaseResult) -> None:
                     f"gradient in {n.get('model_dtype')}"
                 )
             console.print(Text(f"      {line}", style="dim"))
+            if verbosity > 0:
+                _render_probes(console, n)
             for note in n.get("notes", []):
                 console.print(Text(f"      note: {printable(note)}", style="dim"))
         for f in check.findings:
@@ -135,9 +168,6 @@ def render_case(console: Console, case: CaseResult) -> None:
         if check.numbers.get("traceback"):
             console.print(printable(check.numbers["traceback"], keep_newlines=True), markup=False, highlight=False)
     render_flow(console, case)
-
-
-FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 
 
 def render_flow(console: Console, case: CaseResult) -> None:
@@ -181,6 +211,24 @@ def render_flow(console: Console, case: CaseResult) -> None:
         )
     if len(d["layers"]) > 8:
         console.print(Text(f"        ... {len(d['layers']) - 8} more layers in the JSON report", style="dim"))
+
+
+def _render_probes(console: Console, numbers: dict) -> None:
+    """``-v``: every probe with both sides and the error model's parts."""
+    if numbers.get("threads"):
+        console.print(Text(f"      threads: {numbers['threads']}", style="dim"))
+    for i, p in enumerate(numbers.get("probe_details", []), 1):
+        parts = [
+            f"probe {i}: {p['status']}",
+            f"analytic {p['analytic']:.10g}",
+            f"numeric {p['numeric']:.10g}",
+            f"rel err {_fmt(p['rel_error'])}",
+            f"bound {_fmt(p['rel_bound'])}",
+        ]
+        if p.get("step") is not None:
+            parts.append(f"step {p['step']:.2g}, truncation {_fmt(p['truncation'])}, rounding {_fmt(p['rounding'])}")
+        parts.append(f"{p['evaluations']} evaluations")
+        console.print(Text("        " + "; ".join(parts), style="dim"), soft_wrap=True)
 
 
 def summary_line(report: Report, seconds: float) -> Text:
