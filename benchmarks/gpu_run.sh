@@ -16,6 +16,11 @@ echo "== verify examples on cuda"
 python3 -m rnncheck verify examples/ --device cuda --json "$OUT/gpu_examples.json" > "$OUT/gpu_examples.txt" 2>&1
 echo "exit code $?" | tee -a "$OUT/gpu_examples.txt"
 tail -3 "$OUT/gpu_examples.txt"
+echo "== ordinary and non-finite models on cuda (packed, out of order, 0-d, bfloat16, softmax head, NaN causes)"
+python3 -m rnncheck verify tests/models/ordinary_models.py tests/models/nonfinite_models.py --device cuda \
+  --timeout 120 --json "$OUT/gpu_ordinary.json" > "$OUT/gpu_ordinary.txt" 2>&1
+echo "exit code $? (1 expected: the files hold planted bugs and user errors)" | tee -a "$OUT/gpu_ordinary.txt"
+grep -E "^(PASS|WARN|FAIL|ERROR)" "$OUT/gpu_ordinary.txt"
 echo "== cost benchmark on cuda"
 python3 benchmarks/bench_cost.py --sizes 256 1024 --device cuda --limit 20 --json "$OUT/gpu_cost.json" 2>&1 | tee "$OUT/gpu_cost.txt"
 echo "== gate on cuda"
