@@ -177,9 +177,17 @@ class TorchTarget(Target):
         params = {n: values[n] for n in self.param_names}
         new_inputs = {n: values[n] for n in self.input_names}
         args = _replace(inputs, "input", new_inputs, lambda t: t)
-        out = call_user(
-            "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
-        )
+        try:
+            out = call_user(
+                "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
+            )
+        except UserCodeError as exc:
+            if self.device.type != "cpu" and "cpu" in str(exc).lower():
+                raise CaseError(
+                    f"{exc}; with --device {self.device} rnncheck moves every input tensor there: move one that "
+                    "must stay on the CPU back inside the model (pack_padded_sequence(x, lengths.cpu()) …)"
+                ) from exc
+            raise
         if keep_output:
             self.last_output = _replace(out, "out", {}, lambda t: t.detach())
         return self._loss_of(out)

@@ -15,7 +15,7 @@ class Packed(nn.Module):
         self.lstm = nn.LSTM(3, 5)
 
     def forward(self, x, lengths):
-        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)  # as torch's docs ask
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out)
         return out
