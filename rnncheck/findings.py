@@ -77,6 +77,16 @@ class CaseResult:
     def findings(self) -> list[Finding]:
         return [f for c in self.checks for f in c.findings]
 
+    def _repr_html_(self) -> str:
+        from .render.terminal import html_view
+
+        return html_view(self)
+
+    def __rich_console__(self, console, options):
+        from .render.terminal import rich_view
+
+        yield from rich_view(self, console, options)
+
 
 @dataclass
 class Report:
@@ -95,6 +105,17 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(c.verdict in ("pass", "warn") for c in self.cases)
+
+    def _repr_html_(self) -> str:
+        """The notebook view: ``rnncheck.verify(case)`` as the last line of a cell shows the report."""
+        from .render.terminal import html_view
+
+        return html_view(self)
+
+    def __rich_console__(self, console, options):
+        from .render.terminal import rich_view
+
+        yield from rich_view(self, console, options)
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -254,3 +254,45 @@ def render_report(console: Console, report: Report, seconds: float, notes: list[
     for note in notes:
         console.print(Text(f"note: {note}", style="yellow"))
     console.print(summary_line(report, seconds))
+
+
+# --- the notebook and rich views -----------------------------------------------------------
+
+
+def _recording_console(width: int, color_system: str | None = "truecolor") -> Console:
+    import io
+
+    console = Console(
+        file=io.StringIO(), record=True, width=width, force_terminal=True, color_system=color_system, highlight=False
+    )
+    console.plain = False  # type: ignore[attr-defined]
+    return console
+
+
+def _render_into(console: Console, obj) -> None:
+    if isinstance(obj, Report):
+        for case in obj.cases:
+            render_case(console, case)
+        if any(c.tensors for r in obj.cases for c in r.checks):
+            console.print(Text(LEGEND, style="dim"), soft_wrap=True)
+        console.print(summary_line(obj, sum(c.seconds for c in obj.cases)))
+    else:
+        render_case(console, obj)
+
+
+def rich_view(obj, console: Console, options) -> list:
+    """What ``rich.print(report)`` (or IPython with rich) shows: the same text as the terminal report."""
+    recorder = _recording_console(options.max_width, console.color_system)
+    _render_into(recorder, obj)
+    return [Text.from_ansi(recorder.file.getvalue())]
+
+
+def html_view(obj) -> str:
+    """What a notebook shows for a Report or a CaseResult: the terminal report, in colour, as HTML."""
+    recorder = _recording_console(120)
+    _render_into(recorder, obj)
+    return recorder.export_html(
+        inline_styles=True,
+        code_format='<pre style="font-family: Menlo, Consolas, monospace; font-size: 12px; line-height: 1.3">'
+        "{code}</pre>",
+    )
