@@ -174,12 +174,25 @@ def _shadowed(folder: Path) -> dict[str, object]:
     except OSError:
         return {}
     aside = {}
-    for name in names:
+    for name in names - {"rnncheck"}:  # the running rnncheck is the one whose registry collects the cases
         module = sys.modules.get(name)
         file = getattr(module, "__file__", None)
         if module is not None and not (file and Path(file).resolve().is_relative_to(folder)):
             aside[name] = sys.modules.pop(name)
     return aside
+
+
+def _shadowing_rnncheck(module) -> str | None:
+    """When the file's ``import rnncheck`` found another folder than the running rnncheck: say which, and the fix."""
+    theirs = getattr(module, "__dict__", {}).get("rnncheck")
+    ours = sys.modules[__name__.rpartition(".")[0]]
+    if theirs is None or theirs is ours:
+        return None
+    where = getattr(theirs, "__file__", None) or list(getattr(theirs, "__path__", []) or ["?"])[0]
+    return (
+        f"`import rnncheck` in this file found {where}, which shadows the installed rnncheck "
+        f"({Path(ours.__file__).parent}): rename or move that folder, or run from another directory"
+    )
 
 
 def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], FileProblem | None]:

@@ -690,3 +690,27 @@ def test_a_baseline_from_another_seed_is_named_as_such(tmp_path, monkeypatch):
     code, out = run(f, "--baseline", "base.json", "--seed", "3")
     assert code == 1
     assert "recorded under other settings (--seed 0 there, 3 here)" in out and "baseline_drift" not in out
+
+
+def test_a_stale_rnncheck_folder_beside_a_model_file_does_not_take_over(tmp_path):
+    (tmp_path / "rnncheck").mkdir()
+    (tmp_path / "rnncheck" / "__init__.py").write_text("stale = True\n")
+    f = model(tmp_path, "")
+    code, out = run(f)
+    assert code == 0 and "1 passed" in out, out
+
+
+def test_an_import_of_rnncheck_that_finds_another_folder_is_named_as_shadowing(tmp_path):
+    (tmp_path / "vendored").mkdir()
+    (tmp_path / "vendored" / "__init__.py").write_text("stale = True\n")
+    path = tmp_path / "shadowed.py"
+    path.write_text(
+        "import importlib.util, pathlib\n"
+        "spec = importlib.util.spec_from_file_location('rnncheck', pathlib.Path(__file__).parent / 'vendored' / '__init__.py')\n"
+        "rnncheck = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(rnncheck)\n\n"
+        "@rnncheck.case\ndef never():\n    pass\n"
+    )
+    code, out = run(path)
+    line = next(l for l in out.splitlines() if "shadows the installed rnncheck" in l)
+    assert "vendored" in line and "rename or move that folder" in line and code == 1
