@@ -482,13 +482,9 @@ class Application:
 
     def rerun_command(self, result) -> str:
         """The exact command that checks this case alone, with the settings that matter for its numbers."""
-        words = [
-            "rnncheck",
-            self.view.command,
-            shlex.quote(f"{result.file}::{result.name}"),
-            "--seed",
-            str(self.options.seed),
-        ]
+        file_error = any(c.name == "collect" for c in result.checks)  # the file, not a case, failed
+        target = result.file if file_error else f"{result.file}::{result.name}"
+        words = ["rnncheck", self.view.command, shlex.quote(target), "--seed", str(self.options.seed)]
         for flag, value in (
             ("--dtype", self.options.dtype),
             ("--device", self.options.device if self.options.device != "cpu" else None),

@@ -209,6 +209,7 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
     if problem is not None:
         return [], problem
     resolved = str(path.resolve())
+    module = None
     mod_name = "rnncheck_models." + re.sub(r"\W", "_", resolved)
     start = len(_REGISTRY)
     folder = path.resolve().parent
@@ -230,6 +231,9 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
         except CaseTimeout as exc:
             return [], FileProblem(str(path), f"importing the file {exc.message()}", True)
         except Exception as exc:  # any error while importing the user's file
+            shadow = _shadowing_rnncheck(module)
+            if shadow:
+                return [], FileProblem(str(path), shadow, True)
             return [], FileProblem(
                 str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True
             )
