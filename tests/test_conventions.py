@@ -150,7 +150,7 @@ def test_diagnose_leads_with_the_flow_verdict_and_fail_on_makes_it_a_failure(tmp
 
 def test_fail_on_in_the_marker(pytester):
     pytester.makepyfile(
-        test_flow=FLOW.replace("@rnncheck.case\n", "")
+        test_marker_fail_on=FLOW.replace("@rnncheck.case\n", "")
         + """
 
 import pytest
