@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from .convert import spec_of
-
-GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+from .reference import GATES  # noqa: E402 - one home for gate names and order
 
 
 @dataclass
@@ -56,7 +55,7 @@ def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: d
         c = f * state[1] + i * g
         h_new = o * torch.tanh(c)
         if gates_out is not None:
-            for k, v in zip("ifgo", (i, f, g, o)):
+            for k, v in zip(GATES["lstm"], (i, f, g, o)):
                 gates_out.setdefault(k, []).append(v)
         return (h_new, c)
     if mode == "gru":
@@ -67,7 +66,7 @@ def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: d
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         if gates_out is not None:
-            for k, v in zip("rzn", (r, z, n)):
+            for k, v in zip(GATES["gru"], (r, z, n)):
                 gates_out.setdefault(k, []).append(v)
         return ((1 - z) * n + z * h,)
     a = xp + h @ p["W_hh"].T + p["b_hh"]

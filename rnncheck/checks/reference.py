@@ -137,11 +137,11 @@ def _lstm_variants():
         act = dict(act)
 
         def step(a, c, H):
-            blocks = {n: a[:, k * H : (k + 1) * H] for k, n in enumerate("ifgo")}
+            blocks = {n: a[:, k * H : (k + 1) * H] for k, n in enumerate(R.GATES["lstm"])}
             if swap:
                 x, y = swap
                 blocks[x], blocks[y] = blocks[y], blocks[x]
-            g = {n: acts[act.get(n, own[n])](blocks[n]) for n in "ifgo"}
+            g = {n: acts[act.get(n, own[n])](blocks[n]) for n in R.GATES["lstm"]}
             i = np.ones_like(g["i"]) if drop == "i" else g["i"]
             f = np.ones_like(g["f"]) if drop == "f" else g["f"]
             c_new = f * c + i * g["g"]
