@@ -61,9 +61,16 @@ class Case:
     reference: str | None = None
     reference_map: dict[str, str] | None = None
 
-    def _set_reference(self, reference: str | None, reference_map: dict[str, str] | None) -> None:
+    reference_module = None  # a user's own naive implementation (TorchCase only)
+
+    def _set_reference(self, reference, reference_map: dict[str, str] | None) -> None:
+        if reference is not None and not isinstance(reference, str) and hasattr(reference, "named_parameters"):
+            self.reference_module, reference = reference, None
         if reference is not None and reference not in REFERENCE_MODES:
-            raise CaseError(f"reference={reference!r} is not one of {', '.join(REFERENCE_MODES)}")
+            raise CaseError(
+                f"reference={reference!r} is not one of {', '.join(REFERENCE_MODES)} "
+                "(or, for a TorchCase, your own naive nn.Module with the same parameter names)"
+            )
         self.reference = reference
         self.reference_map = reference_map
 

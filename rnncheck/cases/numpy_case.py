@@ -60,6 +60,8 @@ class NumpyCase(Case):
         self.inplace = inplace
         self._set_gates(dict(gates) if isinstance(gates, Mapping) else gates)
         self._set_reference(reference, reference_map)
+        if self.reference_module is not None:
+            raise CaseError("NumpyCase reference= takes an architecture name; a reference nn.Module needs a TorchCase")
         if reference is not None and inputs is None:
             raise CaseError(f"reference={reference!r} needs inputs= (the input sequence) to run the reference on")
         self.inputs = None if inputs is None else np.asarray(inputs, dtype=np.float64)

@@ -92,6 +92,18 @@ class Reference:
         return check_reference(target, ctx.grad, rows, ctx.options)
 
 
+class ReferenceModule:
+    name, stage = "reference_module", "the comparison with your reference module"
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.options.reference and ctx.sane and getattr(ctx.case, "reference_module", None) is not None
+
+    def run(self, target, ctx: Context) -> CheckResult | None:
+        from .reference_module import check_reference_module
+
+        return check_reference_module(target)
+
+
 class Flow:
     name, stage = "flow", "the gradient-flow diagnostics"
 
@@ -120,4 +132,4 @@ class Flow:
 
 
 #: the checks, in the order they run
-CHECKS = [Sanity(), Gradient(), Reference(), Flow()]
+CHECKS = [Sanity(), Gradient(), Reference(), ReferenceModule(), Flow()]
