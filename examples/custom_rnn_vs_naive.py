@@ -12,7 +12,9 @@ layer's own dtype.
   in the backward: its gradient agrees with its own finite differences, and only the
   naive reference shows that it computes the wrong function.
 - ``fused_rnn_bf16`` is the correct layer in bfloat16, compared with the naive twin in
-  bfloat16 to set the tolerance.
+  bfloat16 to set the tolerance.  It is a ``warn``, honestly: in bfloat16 the probes could
+  miss a single entry off by 200%, so the table marks the tensors ``unchecked``; the naive
+  twin agrees with it within its own rounding.
 """
 
 import torch
@@ -20,7 +22,7 @@ from torch import nn
 
 import rnncheck
 
-EXPECTED = {"fused_rnn": "pass", "fused_rnn_relu": "fail", "fused_rnn_bf16": "pass"}
+EXPECTED = {"fused_rnn": "pass", "fused_rnn_relu": "fail", "fused_rnn_bf16": "warn"}
 
 
 class FusedTanhRNNFn(torch.autograd.Function):

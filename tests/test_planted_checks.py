@@ -92,3 +92,23 @@ def test_head_that_is_not_the_cases_loss_is_a_reference_mismatch():
     result = verify_case(case, FAST)
     assert [f for f in result.findings if f.kind == "reference_mismatch"]
     assert result.verdict == "warn"
+
+
+def test_a_tensor_the_probes_cannot_resolve_is_unchecked_and_the_case_a_warn():
+    """bfloat16 rounding leaves the probes unable to see even a 100% error in one entry: that is said, not passed."""
+    import torch
+
+    import rnncheck
+
+    torch.manual_seed(0)
+    model = torch.nn.GRU(3, 4).to(torch.bfloat16)
+    case = rnncheck.TorchCase(model, inputs=(torch.randn(5, 2, 3).to(torch.bfloat16),))
+    result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False, reference=False))
+    gradient = next(c for c in result.checks if c.name == "gradient")
+    assert {r.verdict for r in gradient.tensors} == {"unchecked"}
+    assert result.verdict == "warn"
+    finding = next(f for f in gradient.findings if f.kind == "unchecked")
+    assert "would pass unseen" in finding.message and "--probes" in finding.message
+    # the same model in float64 is checked: every tensor passes
+    case64 = rnncheck.TorchCase(model.double(), inputs=(torch.randn(5, 2, 3, dtype=torch.float64),))
+    assert rnncheck.verify_case(case64, rnncheck.Options(diagnostics=False, reference=False)).verdict == "pass"

@@ -61,7 +61,7 @@ def test_a_forward_bug_the_finite_differences_cannot_see_fails(dtype):
     torch.manual_seed(0)
     result = check(ex.FusedTanhRNN(5, 12, relu=True), dtype)
     gradient = next(c for c in result.checks if c.name == "gradient")
-    assert gradient.verdict == "pass"  # self-consistent: the probes see nothing wrong
+    assert gradient.verdict in ("pass", "warn")  # self-consistent: the probes see nothing wrong
     kinds = {f.kind for f in module_check(result).findings if f.verdict == "fail"}
     assert "reference_module_forward" in kinds and result.verdict == "fail"
 

@@ -147,6 +147,8 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
         )
     failing = [p for p in probes if p.status == "fail"]
     rows = _rows(prober, blocks, probes, directions)
+    if not failing:
+        findings += _unchecked(rows, target)
     if failing:
         findings += _localize(prober, blocks, rows, rng, getattr(target, "context", {}) or {})
     evals = target.evaluations - start
@@ -160,6 +162,31 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
 
 #: the detection power is a median over entries; above this many it is taken over a random sample
 DETECTION_SAMPLE = 100_000
+
+
+#: a tensor whose probes would miss a single entry off by this much (100%) has not been checked
+UNCHECKED_POWER = 1.0
+
+
+def _unchecked(rows: list[TensorRow], target) -> list[Finding]:
+    """A pass means what it says: a tensor the probes cannot resolve is ``unchecked``, and the case a warn."""
+    weak = [r for r in rows if r.verdict == "pass" and r.detection is not None and r.detection > UNCHECKED_POWER]
+    for r in weak:
+        r.verdict = "unchecked"
+    if not weak:
+        return []
+    where = "; ".join(f"{r.name} catches only >= {r.detection:.2g}" for r in weak)
+    how = "a float64 path for the numerical side, more probes (--probes 16) or --full"
+    if target.numeric_dtype == np.float64:
+        how = "more probes (--probes 16) or --full"
+    return [
+        Finding(
+            "unchecked",
+            "warn",
+            f"not checked: {where} (a single entry off by that factor would pass unseen); get the power from {how}",
+            numbers={"tensors": {r.name: r.detection for r in weak}},
+        )
+    ]
 
 
 def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) -> list[TensorRow]:

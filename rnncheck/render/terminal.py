@@ -16,7 +16,7 @@ from rich.text import Text
 from ..findings import CaseResult, Report
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
-STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
+STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
 MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
 
