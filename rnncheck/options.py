@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 #: the seeds numpy and torch both accept
 MAX_SEED = 2**32 - 1
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
 #: the flow verdicts --fail-on can turn into failures
 FLOW_VERDICTS = ("exploding", "vanishing", "nonfinite")
 

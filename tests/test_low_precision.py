@@ -1,0 +1,57 @@
+"""bfloat16 and float16 models get real verdicts: correct ones never fail, gross errors fail, and where
+the dtype hides an error the report says so (`unchecked`, with the power it had)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import rnncheck
+from rnncheck.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+class GRUCellLoop(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.GRUCell(3, 6)
+
+    def forward(self, x):
+        h = x.new_zeros(x.shape[1], 6)
+        outs = []
+        for x_t in x:
+            h = self.cell(x_t, h)
+            outs.append(h)
+        return torch.stack(outs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_correct_low_precision_gru_cell_loop_never_fails(dtype, seed):
+    torch.manual_seed(seed)
+    case = rnncheck.TorchCase(GRUCellLoop().to(dtype), inputs=(torch.randn(8, 2, 3).to(dtype),))
+    result = rnncheck.verify_case(case, rnncheck.Options(seed=seed, diagnostics=False))
+    gradient = next(c for c in result.checks if c.name == "gradient")
+    assert result.verdict in ("pass", "warn"), [f.message for f in result.findings]
+    assert gradient.numbers["numeric_dtype"] == "float64"  # the numerical side runs in float64, and says so
+    assert gradient.numbers["model_dtype"] == str(dtype).replace("torch.", "")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_dtype_option_runs_a_float32_model_in_low_precision(tmp_path, dtype):
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        main,
+        ["verify", str(EXAMPLES / "custom_lstm_function.py"), "--dtype", dtype, "--no-flow", "--json", str(out)],
+        catch_exceptions=False,
+    )
+    verdicts = {c["name"]: c["verdict"] for c in json.loads(out.read_text())["cases"]}
+    assert verdicts["custom_lstm"] in ("pass", "warn"), result.output
+    assert verdicts["custom_lstm_no_forget"] == "fail"  # a grossly wrong derivative fails even in bfloat16
+    gradient = next(c for c in json.loads(out.read_text())["cases"][0]["checks"] if c["name"] == "gradient")
+    assert gradient["numbers"]["model_dtype"] == dtype
