@@ -24,9 +24,9 @@ def spec_of(module: nn.RNNBase) -> Spec:
     else:
         raise TypeError(f"expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
-        raise ValueError("LSTM with proj_size is not supported by the reference")
+        raise ValueError("nn.LSTM with proj_size is not supported by the reference yet")
     if not module.bias:
-        raise ValueError("recurrent layers built with bias=False are not supported by the reference")
+        raise ValueError(f"nn.{type(module).__name__} with bias=False is not supported by the reference yet")
     return Spec(
         mode,
         module.input_size,

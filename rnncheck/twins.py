@@ -175,15 +175,27 @@ class Twin(nn.Module):
 
 def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
     """``(name, module)`` of every fused recurrent layer the twin can stand in for."""
-    found = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.RNN | nn.LSTM | nn.GRU):
-            try:
-                spec_of(mod)
-            except ValueError:
-                continue
-            found.append((name, mod))
-    return found
+    return [(name, mod) for name, mod in model.named_modules() if _supported(mod) is True]
+
+
+def _supported(mod) -> bool | str:
+    """True for a layer the reference and the twins cover; else why not (a one-line reason)."""
+    if not isinstance(mod, nn.RNN | nn.LSTM | nn.GRU):
+        return False
+    try:
+        spec_of(mod)
+    except ValueError as exc:
+        return str(exc)
+    return True
+
+
+def unsupported_layers(model: nn.Module) -> list[str]:
+    """``name: reason`` for every nn.RNN/LSTM/GRU inside ``model`` that the reference cannot stand in for."""
+    return [
+        f"{name or type(mod).__name__}: {why}"
+        for name, mod in model.named_modules()
+        if isinstance(why := _supported(mod), str)
+    ]
 
 
 def swap_fused(model: nn.Module) -> tuple[nn.Module, dict[str, Twin]]:

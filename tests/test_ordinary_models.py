@@ -72,3 +72,20 @@ def test_user_mistakes_are_named_as_the_users(report):
     assert "grad() returned a list" in report["grad_wrong_type"]["error"]
     detached = report["detached_loss"]["error"]
     assert "detached" in detached and "site-packages" not in detached and "torch/autograd" not in detached
+
+
+def test_layers_the_reference_does_not_cover_yet_are_named_not_silently_skipped(tmp_path):
+    model = tmp_path / "m.py"
+    model.write_text(
+        "import torch, rnncheck\n"
+        "@rnncheck.case\ndef proj():\n    torch.manual_seed(0)\n"
+        "    return rnncheck.TorchCase(torch.nn.LSTM(4, 8, proj_size=3).double(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))\n"
+        "@rnncheck.case\ndef nobias():\n    torch.manual_seed(0)\n"
+        "    return rnncheck.TorchCase(torch.nn.GRU(4, 8, bias=False).double(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))\n"
+    )
+    result = CliRunner().invoke(main, ["verify", str(model)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "nn.LSTM with proj_size is not supported by the reference yet" in out
+    assert "nn.GRU with bias=False is not supported by the reference yet" in out
+    assert "no nn.RNN/nn.LSTM/nn.GRU inside" not in out

@@ -36,7 +36,7 @@ from torch.func import functional_call
 from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
 from ..findings import CheckResult, Finding, worst
-from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
+from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused, unsupported_layers
 
 _CELL_MODES = {nn.LSTMCell: "lstm", nn.GRUCell: "gru"}
 
@@ -122,6 +122,9 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
 
     fused = fused_layers(target.model)
     if not fused:
+        unsupported = unsupported_layers(target.model)
+        if unsupported:
+            return [], None, findings, "; ".join(unsupported)
         return (
             [],
             None,

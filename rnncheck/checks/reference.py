@@ -496,11 +496,15 @@ class Comparison:
 
 def check_reference(target, grad, rows, options) -> CheckResult | None:
     """Every comparison the target can offer, in one CheckResult (None when there is none)."""
+    from ..twins import unsupported_layers
+
     comparisons = target.reference_comparisons(grad, options)
-    if not comparisons:
+    model = getattr(target, "model", None)
+    skipped = unsupported_layers(model) if model is not None else []
+    if not comparisons and not skipped:
         return None
     numeric = {r.name: r.verdict for r in rows}
-    findings = []
+    findings = [Finding("reference_skipped", "note", f"not compared with the reference: {why}") for why in skipped]
     for c in comparisons:
         result = check_reference_link(
             c.link, c.case_grad, c.d_out, c.d_hn, c.d_cn, {} if c.fused else numeric, c.tol, c.h_case
