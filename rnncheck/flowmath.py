@@ -243,3 +243,38 @@ def sparkline(values: np.ndarray, plain: bool = False, width: int = 60) -> str:
         else:
             out.append(chars[min(len(chars) - 1, int((x - lo) / span * (len(chars) - 1) + 0.5))])
     return "".join(out)
+
+
+#: what usually changes each verdict, with where the advice comes from
+REMEDIES = {
+    "vanishing": {
+        "lstm": "a forget-gate bias of 1 or more (Jozefowicz, Zaremba & Sutskever, ICML 2015)",
+        "gru": "update-gate biases that start near keeping the state, or shorter sequences",
+        "rnn": "an identity- or orthogonally-initialised W_hh (Le, Jaitly & Hinton 2015), or a gated cell",
+    },
+    "exploding": "gradient clipping (Pascanu, Mikolov & Bengio, ICML 2013) or a smaller spectral radius of W_hh",
+}
+
+
+def plain_words(verdict: str, rho: float | None, steps: int, mode: str | None, lag_1e3: int | None) -> str:
+    """The verdict's numbers in the user's terms: what a step k back gets, and what usually changes it."""
+    if rho is None or not math.isfinite(rho) or rho <= 0 or steps < 2:
+        return ""
+    far = steps - 1
+    near = min(10, far)
+    move = "shrinks" if rho < 1 else "grows"
+    text = (
+        f"the gradient {move} {rho:.2g}× per step back: a step {near} back gets {rho**near:.1g} of the last "
+        f"step's weight, a step {far} back {rho**far:.1g}"
+    )
+    if verdict == "vanishing":
+        kind = "lstm" if mode == "lstm" else "gru" if mode == "gru" else "rnn"
+        reach = f"{lag_1e3} steps" if lag_1e3 is not None else "the sequence"
+        text += (
+            f". By the rule this is vanishing: the loss learns little from inputs more than {reach} back, which "
+            f"matters only if the task needs longer memory (common at default initialisation); what usually "
+            f"changes it: {REMEDIES['vanishing'][kind]}, or truncating backpropagation at the horizon you need"
+        )
+    elif verdict == "exploding":
+        text += f". What usually changes it: {REMEDIES['exploding']}"
+    return text

@@ -229,3 +229,27 @@ def test_a_stacked_weight_without_gates_gets_a_note_suggesting_them(tmp_path):
     assert "weight_hh has 4×8 rows" in out and "gates={'weight_hh': ('i', 'f', 'g', 'o'), 'bias':" in out
     # with gates= given, a wrong gradient in one gate is named by its gate
     assert rnncheck.NumpyCase  # the public name the note points to
+
+
+def test_the_flow_verdict_is_explained_in_plain_words(tmp_path):
+    f = write(
+        tmp_path,
+        """
+        import torch
+        import rnncheck
+
+        @rnncheck.case
+        def default_gru():
+            torch.manual_seed(0)
+            return rnncheck.TorchCase(torch.nn.GRU(8, 32), inputs=(torch.randn(20, 4, 8),))
+        """,
+    )
+    code, out = run(f, command="diagnose")
+    line = next(l for l in out.splitlines() if "In plain words" in l)
+    assert (
+        "shrinks 0.6× per step back: a step 10 back gets 0.006 of the last step's weight, a step 19 back 6e-05" in line
+    )
+    assert "matters only if the task needs longer memory" in line and "what usually changes it" in line
+    f = write(tmp_path, FLOW, name="flow.py")
+    code, out = run(f, "-k", "exploding", command="diagnose")
+    assert "grows 1.1× per step back" in out and "gradient clipping" in out

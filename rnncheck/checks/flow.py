@@ -481,7 +481,16 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
                     if layer.get("horizon") not in (None, math.inf)
                     else ""
                 )
-                + (f"; below 1e-3 after {layer['lag_1e3']} steps" if layer.get("lag_1e3") is not None else ""),
+                + (f"; below 1e-3 after {layer['lag_1e3']} steps" if layer.get("lag_1e3") is not None else "")
+                + (
+                    f". In plain words: {words}"
+                    if (
+                        words := fm.plain_words(
+                            verdict, layer["rho"], layer["steps"], layer.get("mode"), layer.get("lag_1e3")
+                        )
+                    )
+                    else ""
+                ),
                 numbers={"rho": layer["rho"], "span": worst, "horizon": layer["horizon"]},
             )
         )
