@@ -11,7 +11,8 @@ One thread has no barrier to wait at.  So:
    made since rnncheck was imported;
 2. otherwise a small model (under :data:`SMALL_MODEL` parameters) runs on one thread;
 3. a larger one gets more threads only where a measured forward+backward shows that they
-   pay (at least :data:`PAYS` times faster than one thread);
+   pay (at least :data:`PAYS` times faster than one thread), measured once per model
+   signature in a process;
 4. the thread budget is the cores this process may use, divided among pytest-xdist's
    workers when it runs under them;
 5. whatever was set before the case is put back after it (:func:`rnncheck.usercode.case_guard`).
@@ -30,6 +31,10 @@ SMALL_MODEL = 50_000
 PAYS = 1.3
 
 _AT_IMPORT = torch.get_num_threads()
+
+#: decisions already measured in this process, by model signature: a run of many cases of one
+#: architecture (a gate writing its baseline from repeated runs, say) measures it once
+_MEASURED: dict[tuple, tuple[int, str]] = {}
 
 
 def available_cores() -> int:
@@ -81,11 +86,26 @@ def apply_policy(target, requested: int | None) -> str:
     if budget == 1 or size < SMALL_MODEL or not hasattr(target, "device"):
         torch.set_num_threads(1)
         return "1 thread (a small model: one thread waits at no barrier when the machine is busy)"
-    many = _time_gradient(target, budget, repeats=1)  # also warms the allocator for what follows
-    one = _time_gradient(target, 1, repeats=1)
-    many = min(many, _time_gradient(target, budget, repeats=1))
-    if one > PAYS * many:
-        torch.set_num_threads(budget)
-        return f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)"
-    torch.set_num_threads(1)
-    return f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)"
+    key = (
+        type(getattr(getattr(target, "case", None), "model", None)).__name__,
+        tuple(sorted((n, v.shape) for n, v in target.theta.items())),
+        str(target.model_dtype),
+        budget,
+    )
+    if key not in _MEASURED:
+        many = _time_gradient(target, budget, repeats=1)  # also warms the allocator for what follows
+        one = _time_gradient(target, 1, repeats=1)
+        many = min(many, _time_gradient(target, budget, repeats=1))
+        if one > PAYS * many:
+            _MEASURED[key] = (
+                budget,
+                f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)",
+            )
+        else:
+            _MEASURED[key] = (
+                1,
+                f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)",
+            )
+    threads, said = _MEASURED[key]
+    torch.set_num_threads(threads)
+    return said
