@@ -25,8 +25,6 @@ def spec_of(module: nn.RNNBase) -> Spec:
         raise TypeError(f"expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
         raise ValueError("nn.LSTM with proj_size is not supported by the reference yet")
-    if not module.bias:
-        raise ValueError(f"nn.{type(module).__name__} with bias=False is not supported by the reference yet")
     return Spec(
         mode,
         module.input_size,
@@ -37,12 +35,23 @@ def spec_of(module: nn.RNNBase) -> Spec:
     )
 
 
+def has_param(module: nn.RNNBase, name: str) -> bool:
+    """Whether the module carries ``name``: a layer built with bias=False has no bias_* (they act as zeros)."""
+    return module.bias or not name.startswith("bias_")
+
+
 def from_torch(module: nn.RNNBase, dtype: type | None = None) -> tuple[Spec, dict[str, np.ndarray]]:
-    """Return ``(spec, params)``: the module's architecture and a NumPy copy of its weights."""
+    """Return ``(spec, params)``: the module's architecture and a NumPy copy of its weights.
+
+    A layer built with ``bias=False`` is the reference with zero biases.
+    """
     spec = spec_of(module)
     params = {}
-    for name in spec.param_shapes():
-        value = getattr(module, name).detach().cpu().numpy()
+    for name, shape in spec.param_shapes().items():
+        if has_param(module, name):
+            value = getattr(module, name).detach().cpu().numpy()
+        else:
+            value = np.zeros(shape, dtype=np.float64)
         params[name] = value.astype(dtype) if dtype is not None else value.copy()
     return spec, params
 
@@ -74,7 +83,8 @@ def to_torch(spec: Spec, params: dict[str, np.ndarray], dtype: torch.dtype | Non
 def load_into(module: nn.RNNBase, params: dict[str, np.ndarray]) -> None:
     """Copy reference ``params`` into an existing module, in place."""
     spec = spec_of(module)
-    expected = spec.param_shapes()
+    expected = {n: s for n, s in spec.param_shapes().items() if has_param(module, n)}
+    params = {n: v for n, v in params.items() if n in expected or not n.startswith("bias_")}
     if set(params) != set(expected):
         missing = sorted(set(expected) - set(params))
         extra = sorted(set(params) - set(expected))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .convert import spec_of
+from .convert import has_param, spec_of
 from .reference import GATES  # noqa: E402 - one home for gate names and order
 
 
@@ -80,12 +80,13 @@ class Twin(nn.Module):
     def __init__(self, fused: nn.RNNBase) -> None:
         super().__init__()
         self.spec = spec_of(fused)
-        for name in self.spec.param_shapes():
-            setattr(
-                self,
-                name,
-                nn.Parameter(getattr(fused, name).detach().clone(), requires_grad=getattr(fused, name).requires_grad),
-            )
+        for name, shape in self.spec.param_shapes().items():
+            if has_param(fused, name):
+                source = getattr(fused, name)
+                setattr(self, name, nn.Parameter(source.detach().clone(), requires_grad=source.requires_grad))
+            else:  # bias=False: the equations with zero biases
+                ref = fused.weight_hh_l0
+                self.register_buffer(name, torch.zeros(shape, dtype=ref.dtype, device=ref.device))
         self.traces: list[Trace] | None = None  # set to [] to record the next forward
 
     def layer_params(self, layer: int, direction: int) -> dict[str, torch.Tensor]:

@@ -83,9 +83,28 @@ def test_layers_the_reference_does_not_cover_yet_are_named_not_silently_skipped(
         "@rnncheck.case\ndef nobias():\n    torch.manual_seed(0)\n"
         "    return rnncheck.TorchCase(torch.nn.GRU(4, 8, bias=False).double(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))\n"
     )
-    result = CliRunner().invoke(main, ["verify", str(model)], catch_exceptions=False)
+    out_json = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["verify", str(model), "--json", str(out_json)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "nn.LSTM with proj_size is not supported by the reference yet" in out
-    assert "nn.GRU with bias=False is not supported by the reference yet" in out
     assert "no nn.RNN/nn.LSTM/nn.GRU inside" not in out
+    # bias=False is supported: the reference with zero biases, compared and diagnosed
+    nobias = next(c for c in json.loads(out_json.read_text())["cases"] if c["name"] == "nobias")
+    assert {c["name"] for c in nobias["checks"]} >= {"gradient", "reference", "flow"}
+    assert any(f["kind"] == "forward_match" for f in nobias["findings"])
+    assert nobias["diagnostics"]["gradient_flow"] is not None
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_the_unrolled_twin_reproduces_layers_built_without_biases(kind):
+    import torch
+
+    import rnncheck.twins  # the twin itself: what the flow profile stands on
+
+    torch.manual_seed(0)
+    fused = getattr(torch.nn, kind)(3, 5, num_layers=2, bidirectional=True, bias=False).double()
+    x = torch.randn(7, 2, 3, dtype=torch.float64)
+    out_fused, _ = fused(x)
+    out_twin, _ = rnncheck.twins.Twin(fused)(x)
+    assert torch.allclose(out_fused, out_twin, atol=1e-12)

@@ -638,7 +638,7 @@ def fused_layer_comparisons(
     again on a small sub-batch with that upstream gradient: its output and its weight
     gradients (cuDNN's on a GPU) are compared with the reference's.
     """
-    from ..convert import spec_of
+    from ..convert import has_param, spec_of
     from ..twins import fused_layers
 
     layers = fused_layers(model)
@@ -655,7 +655,7 @@ def fused_layer_comparisons(
             continue
         x_sub, hx, d_out, d_states = picked
         prefix = f"{name}." if name else ""
-        p_names = list(spec.param_shapes())
+        p_names = [n for n in spec.param_shapes() if has_param(mod, n)]
         with torch.enable_grad():
             params = [getattr(mod, n) for n in p_names]
             out_sub, states_sub = mod(x_sub, hx)
@@ -664,6 +664,7 @@ def fused_layer_comparisons(
             fused_grads = torch.autograd.grad([o for o, _ in pairs], params, [d for _, d in pairs], allow_unused=True)
         np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
         ref_params = {n: np64(getattr(mod, n)) for n in p_names}
+        ref_params.update({n: np.zeros(shape) for n, shape in spec.param_shapes().items() if n not in ref_params})
         tm = (lambda a: np.swapaxes(a, 0, 1)) if spec.batch_first else (lambda a: a)
         link = Link(
             R.Spec(spec.mode, spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional, False),
