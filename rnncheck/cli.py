@@ -246,19 +246,7 @@ def verify(ctx, **values) -> None:
     options = _options(ctx, values)
     if values["update_baseline"] and not values["baseline_path"]:
         raise click.UsageError("--update-baseline needs --baseline FILE to write to")
-    _run(
-        values["paths"],
-        values["keyword"],
-        values["json_out"],
-        values["plot_dir"],
-        options,
-        values["baseline_path"],
-        values["update_baseline"],
-        values["baseline_repeats"],
-        values["junit_path"],
-        values["force"],
-        view=_view(values, "verify"),
-    )
+    _run(values, options, _view(values, "verify"))
 
 
 @main.command(
@@ -280,39 +268,21 @@ def diagnose(ctx, **values) -> None:
     verdict: vanishing, exploding, nonfinite or healthy, with the thresholds that decided it.
     """
     options = _options(ctx, values, gradient=False)
-    _run(
-        values["paths"],
-        values["keyword"],
-        values["json_out"],
-        values["plot_dir"],
-        options,
-        force=values["force"],
-        view=_view(values, "diagnose"),
-    )
+    _run(values, options, _view(values, "diagnose"))
 
 
-def _run(
-    paths,
-    keyword,
-    json_out,
-    plot_dir,
-    options: Options,
-    baseline_path=None,
-    update=False,
-    repeats=3,
-    junit_path=None,
-    force=False,
-    view: View | None = None,
-) -> None:
+def _run(values: dict, options: Options, view: View) -> None:
+    """Run the application on the command's parsed values and exit with its code."""
+    json_out, junit = values["json_out"], values.get("junit_path")
     app = Application(
-        list(paths),
-        keyword,
+        list(values["paths"]),
+        values["keyword"],
         options,
-        lambda: Outputs(json_out, junit_path, plot_dir, baseline_path, force),
-        stdout_taken="-" in (json_out, junit_path),
-        update=update,
-        repeats=repeats,
-        view=view or View(),
+        lambda: Outputs(json_out, junit, values["plot_dir"], values.get("baseline_path"), values["force"]),
+        stdout_taken="-" in (json_out, junit),
+        update=values.get("update_baseline", False),
+        repeats=values.get("baseline_repeats", 3),
+        view=view,
     )
     sys.exit(app.run())
 

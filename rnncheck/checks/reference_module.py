@@ -39,16 +39,11 @@ COARSE = 0.05
 FLOOR_ULPS = 4.0
 
 
-def _float_leaves(out, path="out"):
-    if isinstance(out, torch.Tensor):
-        if out.is_floating_point():
-            yield path, out
-    elif isinstance(out, tuple | list):
-        for i, item in enumerate(out):
-            yield from _float_leaves(item, f"{path}[{i}]")
-    elif isinstance(out, dict):
-        for k, item in out.items():
-            yield from _float_leaves(item, f"{path}[{k!r}]")
+def _float_leaves(out):
+    """``(path, tensor)`` for every floating tensor in a model's (nested) output."""
+    from ..cases.torch_case import _leaves
+
+    return ((p, t) for p, t in _leaves(out, "out") if t.is_floating_point())
 
 
 def _names(target, naive) -> dict[str, str]:
