@@ -88,9 +88,9 @@ def case_table(case: CaseResult, plain: bool) -> Table | None:
 
 
 LEGEND = (
-    "columns: rel err = this tensor's largest |analytic - numeric| relative to the probe's size; "
-    "tolerance = the error model's bound for that probe; catches = the smallest relative error in one typical "
-    "entry of the tensor that these probes would have flagged"
+    "columns: rel err = a failing tensor's own ‖g − g_true‖/‖g_true‖, estimated from probes over it alone "
+    "(for a passing one, the largest disagreement relative to the probe's size); tolerance = the error model's "
+    "bound on that; catches = the smallest relative error in one typical entry that these probes would have flagged"
 )
 
 FLOW_MARK = {
