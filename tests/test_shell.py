@@ -132,7 +132,9 @@ def test_keyboard_interrupt_stops_the_run_and_writes_a_partial_report_marked_int
     assert report["meta"]["interrupted"] is True
     assert [c["name"] for c in report["cases"]] == ["a_first"]
     assert "interrupted" in out and "a_first" in out and "c_never_runs" not in out
-    assert ET.parse(tmp_path / "r.xml").getroot().find(".//testcase").get("name") == "a_first"
+    xml = ET.parse(tmp_path / "r.xml").getroot()
+    assert xml.find(".//testcase").get("name") == "a_first"
+    assert xml.find(".//property[@name='interrupted']").get("value") == "true"
 
 
 def test_ctrl_c_from_outside_still_writes_the_report(tmp_path):

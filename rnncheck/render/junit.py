@@ -36,6 +36,9 @@ def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
         skipped="0",
         time=f"{sum(c.seconds for c in report.cases):.3f}",
     )
+    if report.meta.get("interrupted"):  # a partial report says so, as pytest's does
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="interrupted", value="true")
     for case in report.cases:
         tc = ET.SubElement(
             suite,
