@@ -34,8 +34,9 @@ Examples:
 
 \b
 Which files: a file named is imported as given; a folder is searched for
-*.py files that mention rnncheck (names starting with _ or ., setup.py,
-conftest.py, virtual environments and links out of the folder are skipped).
+*.py files that mark cases (rnncheck.case or @case; names starting with _ or .,
+setup.py, conftest.py, virtual environments and links out of the folder are
+skipped).
 Results print as each case finishes.
 
 \b

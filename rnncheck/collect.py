@@ -63,11 +63,16 @@ SKIPPED_NAMES = {"setup.py", "conftest.py", "noxfile.py", "manage.py"}
 SKIPPED_DIRS = {"site-packages", "dist-packages", "node_modules", "__pycache__", "build", "dist"}
 
 
-def _mentions_rnncheck(path: Path) -> bool:
+def looks_like_model_file(path: Path) -> bool:
+    """A file a folder run imports: it marks cases (``rnncheck.case`` or ``@case``), as the pytest plugin asks too.
+
+    A file that cannot be read is let through, so that loading it says why.
+    """
     try:
-        return b"rnncheck" in path.read_bytes()
+        text = path.read_bytes()
     except OSError:
-        return True  # let load_file say why it cannot be read
+        return True
+    return b"rnncheck.case" in text or b"@case" in text
 
 
 def _walk(root: Path, problems: list[FileProblem]) -> list[Path]:
@@ -98,7 +103,7 @@ def _walk(root: Path, problems: list[FileProblem]) -> list[Path]:
                     continue
                 if not target.is_relative_to(real_root):
                     continue  # a link out of the folder given: not ours to import
-            if _mentions_rnncheck(path):
+            if looks_like_model_file(path):
                 found.append(path)
     return found
 
@@ -113,8 +118,9 @@ def model_files(paths: list[str], problems: list[FileProblem] | None = None) -> 
     """The model files to import.
 
     A file named on the command line is imported as given.  A folder is searched for
-    ``*.py`` files that mention ``rnncheck``; names starting with ``_`` or ``.``, setup.py,
-    conftest.py, virtual environments and symlinks leading out of the folder are skipped.
+    ``*.py`` files that mark cases (``rnncheck.case`` or ``@case``); names starting with ``_``
+    or ``.``, setup.py, conftest.py, virtual environments and symlinks leading out of the
+    folder are skipped.
     """
     problems = [] if problems is None else problems
     files: list[Path] = []

@@ -211,11 +211,9 @@ def render_text(result) -> str:
 def pytest_collect_file(file_path: Path, parent):
     if not parent.config.getoption("rnncheck") or file_path.suffix != ".py":
         return None
-    try:
-        text = file_path.read_text(errors="ignore")
-    except OSError:
-        return None
-    if "rnncheck.case" not in text and "@case" not in text:
+    from .collect import SKIPPED_NAMES, looks_like_model_file
+
+    if file_path.name in SKIPPED_NAMES or not looks_like_model_file(file_path):
         return None
     return RnncheckFile.from_parent(parent, path=file_path)
 

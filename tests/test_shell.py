@@ -463,6 +463,7 @@ def test_a_folder_run_imports_only_model_files(tmp_path):
     (root / "setup.py").write_text("import rnncheck\n" + boom)
     (root / "conftest.py").write_text("import rnncheck\n" + boom)
     (root / "train.py").write_text(boom)  # no mention of the tool: a training script
+    (root / "uses_the_api.py").write_text("import rnncheck\n" + boom)  # imports it, marks no case
     venv = root / "venv" / "lib"
     venv.mkdir(parents=True)
     (root / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
@@ -479,7 +480,7 @@ def test_a_folder_run_imports_only_model_files(tmp_path):
 
 def test_help_says_which_files_a_folder_run_collects():
     code, out = run("--help")
-    assert "mention rnncheck" in " ".join(out.split()) and "setup.py" in out
+    assert "mark cases (rnncheck.case or @case" in " ".join(out.split()) and "setup.py" in out
 
 
 def test_same_named_helpers_in_two_folders_do_not_shadow_each_other(tmp_path):
@@ -533,7 +534,7 @@ def test_a_symlink_loop_and_a_binary_file_are_per_file_errors(tmp_path):
     root = tmp_path / "models"
     model(root, "", name="good.py")
     (root / "loop.py").symlink_to(root / "loop.py")
-    (root / "blob.py").write_bytes(b"rnncheck\x00\x01\x02binary")
+    (root / "blob.py").write_bytes(b"@rnncheck.case\x00\x01\x02binary")
     code, out = run(root, "--json", tmp_path / "r.json")
     assert code == 1, out
     errors = {Path(c["file"]).name: c["error"] for c in json.loads((tmp_path / "r.json").read_text())["cases"]}
