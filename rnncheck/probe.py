@@ -101,16 +101,13 @@ class Prober:
     def phi(self, v: dict[str, np.ndarray]):
         """``s ↦ L(θ + s·v)``, remembering the values it has computed."""
         seen: dict[float, float] = {}
-        offset = getattr(self.target, "loss_offset", None)  # the adapter may do θ + s·v where the model lives
+        offset = self.target.loss_offset  # the adapter may do θ + s·v where the model lives
 
         def at(s: float) -> float:
             if s not in seen:
-                if offset is not None:
-                    seen[s] = offset(self.theta, v, s)
-                    if self.clock is not None:
-                        self.clock.tick()
-                else:
-                    seen[s] = self._loss({n: self.theta[n] + s * v[n] if n in v else self.theta[n] for n in self.theta})
+                seen[s] = offset(self.theta, v, s)
+                if self.clock is not None:
+                    self.clock.tick()
             return seen[s]
 
         return at

@@ -79,11 +79,11 @@ def apply_policy(target, requested: int | None) -> str:
     if chosen is not None:
         torch.set_num_threads(chosen)
         return f"{chosen} thread(s), as {who} says"
-    if getattr(target, "device", None) is not None and target.device.type != "cpu":
+    if target.device is not None and target.device.type != "cpu":
         return f"{torch.get_num_threads()} thread(s) for the host side; the model runs on {target.device}"
     budget = available_cores()
     size = sum(v.size for v in target.theta.values())
-    if budget == 1 or size < SMALL_MODEL or not hasattr(target, "device"):
+    if budget == 1 or size < SMALL_MODEL or not target.records_states:
         torch.set_num_threads(1)
         return "1 thread (a small model: one thread waits at no barrier when the machine is busy)"
     key = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -99,9 +100,56 @@ class Case:
         raise NotImplementedError
 
 
+class CheckTarget(Protocol):
+    """What a check may ask of a case's adapter, and nothing else.
+
+    Every adapter (:class:`~rnncheck.cases.torch_case.TorchTarget`, ``NumpyTarget``, and the
+    TorchTarget over CellCase's loop) implements it through :class:`Target`, whose defaults
+    say "this adapter cannot": checks read capabilities off these members, never
+    ``hasattr`` or ``isinstance`` on a target.
+    """
+
+    # the flat view
+    theta: dict[str, np.ndarray]
+    model_dtype: object
+    numeric_dtype: object
+    gates: dict[str, tuple[str, ...]]
+    notes: list[str]
+    mutations: list[str]
+    evaluations: int
+    context: dict  # names for constant factors (the batch size, the length), where known
+
+    # the loss and the gradient
+    gradient_computes_loss: bool  # gradient() runs the very forward model_loss() would (its loss can stand in)
+
+    def loss(self, theta: dict[str, np.ndarray]) -> float: ...
+    def loss_offset(self, theta: dict[str, np.ndarray], v: dict[str, np.ndarray], s: float) -> float: ...
+    def model_loss(self) -> float: ...
+    def gradient(self, theta: dict[str, np.ndarray] | None = None) -> tuple[float | None, dict[str, np.ndarray]]: ...
+    def close(self) -> None: ...
+
+    # the recurrent states and the model behind the target
+    records_states: bool  # the model's hidden states can be recorded step by step (a torch module)
+    last_output: object | None  # the model's output at the check point, kept by the first gradient call
+    model: object | None  # the nn.Module, where there is one
+    device: object | None  # where it runs, where that is a question
+
+    # the reference links
+    def reference_comparisons(self, grad: dict[str, np.ndarray], options) -> list: ...
+    def reference_link(self): ...
+
+
 @dataclass
 class Target:
-    """The flat view a check works on.  Subclasses implement the four methods."""
+    """The flat view a check works on: the :class:`CheckTarget` protocol, with defaults for what an
+    adapter cannot do.  Subclasses implement ``loss``, ``model_loss`` and ``gradient``."""
+
+    gradient_computes_loss: ClassVar[bool] = False
+    records_states: ClassVar[bool] = False
+    model: ClassVar[object | None] = None
+    device: ClassVar[object | None] = None
+    context: ClassVar[dict] = {}
+    last_output: ClassVar[object | None] = None  # the model's output at the check point, where kept
 
     theta: dict[str, np.ndarray]  # float64 copies of the parameters at the check point
     model_dtype: np.dtype  # the dtype the user's gradient is computed in
@@ -140,6 +188,18 @@ class Target:
 
     def close(self) -> None:
         """Undo anything the target changed in the user's objects."""
+
+    def loss_offset(self, theta: dict[str, np.ndarray], v: dict[str, np.ndarray], s: float) -> float:
+        """The loss at θ + s·v (an adapter may form the sum where the model lives)."""
+        return self.loss({n: theta[n] + s * v[n] if n in v else theta[n] for n in theta})
+
+    def reference_comparisons(self, grad: dict[str, np.ndarray], options) -> list:
+        """Comparisons with the reference this target can offer (none by default)."""
+        return []
+
+    def reference_link(self):
+        """``(Link, missing)`` onto the NumPy reference, or None."""
+        return None
 
 
 def check_gates(gates: dict[str, tuple[str, ...]], shapes: dict[str, tuple[int, ...]]) -> None:

@@ -115,6 +115,7 @@ def _rnn_modes(model: nn.Module) -> dict[str, str]:
 class TorchTarget(Target):
     case: TorchCase
     gradient_computes_loss = True  # gradient() runs the very forward that model_loss() would
+    records_states = True  # a module: the flow check can record its hidden states
 
     @classmethod
     def create(cls, case: TorchCase, options) -> TorchTarget:

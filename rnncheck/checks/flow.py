@@ -146,7 +146,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
         for tw in twins.values():
             tw.traces = None
     # the twin must reproduce the fused model's own output (kept from the gradient call)
-    ref_out = getattr(target, "last_output", None)
+    ref_out = target.last_output
     if ref_out is None:
         with torch.no_grad():
             ref_out = functional_call(target.model, {n: v.detach() for n, v in params.items()}, args)
@@ -258,7 +258,7 @@ def _all_finite(layers) -> bool:
 def _nonfinite_source(target) -> dict | None:
     """The first parameter or input that already holds a NaN/Inf, with the entry: the cause is in the data."""
     params = [(n, target.saved[n]) for n in target.param_names]
-    inputs = list(getattr(target, "saved_inputs", {}).items())
+    inputs = list(target.saved_inputs.items())
     for cause, group in (("input", inputs), ("parameter", params)):
         for name, t in group:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -340,9 +340,7 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
     reason said, when what is left of the budget could not hold them.
     """
     diagnostics: dict = {"gradient_flow": None, "thresholds": fm.THRESHOLDS, "layers": [], "not_computed": {}}
-    from ..cases.torch_case import TorchTarget
-
-    if not isinstance(target, TorchTarget):
+    if not target.records_states:
         return _numpy_flow(target, options, rng, diagnostics)
     layers, loss, findings, reason = _collect(case, target)
     if reason:
@@ -682,7 +680,7 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
     """A NumpyCase's flow, from the reference's adjoints where it names one; else what cannot be seen, and why."""
     from .. import reference as R
 
-    got = target.reference_link() if hasattr(target, "reference_link") else None
+    got = target.reference_link()
     if got is None:
         diagnostics["not_computed"]["all"] = (
             "a NumpyCase shows rnncheck its loss only as a whole, so the hidden states are out of sight; "

@@ -150,7 +150,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     if not failing:
         findings += _unchecked(rows, target)
     if failing:
-        findings += _localize(prober, blocks, rows, rng, getattr(target, "context", {}) or {})
+        findings += _localize(prober, blocks, rows, rng, target.context or {})
     evals = target.evaluations - start
     # the summary line speaks of the rows: the worst row's error and its tolerance
     worst_row = max(rows, key=lambda r: r.error, default=None)

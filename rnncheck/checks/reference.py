@@ -499,8 +499,7 @@ def check_reference(target, grad, rows, options) -> CheckResult | None:
     from ..twins import unsupported_layers
 
     comparisons = target.reference_comparisons(grad, options)
-    model = getattr(target, "model", None)
-    skipped = unsupported_layers(model) if model is not None else []
+    skipped = unsupported_layers(target.model) if target.model is not None else []
     if not comparisons and not skipped:
         return None
     numeric = {r.name: r.verdict for r in rows}

@@ -109,7 +109,7 @@ def check_reference_module(target) -> CheckResult | None:
     if naive is None:
         return None
     pairs = _names(target, naive)
-    dtype = getattr(target, "leaf_dtypes", {}).get(next(iter(pairs.values())), torch.float64)
+    dtype = target.leaf_dtypes.get(next(iter(pairs.values())), torch.float64)
     device = target.device
     saved = target.saved
     # the candidate, as the user runs it

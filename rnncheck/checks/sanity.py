@@ -24,7 +24,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     start = target.evaluations
     eps = target.model_eps
     # where the gradient call evaluates the very loss (torch), its value serves the loss checks
-    own = getattr(target, "gradient_computes_loss", False)
+    own = target.gradient_computes_loss
     if own:
         l1, g1 = target.gradient()
     else:
