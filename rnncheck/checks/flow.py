@@ -694,7 +694,7 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
     if T < 2:
         diagnostics["not_computed"]["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
         return None, diagnostics
-    _, _, cache = R.forward(spec, link.params, link.x)
+    _, _, cache = link.forward()
     g = R.backward(cache, d_out) if d_out is not None else None
     findings: list[Finding] = []
     spans, nonfinite = [], False
@@ -712,7 +712,7 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
                 info["profile"] = [float("nan")] * T
                 diagnostics["not_computed"]["profile"] = "needs head= to know dL/dh_t"
             # propagation: a unit functional of this layer-direction's last state, alone
-            out, _, c2 = R.forward(spec, link.params, link.x)
+            out, _, c2 = link.forward()
             last = T - 1 if not d else 0
             u = rng.normal(size=out.shape[1:2] + (spec.hidden_size,))
             u /= np.linalg.norm(u)

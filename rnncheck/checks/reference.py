@@ -22,7 +22,7 @@ reference on the same weights and inputs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +47,16 @@ class Link:
     h0: np.ndarray | None = None
     c0: np.ndarray | None = None
     label: str = ""
+    _forward: tuple | None = field(default=None, repr=False, compare=False)
+
+    def forward(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], R.Cache]:
+        """The reference's forward pass on this link, computed once: ``(output, states, cache)``.
+
+        Nothing downstream changes it: every comparison, hypothesis and profile reads it.
+        """
+        if self._forward is None:
+            self._forward = R.forward(self.spec, self.params, self.x, self.h0, self.c0)
+        return self._forward
 
 
 def map_parameters(spec: R.Spec, theta: dict[str, np.ndarray], names: dict[str, str]):
@@ -93,7 +103,7 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
     if spec.num_layers != 1 or spec.bidirectional:
         return None
     p = {k: link.params[v] for k, v in spec.param_names(0, 0).items()}
-    _, _, cache = R.forward(spec, link.params, link.x, link.h0, link.c0)
+    _, _, cache = link.forward()
     lc = cache.layer_caches[0][0]
     h_prev = lc.h_prev[t]
     x_t = link.x[t]
@@ -198,7 +208,7 @@ def reference_gradient(
     link: Link, d_out: np.ndarray, d_hn=None, d_cn=None
 ) -> tuple[dict[str, np.ndarray], R.Cache, R.Gradients]:
     """The reference's gradient (case names) for the upstream ∂L/∂output (time-major)."""
-    _, _, cache = R.forward(link.spec, link.params, link.x, link.h0, link.c0)
+    _, _, cache = link.forward()
     g = R.backward(cache, d_out, d_hn, d_cn)
     return {case: g.params[ref] for ref, case in link.names.items()}, cache, g
 
@@ -213,7 +223,7 @@ def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[di
     if spec.num_layers != 1 or spec.bidirectional:
         return None
     T = link.x.shape[0]
-    _, _, cache = R.forward(spec, link.params, link.x, link.h0, link.c0)
+    _, _, cache = link.forward()
     lc = cache.layer_caches[0][0]
     h_out = _outputs(cache)
     names = spec.param_names(0, 0)
@@ -305,7 +315,7 @@ def check_reference_link(
     label = f" ({link.label})" if link.label else ""
     forward_ok = True
     if h_case is not None:
-        h_ref, _, _ = R.forward(spec, link.params, link.x, link.h0, link.c0)
+        h_ref, _, _ = link.forward()
         where = first_divergence(h_case, h_ref, tol)
         if where is not None:
             forward_ok = False
@@ -403,7 +413,7 @@ def single_step_span(link: Link, case_grad: dict[str, np.ndarray], wrong: list[s
     spec = link.spec
     if spec.num_layers != 1 or spec.bidirectional:
         return []
-    _, _, cache = R.forward(spec, link.params, link.x, link.h0, link.c0)
+    _, _, cache = link.forward()
     lc = cache.layer_caches[0][0]
     names = spec.param_names(0, 0)
     inputs = {names["W_ih"]: link.x, names["W_hh"]: lc.h_prev}
