@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import shlex
 import sys
 import time
@@ -71,36 +70,15 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: {exc}") from exc
 
 
-class _Seconds(click.ParamType):
-    """A positive number of seconds; ``inf`` means no limit."""
-
-    name = "seconds"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, float):
-            return value
-        try:
-            x = float(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if math.isnan(x) or x <= 0:
-            self.fail(f"{value!r}: give a positive number of seconds, or 'inf' for no limit", param, ctx)
-        return None if math.isinf(x) else x
-
-
-SECONDS = _Seconds()
-
-
-class _Verdicts(click.ParamType):
-    """A comma-separated subset of the flow verdicts."""
-
-    name = "verdicts"
+class _Declared(click.ParamType):
+    """A value the declaration parses (seconds with ``inf``, a set of flow verdicts): one validation for every source."""
 
     def __init__(self, spec: OptionSpec) -> None:
         self.spec = spec
+        self.name = spec.kind
 
     def convert(self, value, param, ctx):
-        if value is None or isinstance(value, tuple):
+        if value is None or not isinstance(value, str):
             return value
         try:
             return self.spec.parse(value, self.spec.cli)
@@ -114,9 +92,9 @@ def _click_option(spec: OptionSpec):
     if spec.kind == "flag":
         return click.option(spec.cli, spec.field, is_flag=True, help=spec.help + env_help)
     kinds = {
-        "verdicts": lambda: _Verdicts(spec),
+        "verdicts": lambda: _Declared(spec),
         "int": lambda: click.IntRange(spec.minimum, spec.maximum),
-        "seconds": lambda: SECONDS,
+        "seconds": lambda: _Declared(spec),
         "choice": lambda: click.Choice(list(spec.choices)),
         "str": lambda: click.STRING,
     }

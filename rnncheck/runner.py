@@ -43,20 +43,25 @@ def _build(item: CaseDef | Case) -> tuple[Case, str, str]:
     return built, item.name, item.file
 
 
+def _reason(exc: BaseException, during: str | None = None) -> str:
+    """The one-line reason a case or check stopped: the user's error as it is, or rnncheck's own bug, said plainly."""
+    if isinstance(exc, CaseError):
+        return str(exc)
+    where = f"{during} stopped on an internal error in rnncheck" if during else "internal error in rnncheck"
+    return f"{where}: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)"
+
+
+def _traceback(exc: BaseException) -> str:
+    """For --debug: the user's own exception's traceback where there is one."""
+    original = exc.original if isinstance(exc, UserCodeError) else exc
+    return "".join(traceback.format_exception(original))
+
+
 def _check_error(check, exc: BaseException, debug: bool) -> CheckResult:
     """A check that raised: its own ``error`` result, with the one-line reason."""
-    if isinstance(exc, CaseError):
-        message = str(exc)
-    else:  # a bug in rnncheck itself: say so plainly, keep going
-        message = (
-            f"{check.stage} stopped on an internal error in rnncheck: {type(exc).__name__}: {exc} "
-            "(rerun with --debug for the traceback, and please report it)"
-        )
-    finding = Finding(f"{check.name}_error", "error", message)
-    result = CheckResult(check.name, "error", [finding])
+    result = CheckResult(check.name, "error", [Finding(f"{check.name}_error", "error", _reason(exc, check.stage))])
     if debug:
-        original = exc.original if isinstance(exc, UserCodeError) else exc
-        result.numbers["traceback"] = "".join(traceback.format_exception(original))
+        result.numbers["traceback"] = _traceback(exc)
     return result
 
 
@@ -107,11 +112,8 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 result.fingerprint = fingerprint(result, ctx.grad)
         except CaseTimeout as exc:
             _fail(result, exc.message(clock.stage), exc, options.debug)
-        except CaseError as exc:
-            _fail(result, str(exc), exc, options.debug)
-        except Exception as exc:  # a bug in rnncheck itself: say so plainly, keep going
-            message = f"internal error in rnncheck: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)"
-            _fail(result, message, exc, options.debug)
+        except Exception as exc:  # the user's error (CaseError) or a bug in rnncheck itself: keep going
+            _fail(result, _reason(exc), exc, options.debug)
         finally:
             if target is not None:
                 try:
@@ -141,8 +143,7 @@ def _fail(result: CaseResult, message: str, exc: BaseException, debug: bool) -> 
     result.verdict = "error"
     result.error = message
     if debug:
-        original = exc.original if isinstance(exc, UserCodeError) else exc
-        result.traceback = "".join(traceback.format_exception(original))
+        result.traceback = _traceback(exc)
 
 
 def verify(

@@ -30,18 +30,21 @@ def smooth(a, b, c, x0):
     return phi, exact
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(coefficient, coefficient, coefficient, point)
 def test_richardson_is_within_its_own_bound_times_the_safety_factor(a, b, c, x0):
     phi, exact = smooth(a, b, c, x0)
     eps = machine_eps(np.float64)
     phi0 = float(phi(0.0))
     scale = abs(a) + abs(b) + abs(c) + 1e-300
-    d = richardson(lambda s: float(phi(s)), default_step(eps), phi0, evaluation_noise(phi0, eps))
+    # the rounding of one evaluation is that of its terms, not of their (possibly cancelling) sum:
+    # rnncheck measures it from the probes; here the terms' size is known
+    terms = abs(a) + abs(b) * math.exp(x0 / 2) + abs(c)
+    d = richardson(lambda s: float(phi(s)), default_step(eps), phi0, evaluation_noise(max(terms, abs(phi0)), eps))
     assert abs(d.value - exact) <= SAFETY * d.error + 64 * eps * scale
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(coefficient, coefficient, coefficient, point)
 def test_complex_step_is_exact_to_roundoff_on_analytic_functions(a, b, c, x0):
     phi, exact = smooth(a, b, c, x0)
@@ -49,7 +52,7 @@ def test_complex_step_is_exact_to_roundoff_on_analytic_functions(a, b, c, x0):
     assert abs(complex_step(phi) - exact) <= 16 * machine_eps(np.float64) * max(scale, 1e-300)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(st.floats(min_value=0.1, max_value=5), point, st.floats(min_value=3e-3, max_value=1e-2))
 def test_a_slope_jump_is_classified_as_a_kink_and_a_smooth_function_is_not(jump, x0, h):
     """Δ⁴ of |s|·jump at the kink scales with the step; of a smooth function (exp, whose fourth
@@ -67,7 +70,7 @@ def test_a_slope_jump_is_classified_as_a_kink_and_a_smooth_function_is_not(jump,
 words = st.text(alphabet="abcdefgh_", min_size=1, max_size=6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(words, words, st.text(alphabet="abcdefgh_0123", min_size=1, max_size=12))
 def test_k_expressions_follow_boolean_logic_over_substrings(a, b, name):
     has = lambda w: w.lower() in name.lower()  # noqa: E731

@@ -137,25 +137,30 @@ def test_keyboard_interrupt_stops_the_run_and_writes_a_partial_report_marked_int
     assert xml.find(".//property[@name='interrupted']").get("value") == "true"
 
 
-def test_ctrl_c_from_outside_still_writes_the_report(tmp_path):
-    f = model(
-        tmp_path,
-        """
-        def slow(p):
-            time.sleep(60)
-            return 0.0
+SLOW = """
+def slow(p):
+    time.sleep(60)
+    return 0.0
 
-        @rnncheck.case
-        def zz_slow():
-            return rnncheck.NumpyCase({"w": np.ones(2)}, loss=slow, grad=lambda q: {"w": q["w"]})
-        """,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnncheck", "verify", f, "--json", str(tmp_path / "r.json")],
+@rnncheck.case
+def zz_slow():
+    return rnncheck.NumpyCase({"w": np.ones(2)}, loss=slow, grad=lambda q: {"w": q["w"]})
+"""
+
+
+def start_fine_then_slow(tmp_path, *args):
+    """`rnncheck verify` in a subprocess on a file whose first case is quick and whose second sleeps a minute."""
+    f = model(tmp_path, SLOW)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnncheck", "verify", f, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_ctrl_c_from_outside_still_writes_the_report(tmp_path):
+    proc = start_fine_then_slow(tmp_path, "--json", tmp_path / "r.json")
     seen = ""
     for line in proc.stdout:  # the first case prints as soon as it finishes
         seen += line
@@ -260,21 +265,7 @@ def test_diagnose_skips_the_costly_extras_when_the_budget_cannot_hold_them(tmp_p
 
 
 def test_results_stream_as_each_case_finishes_when_stdout_is_a_pipe(tmp_path):
-    f = model(
-        tmp_path,
-        """
-        def slow(p):
-            time.sleep(30)
-            return 0.0
-
-        @rnncheck.case
-        def zz_slow():
-            return rnncheck.NumpyCase({"w": np.ones(2)}, loss=slow, grad=lambda q: {"w": q["w"]})
-        """,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnncheck", "verify", f], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = start_fine_then_slow(tmp_path)
     try:
         line = ""
         while "fine" not in line:
@@ -346,39 +337,12 @@ def test_global_state_is_restored_after_each_case_and_reports_stay_where_asked(t
 
 
 def test_an_exception_inside_one_check_keeps_the_others_results(tmp_path):
+    models = Path(__file__).parent / "models"  # numpy_rnn.py: a plain RNN with its hand-written BPTT
     f = model(
         tmp_path,
-        """
-        T, B, I, H = 5, 1, 3, 4
-        rng = np.random.default_rng(0)
-        X = rng.normal(size=(T, B, I))
-        P = {"weight_ih_l0": rng.normal(size=(H, I)) * 0.5, "weight_hh_l0": rng.normal(size=(H, H)) * 0.5,
-             "bias_ih_l0": np.zeros(H), "bias_hh_l0": np.zeros(H)}
-
-        def hidden(p):
-            h, hs = np.zeros((B, H)), []
-            for t in range(T):
-                h = np.tanh(X[t] @ p["weight_ih_l0"].T + h @ p["weight_hh_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"])
-                hs.append(h)
-            return np.stack(hs)
-
-        def loss(p):
-            return float(hidden(p).sum())
-
-        def grad(p):
-            hs = hidden(p)
-            g = {k: np.zeros_like(v) for k, v in p.items()}
-            dh = np.zeros((B, H))
-            for t in reversed(range(T)):
-                dh = dh + 1.0
-                da = dh * (1 - hs[t] ** 2)
-                h_prev = hs[t - 1] if t else np.zeros((B, H))
-                g["weight_ih_l0"] += da.T @ X[t]
-                g["weight_hh_l0"] += da.T @ h_prev
-                g["bias_ih_l0"] += da.sum(0)
-                g["bias_hh_l0"] += da.sum(0)
-                dh = da @ p["weight_hh_l0"]
-            return g
+        f"""
+        sys.path.insert(0, {str(models)!r})
+        from numpy_rnn import P, X, grad, loss
 
         def head(h, p):
             raise RuntimeError("head is broken")

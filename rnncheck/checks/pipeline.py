@@ -30,9 +30,13 @@ class Context:
     diagnostics: dict | None = None  # the flow diagnostics, when they ran
     results: list[CheckResult] = field(default_factory=list)
 
-    def rng(self, stream: int = 0) -> np.random.Generator:
-        """A random stream of its own per check, so that one check's draws never move another's numbers."""
-        return np.random.default_rng([self.options.seed, zlib.crc32(self.name.encode()), stream])
+    def rng(self, stream: int | None = None) -> np.random.Generator:
+        """A random stream of its own per check, so that one check's draws never move another's numbers.
+
+        ``None`` is the stream the gradient probes have always drawn from (baselines depend on it).
+        """
+        key = [self.options.seed, zlib.crc32(self.name.encode())]
+        return np.random.default_rng(key if stream is None else [*key, stream])
 
     def result(self, name: str) -> CheckResult | None:
         return next((r for r in self.results if r.name == name), None)
@@ -65,8 +69,7 @@ class Gradient:
     def run(self, target, ctx: Context) -> CheckResult:
         from .gradient import check_gradient
 
-        # stream 0 is the one the probes have always drawn from: baselines stay valid
-        rng = np.random.default_rng([ctx.options.seed, zlib.crc32(ctx.name.encode())])
+        rng = ctx.rng()
         grad, notes = ctx.grad, []
         nonfinite = [n for n, g in grad.items() if not np.isfinite(g).all()]
         if nonfinite:
@@ -96,7 +99,7 @@ class ReferenceModule:
     name, stage = "reference_module", "the comparison with your reference module"
 
     def applies(self, ctx: Context) -> bool:
-        return ctx.options.reference and ctx.sane and getattr(ctx.case, "reference_module", None) is not None
+        return ctx.options.reference and ctx.sane and ctx.case.reference_module is not None
 
     def run(self, target, ctx: Context) -> CheckResult | None:
         from .reference_module import check_reference_module
