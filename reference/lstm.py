@@ -5,13 +5,17 @@ Forward, for t = 1..T (PyTorch's ``nn.LSTM`` equations and gate order i, f, g, o
     [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
     i_t = σ(a_i)   f_t = σ(a_f)   g_t = tanh(a_g)   o_t = σ(a_o)
     c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
-    h_t = o_t ⊙ tanh(c_t)
+    h_t = o_t ⊙ tanh(c_t)                      (no projection)
+    m_t = o_t ⊙ tanh(c_t),  h_t = W_hr m_t     (with a projection W_hr, (P, H): ``proj_size=P``)
+
+With a projection the recurrent weight W_hh is (4H, P) and h_t has P entries; c_t keeps H.
 
 Backward.  ``dh_t`` and ``dc_t`` are the *total* adjoints dL/dh_t and dL/dc_t::
 
     dh_t  = dh_out[t] + dh_next
-    dc_t  = dc_next + dh_t ⊙ o_t ⊙ (1 - tanh²(c_t))
-    do_t  = dh_t ⊙ tanh(c_t)      da_o = do_t ⊙ o_t (1 - o_t)
+    dm_t  = dh_t                  (with a projection: dm_t = W_hrᵀ dh_t,  dW_hr += dh_t m_tᵀ)
+    dc_t  = dc_next + dm_t ⊙ o_t ⊙ (1 - tanh²(c_t))
+    do_t  = dm_t ⊙ tanh(c_t)      da_o = do_t ⊙ o_t (1 - o_t)
     di_t  = dc_t ⊙ g_t            da_i = di_t ⊙ i_t (1 - i_t)
     df_t  = dc_t ⊙ c_{t-1}        da_f = df_t ⊙ f_t (1 - f_t)
     dg_t  = dc_t ⊙ i_t            da_g = dg_t ⊙ (1 - g_t²)
@@ -35,12 +39,13 @@ class LSTMCache:
     """What the backward pass needs from the forward pass."""
 
     x: np.ndarray  # (T, B, I)
-    h_prev: np.ndarray  # (T, B, H)
+    h_prev: np.ndarray  # (T, B, P) (P = H without a projection)
     c_prev: np.ndarray  # (T, B, H)
     gates: np.ndarray  # (T, B, 4H): activated i, f, g, o
     tanh_c: np.ndarray  # (T, B, H)
     W_ih: np.ndarray
     W_hh: np.ndarray
+    W_hr: np.ndarray | None = None  # the projection (P, H), if any
 
 
 def forward(
@@ -51,20 +56,22 @@ def forward(
     W_hh: np.ndarray,
     b_ih: np.ndarray,
     b_hh: np.ndarray,
+    W_hr: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], LSTMCache]:
-    """Run the layer over ``x`` (T, B, I) from ``(h0, c0)``, each (B, H).
+    """Run the layer over ``x`` (T, B, I) from ``(h0, c0)``, (B, P) and (B, H).
 
-    Returns ``(h, (h_T, c_T), cache)`` with ``h`` of shape (T, B, H).
+    Returns ``(h, (h_T, c_T), cache)`` with ``h`` of shape (T, B, P); P = H without ``W_hr``.
     """
     T, B, _ = x.shape
-    H = W_hh.shape[1]
-    dtype = np.result_type(x, h0, c0, W_ih, W_hh, b_ih, b_hh)
+    H = W_hh.shape[0] // 4
+    P = H if W_hr is None else W_hr.shape[0]
+    dtype = np.result_type(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *(() if W_hr is None else (W_hr,)))
     a_x = (x.reshape(T * B, -1) @ W_ih.T).reshape(T, B, 4 * H) + (b_ih + b_hh)
     gates = np.empty((T, B, 4 * H), dtype=dtype)
-    h = np.empty((T, B, H), dtype=dtype)
+    h = np.empty((T, B, P), dtype=dtype)
     h_prev = np.empty_like(h)
-    c_prev = np.empty_like(h)
-    tanh_c = np.empty_like(h)
+    c_prev = np.empty((T, B, H), dtype=dtype)
+    tanh_c = np.empty_like(c_prev)
     h_t = h0.astype(dtype, copy=False)
     c_t = c0.astype(dtype, copy=False)
     for t in range(T):
@@ -78,8 +85,10 @@ def forward(
         c_t = f_t * c_t + i_t * g_t
         tanh_c[t] = np.tanh(c_t)
         h_t = o_t * tanh_c[t]
+        if W_hr is not None:
+            h_t = h_t @ W_hr.T
         h[t] = h_t
-    cache = LSTMCache(x, h_prev, c_prev, gates, tanh_c, W_ih, W_hh)
+    cache = LSTMCache(x, h_prev, c_prev, gates, tanh_c, W_ih, W_hh, W_hr)
     return h, (h_t, c_t), cache
 
 
@@ -90,26 +99,33 @@ def backward(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
     """Backpropagate through time.
 
-    ``dh_out`` (T, B, H) is ∂L/∂h_t through the output; ``dstate_T = (dh_T, dc_T)``
+    ``dh_out`` (T, B, P) is ∂L/∂h_t through the output; ``dstate_T = (dh_T, dc_T)``
     through the final state (either may be None).  Returns
     ``(grads, dx, (dh0, dc0), adjoints)`` with total ``adjoints["h"]``, ``adjoints["c"]``, and
     the gate pre-activation adjoints ``adjoints["a_x"] = adjoints["a_h"]`` (T, B, 4H): step t's
     share of each weight gradient is ``a_x[t]ᵀ x_t`` and ``a_h[t]ᵀ h_{t-1}``.
     """
     T, B, H = cache.tanh_c.shape
-    zeros = np.zeros((B, H), dtype=cache.gates.dtype)
-    dh_next = zeros if dstate_T[0] is None else dstate_T[0]
-    dc_next = zeros if dstate_T[1] is None else dstate_T[1]
+    P = cache.h_prev.shape[-1]
+    W_hr = cache.W_hr
+    dtype = cache.gates.dtype
+    dh_next = np.zeros((B, P), dtype=dtype) if dstate_T[0] is None else dstate_T[0]
+    dc_next = np.zeros((B, H), dtype=dtype) if dstate_T[1] is None else dstate_T[1]
     da = np.empty_like(cache.gates)
-    dh_total = np.empty_like(cache.tanh_c)
+    dh_total = np.empty_like(cache.h_prev)
     dc_total = np.empty_like(cache.tanh_c)
+    dW_hr = None if W_hr is None else np.zeros_like(W_hr)
     for t in reversed(range(T)):
         g = cache.gates[t]
         i_t, f_t, g_t, o_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
         tanh_c = cache.tanh_c[t]
         dh_t = dh_out[t] + dh_next
+        dh_total[t] = dh_t
+        if W_hr is not None:
+            dW_hr += dh_t.T @ (o_t * tanh_c)
+            dh_t = dh_t @ W_hr  # dm_t: the adjoint of the unprojected o ⊙ tanh(c)
         dc_t = dc_next + dh_t * o_t * dtanh_from_output(tanh_c)
-        dh_total[t], dc_total[t] = dh_t, dc_t
+        dc_total[t] = dc_t
         d = da[t]
         d[:, :H] = dc_t * g_t * dsigmoid_from_output(i_t)
         d[:, H : 2 * H] = dc_t * cache.c_prev[t] * dsigmoid_from_output(f_t)
@@ -121,9 +137,11 @@ def backward(
     db = da2.sum(axis=0)
     grads = {
         "W_ih": da2.T @ cache.x.reshape(T * B, -1),
-        "W_hh": da2.T @ cache.h_prev.reshape(T * B, H),
+        "W_hh": da2.T @ cache.h_prev.reshape(T * B, P),
         "b_ih": db,
         "b_hh": db.copy(),
     }
+    if W_hr is not None:
+        grads["W_hr"] = dW_hr
     dx = (da2 @ cache.W_ih).reshape(cache.x.shape)
     return grads, dx, (dh_next, dc_next), {"h": dh_total, "c": dc_total, "a_x": da, "a_h": da}

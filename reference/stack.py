@@ -6,12 +6,13 @@ the same cell over the sequence read backwards.  Parameters are named as PyTorch
 names them (``weight_ih_l0``, ``bias_hh_l1_reverse`` …) so that weights map one to one.
 
 Initial and final states are laid out as PyTorch lays them: (layers·directions, B, H),
-entry ``layer·directions + direction``.
+entry ``layer·directions + direction``.  An LSTM with a projection (``proj_size=P``) has
+h states and outputs of P entries per direction, and an extra ``weight_hr_l{k}`` (P, H).
 
 The backward returns the gradient of every weight, of the input sequence and of the
 initial states, and the per-step total adjoints dL/dh_t (and dL/dc_t) of every layer
 and direction, in the original time order: ``Gradients.dh[layer·directions + direction]``
-is (T, B, H).
+is (T, B, H) (P with a projection).
 """
 
 from __future__ import annotations
@@ -36,10 +37,18 @@ class Spec:
     num_layers: int = 1
     bidirectional: bool = False
     batch_first: bool = False
+    proj_size: int = 0  # an LSTM's projection of h_t (0: none), as nn.LSTM(proj_size=...)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.proj_size and (self.mode != "lstm" or not 0 < self.proj_size < self.hidden_size):
+            raise ValueError("proj_size needs mode 'lstm' and 0 < proj_size < hidden_size, as nn.LSTM requires")
+
+    @property
+    def output_size(self) -> int:
+        """The size of h_t (and of each direction's output): proj_size if there is a projection."""
+        return self.proj_size or self.hidden_size
 
     @property
     def directions(self) -> int:
@@ -55,17 +64,20 @@ class Spec:
         return GATES.get(self.mode, ())
 
     def layer_input_size(self, layer: int) -> int:
-        return self.input_size if layer == 0 else self.hidden_size * self.directions
+        return self.input_size if layer == 0 else self.output_size * self.directions
 
     def param_names(self, layer: int, direction: int) -> dict[str, str]:
         """Map the layer modules' names (W_ih …) to PyTorch's names (weight_ih_l0 …)."""
         sfx = f"l{layer}" + ("_reverse" if direction else "")
-        return {
+        names = {
             "W_ih": f"weight_ih_{sfx}",
             "W_hh": f"weight_hh_{sfx}",
             "b_ih": f"bias_ih_{sfx}",
             "b_hh": f"bias_hh_{sfx}",
         }
+        if self.proj_size:
+            names["W_hr"] = f"weight_hr_{sfx}"
+        return names
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter's name and shape, in PyTorch's order."""
@@ -75,9 +87,11 @@ class Spec:
             for d in range(self.directions):
                 n = self.param_names(layer, d)
                 shapes[n["W_ih"]] = (G * H, self.layer_input_size(layer))
-                shapes[n["W_hh"]] = (G * H, H)
+                shapes[n["W_hh"]] = (G * H, self.output_size)
                 shapes[n["b_ih"]] = (G * H,)
                 shapes[n["b_hh"]] = (G * H,)
+                if self.proj_size:
+                    shapes[n["W_hr"]] = (self.proj_size, H)
         return shapes
 
     def init_params(
@@ -96,7 +110,7 @@ class Gradients:
     x: np.ndarray
     h0: np.ndarray
     c0: np.ndarray | None
-    dh: np.ndarray  # (layers·directions, T, B, H): total dL/dh_t
+    dh: np.ndarray  # (layers·directions, T, B, H or P): total dL/dh_t
     dc: np.ndarray | None = None  # same for the LSTM cell state
 
 
@@ -109,7 +123,7 @@ class Cache:
 
 def _run_layer(spec: Spec, x, state0, p):
     if spec.mode == "lstm":
-        return lstm.forward(x, state0[0], state0[1], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
+        return lstm.forward(x, state0[0], state0[1], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], p.get("W_hr"))
     if spec.mode == "gru":
         h, h_T, cache = gru.forward(x, state0[0], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
         return h, (h_T,), cache
@@ -137,7 +151,7 @@ def forward(
     T, B, _ = xt.shape
     L, D, H = spec.num_layers, spec.directions, spec.hidden_size
     dtype = np.result_type(xt, *params.values(), *(s for s in (h0, c0) if s is not None))
-    h0 = np.zeros((L * D, B, H), dtype=dtype) if h0 is None else h0
+    h0 = np.zeros((L * D, B, spec.output_size), dtype=dtype) if h0 is None else h0
     if spec.mode == "lstm":
         c0 = np.zeros((L * D, B, H), dtype=dtype) if c0 is None else c0
     cache = Cache(spec)
@@ -172,20 +186,20 @@ def backward(
 ) -> Gradients:
     """Backpropagate ∂L/∂output (and ∂L/∂h_n, ∂L/∂c_n) through the whole stack."""
     spec = cache.spec
-    L, D, H = spec.num_layers, spec.directions, spec.hidden_size
+    L, D, H, P = spec.num_layers, spec.directions, spec.hidden_size, spec.output_size
     d_out = np.swapaxes(d_output, 0, 1) if spec.batch_first else d_output
     T, B, _ = d_out.shape
     dtype = d_out.dtype
     grads: dict[str, np.ndarray] = {}
-    dh0 = np.zeros((L * D, B, H), dtype=dtype)
+    dh0 = np.zeros((L * D, B, P), dtype=dtype)
     dc0 = np.zeros((L * D, B, H), dtype=dtype) if spec.mode == "lstm" else None
-    dh_all = np.empty((L * D, T, B, H), dtype=dtype)
+    dh_all = np.empty((L * D, T, B, P), dtype=dtype)
     dc_all = np.empty((L * D, T, B, H), dtype=dtype) if spec.mode == "lstm" else None
     for layer in reversed(range(L)):
         d_inp = None
         for d in range(D):
             k = layer * D + d
-            dh_seq = d_out[:, :, d * H : (d + 1) * H]
+            dh_seq = d_out[:, :, d * P : (d + 1) * P]
             dstate = (
                 None if d_h_n is None else d_h_n[k],
                 None if d_c_n is None else d_c_n[k],

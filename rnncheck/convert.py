@@ -1,7 +1,7 @@
 """Converters between ``nn.RNN``/``nn.LSTM``/``nn.GRU`` modules and the NumPy reference.
 
 Parameter names are PyTorch's on both sides, so the conversion is a copy: every layer
-and direction, both biases.
+and direction, both biases, and an LSTM's projections (``weight_hr_l0`` …).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ def spec_of(module: nn.RNNBase) -> Spec:
         mode = "rnn_" + module.nonlinearity
     else:
         raise TypeError(f"expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError("nn.LSTM with proj_size is not supported by the reference yet")
     return Spec(
         mode,
         module.input_size,
@@ -32,6 +30,7 @@ def spec_of(module: nn.RNNBase) -> Spec:
         module.num_layers,
         module.bidirectional,
         module.batch_first,
+        getattr(module, "proj_size", 0),
     )
 
 
@@ -66,7 +65,7 @@ def to_torch(spec: Spec, params: dict[str, np.ndarray], dtype: torch.dtype | Non
         batch_first=spec.batch_first,
     )
     if spec.mode == "lstm":
-        module: nn.RNNBase = nn.LSTM(**kwargs)
+        module: nn.RNNBase = nn.LSTM(proj_size=spec.proj_size, **kwargs)
     elif spec.mode == "gru":
         module = nn.GRU(**kwargs)
     elif spec.mode in ("rnn_tanh", "rnn_relu"):

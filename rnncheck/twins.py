@@ -54,6 +54,8 @@ def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: d
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
         c = f * state[1] + i * g
         h_new = o * torch.tanh(c)
+        if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
+            h_new = h_new @ p["W_hr"].T
         if gates_out is not None:
             for k, v in zip(GATES["lstm"], (i, f, g, o)):
                 gates_out.setdefault(k, []).append(v)
@@ -110,8 +112,8 @@ class Twin(nn.Module):
             sizes, data, sorted_idx, unsorted_idx = [B] * T, x, None, None
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
         if hx is None:
-            zeros = data.new_zeros(L * D, B, H)
-            hx = (zeros, zeros) if spec.mode == "lstm" else zeros
+            zeros = data.new_zeros(L * D, B, spec.output_size)
+            hx = (zeros, data.new_zeros(L * D, B, H)) if spec.mode == "lstm" else zeros
         if spec.mode == "lstm":
             h0, c0 = hx
             if unbatched:
@@ -175,28 +177,8 @@ class Twin(nn.Module):
 
 
 def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
-    """``(name, module)`` of every fused recurrent layer the twin can stand in for."""
-    return [(name, mod) for name, mod in model.named_modules() if _supported(mod) is True]
-
-
-def _supported(mod) -> bool | str:
-    """True for a layer the reference and the twins cover; else why not (a one-line reason)."""
-    if not isinstance(mod, nn.RNN | nn.LSTM | nn.GRU):
-        return False
-    try:
-        spec_of(mod)
-    except ValueError as exc:
-        return str(exc)
-    return True
-
-
-def unsupported_layers(model: nn.Module) -> list[str]:
-    """``name: reason`` for every nn.RNN/LSTM/GRU inside ``model`` that the reference cannot stand in for."""
-    return [
-        f"{name or type(mod).__name__}: {why}"
-        for name, mod in model.named_modules()
-        if isinstance(why := _supported(mod), str)
-    ]
+    """``(name, module)`` of every fused recurrent layer (nn.RNN, nn.LSTM, nn.GRU) inside ``model``."""
+    return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.RNN | nn.LSTM | nn.GRU)]
 
 
 def swap_fused(model: nn.Module) -> tuple[nn.Module, dict[str, Twin]]:

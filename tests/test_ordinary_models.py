@@ -74,36 +74,81 @@ def test_user_mistakes_are_named_as_the_users(report):
     assert "detached" in detached and "site-packages" not in detached and "torch/autograd" not in detached
 
 
-def test_layers_the_reference_does_not_cover_yet_are_named_not_silently_skipped(tmp_path):
-    model = tmp_path / "m.py"
-    model.write_text(
-        "import torch, rnncheck\n"
-        "@rnncheck.case\ndef proj():\n    torch.manual_seed(0)\n"
-        "    return rnncheck.TorchCase(torch.nn.LSTM(4, 8, proj_size=3).double(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))\n"
-        "@rnncheck.case\ndef nobias():\n    torch.manual_seed(0)\n"
-        "    return rnncheck.TorchCase(torch.nn.GRU(4, 8, bias=False).double(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))\n"
-    )
-    out_json = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["verify", str(model), "--json", str(out_json)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    out = result.output
-    assert "nn.LSTM with proj_size is not supported by the reference yet" in out
-    assert "no nn.RNN/nn.LSTM/nn.GRU inside" not in out
-    # bias=False is supported: the reference with zero biases, compared and diagnosed
-    nobias = next(c for c in json.loads(out_json.read_text())["cases"] if c["name"] == "nobias")
-    assert {c["name"] for c in nobias["checks"]} >= {"gradient", "reference", "flow"}
-    assert any(f["kind"] == "forward_match" for f in nobias["findings"])
-    assert nobias["diagnostics"]["gradient_flow"] is not None
+PROJ_MODELS = """
+import torch, rnncheck
+
+def _lstm(**kw):
+    torch.manual_seed(0)
+    return torch.nn.LSTM(4, 8, proj_size=3, **kw).double()
+
+@rnncheck.case
+def proj():
+    return rnncheck.TorchCase(_lstm(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))
+
+@rnncheck.case
+def proj_stack():
+    model = _lstm(num_layers=2, bidirectional=True, batch_first=True)
+    return rnncheck.TorchCase(model, inputs=(torch.randn(2, 6, 4, dtype=torch.float64),))
+
+@rnncheck.case
+def proj_wrong_grad():
+    model = _lstm()
+    model.weight_hr_l0.register_hook(lambda g: g * 1.05)  # a planted 5% error in the projection's gradient
+    return rnncheck.TorchCase(model, inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))
+
+@rnncheck.case
+def nobias():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(torch.nn.GRU(4, 8, bias=False).double(), inputs=(torch.randn(6, 2, 4, dtype=torch.float64),))
+"""
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
-def test_the_unrolled_twin_reproduces_layers_built_without_biases(kind):
+@pytest.fixture(scope="module")
+def proj_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("proj")
+    (folder / "m.py").write_text(PROJ_MODELS)
+    out_json = folder / "r.json"
+    result = CliRunner().invoke(main, ["verify", str(folder / "m.py"), "--json", str(out_json)], catch_exceptions=False)
+    assert "internal error" not in result.output and "Traceback" not in result.output, result.output
+    return result, {c["name"]: c for c in json.loads(out_json.read_text())["cases"]}
+
+
+@pytest.mark.parametrize("name", ["proj", "proj_stack", "nobias"])
+def test_lstm_projections_and_layers_without_biases_are_compared_and_diagnosed(proj_report, name):
+    _, cases = proj_report
+    case = cases[name]
+    assert case["verdict"] == "pass", [f["message"] for f in case["findings"]]
+    assert checks(case) == {"sanity": "pass", "gradient": "pass", "reference": "pass", "flow": "pass"}
+    assert any(f["kind"] == "forward_match" for f in case["findings"])
+    flow = case["diagnostics"]
+    assert flow["gradient_flow"] is not None
+    if name != "nobias":  # the gates see W_hh W_hr: four square H x H blocks
+        assert set(flow["layers"][0]["structure"]) >= {"i", "f", "g", "o"}
+
+
+def test_a_wrong_projection_gradient_in_the_layer_is_caught_and_named_by_the_reference(proj_report):
+    # the hook changes the layer's own backward (what the reference compares), a library
+    # layer's mismatch is a warn; the 5% is measured, not just flagged
+    _, cases = proj_report
+    case = cases["proj_wrong_grad"]
+    assert case["verdict"] == "warn"
+    assert checks(case)["reference"] == "warn"
+    [bad] = [f for f in case["findings"] if f["kind"] == "fused_mismatch"]
+    assert bad["tensor"] == "weight_hr_l0"
+    assert "rel err 0.05" in bad["message"]
+
+
+@pytest.mark.parametrize(
+    "kind, extra",
+    [("LSTM", {"bias": False}), ("GRU", {"bias": False}), ("RNN", {"bias": False}), ("LSTM", {"proj_size": 2})],
+)
+def test_the_unrolled_twin_reproduces_layers_without_biases_or_with_projections(kind, extra):
     import torch
 
     import rnncheck.twins  # the twin itself: what the flow profile stands on
 
     torch.manual_seed(0)
-    fused = getattr(torch.nn, kind)(3, 5, num_layers=2, bidirectional=True, bias=False).double()
+    fused = getattr(torch.nn, kind)(3, 5, num_layers=2, bidirectional=True, **extra).double()
     x = torch.randn(7, 2, 3, dtype=torch.float64)
     out_fused, _ = fused(x)
     out_twin, _ = rnncheck.twins.Twin(fused)(x)

@@ -15,26 +15,27 @@ from rnncheck import reference as R
 from rnncheck.numerics import central_difference, complex_step
 
 CONFIGS = [
-    # mode, layers, bidirectional, batch_first, T
-    ("rnn_tanh", 2, True, False, 5),
-    ("rnn_relu", 1, False, True, 6),
-    ("rnn_sigmoid", 2, False, False, 7),
-    ("lstm", 2, True, True, 5),
-    ("gru", 2, True, False, 6),
-    ("lstm", 1, False, False, 1),
+    # mode, layers, bidirectional, batch_first, T, proj_size
+    ("rnn_tanh", 2, True, False, 5, 0),
+    ("rnn_relu", 1, False, True, 6, 0),
+    ("rnn_sigmoid", 2, False, False, 7, 0),
+    ("lstm", 2, True, True, 5, 0),
+    ("gru", 2, True, False, 6, 0),
+    ("lstm", 1, False, False, 1, 0),
+    ("lstm", 2, True, False, 4, 2),  # with projections: h_t = W_hr (o ⊙ tanh c_t)
 ]
 
 
-def _problem(mode, layers, bidir, batch_first, T, seed=0):
+def _problem(mode, layers, bidir, batch_first, T, proj=0, seed=0):
     rng = np.random.default_rng(seed)
-    spec = R.Spec(mode, 3, 4, layers, bidir, batch_first)
+    spec = R.Spec(mode, 3, 4, layers, bidir, batch_first, proj)
     params = spec.init_params(rng, scale=0.8)
-    B, LD = 2, layers * spec.directions
+    B, LD, P = 2, layers * spec.directions, spec.output_size
     x = rng.normal(size=(B, T, 3) if batch_first else (T, B, 3))
-    h0 = rng.normal(size=(LD, B, 4))
+    h0 = rng.normal(size=(LD, B, P))
     c0 = rng.normal(size=(LD, B, 4)) if mode == "lstm" else None
-    out_w = rng.normal(size=(B, T, 4 * spec.directions) if batch_first else (T, B, 4 * spec.directions))
-    state_w = [rng.normal(size=(LD, B, 4)) for _ in range(2)]
+    out_w = rng.normal(size=(B, T, P * spec.directions) if batch_first else (T, B, P * spec.directions))
+    state_w = [rng.normal(size=(LD, B, P)), rng.normal(size=(LD, B, 4))]
     leaves = dict(params, x=x, h0=h0)
     if c0 is not None:
         leaves["c0"] = c0
@@ -73,7 +74,7 @@ def _entrywise(leaves, loss, derivative):
     return numeric
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}" + (f"-P{c[5]}" if c[5] else ""))
 def test_reference_backward_matches_central_differences(config):
     leaves, loss, grad = _problem(*config)
     analytic = grad(leaves)
@@ -82,7 +83,7 @@ def test_reference_backward_matches_central_differences(config):
         assert rel_err(analytic[name], numeric[name]) <= 1e-7, name
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}" + (f"-P{c[5]}" if c[5] else ""))
 def test_reference_backward_matches_complex_step(config):
     if config[0] == "rnn_relu":
         pytest.skip("relu is not analytic; covered by central differences")

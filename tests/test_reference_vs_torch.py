@@ -17,6 +17,7 @@ MODULES = {
     "rnn_relu": lambda **kw: torch.nn.RNN(nonlinearity="relu", **kw),
     "lstm": torch.nn.LSTM,
     "gru": torch.nn.GRU,
+    "lstm_proj": lambda **kw: torch.nn.LSTM(proj_size=3, **kw),
 }
 
 # the grid: every mode × layers × directions × layout × initial states, with the
@@ -46,25 +47,27 @@ def test_reference_matches_torch_autograd(mode, layers, bidir, batch_first, with
     module = MODULES[mode](input_size=I, hidden_size=H, num_layers=layers, bidirectional=bidir, batch_first=batch_first)
     module = module.double()
     D = 2 if bidir else 1
+    lstm = mode.startswith("lstm")
+    P = getattr(module, "proj_size", 0) or H
     x = torch.randn((B, T, I) if batch_first else (T, B, I), generator=gen, dtype=torch.float64, requires_grad=True)
     state0 = None
     if with_state:
-        h0 = torch.randn(layers * D, B, H, generator=gen, dtype=torch.float64, requires_grad=True)
+        h0 = torch.randn(layers * D, B, P, generator=gen, dtype=torch.float64, requires_grad=True)
         c0 = torch.randn(layers * D, B, H, generator=gen, dtype=torch.float64, requires_grad=True)
-        state0 = (h0, c0) if mode == "lstm" else h0
+        state0 = (h0, c0) if lstm else h0
     out, states = module(x, state0)
     states = states if isinstance(states, tuple) else (states,)
     w_out, w_states = _loss_weights(gen, out, states)
     loss = (out * w_out).sum() + sum((s * w).sum() for s, w in zip(states, w_states))
-    inputs = [x] + ([] if state0 is None else list(state0 if mode == "lstm" else (state0,)))
+    inputs = [x] + ([] if state0 is None else list(state0 if lstm else (state0,)))
     names = [n for n, _ in module.named_parameters()]
     grads = torch.autograd.grad(loss, inputs + [p for _, p in module.named_parameters()])
 
     spec, params = from_torch(module)
     h0_np = None if state0 is None else inputs[1].detach().numpy()
-    c0_np = None if state0 is None or mode != "lstm" else inputs[2].detach().numpy()
+    c0_np = None if state0 is None or not lstm else inputs[2].detach().numpy()
     ref_out, ref_states, cache = R.forward(spec, params, x.detach().numpy(), h0_np, c0_np)
-    g = R.backward(cache, w_out.numpy(), w_states[0].numpy(), w_states[1].numpy() if mode == "lstm" else None)
+    g = R.backward(cache, w_out.numpy(), w_states[0].numpy(), w_states[1].numpy() if lstm else None)
 
     tol = 1e-10
     assert rel_err(ref_out, out.detach().numpy()) <= tol
@@ -73,7 +76,7 @@ def test_reference_matches_torch_autograd(mode, layers, bidir, batch_first, with
     assert rel_err(g.x, grads[0].numpy()) <= tol
     if state0 is not None:
         assert rel_err(g.h0, grads[1].numpy()) <= tol
-        if mode == "lstm":
+        if lstm:
             assert rel_err(g.c0, grads[2].numpy()) <= tol
     for name, theirs in zip(names, grads[len(inputs) :]):
         assert rel_err(g.params[name], theirs.numpy()) <= tol, name
@@ -121,3 +124,16 @@ def test_article_sigmoid_rnn_matches_an_unrolled_torch_model():
         assert rel_err(g.params[name], theirs.numpy()) <= 1e-10, name
     assert rel_err(g_out["W_hy"], t_grads[-2].numpy()) <= 1e-10
     assert rel_err(g_out["b_y"], t_grads[-1].numpy()) <= 1e-10
+
+
+def test_converters_round_trip_an_lstm_with_projections():
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=2).double()
+    spec, params = from_torch(module)
+    assert spec.proj_size == 2 and spec.output_size == 2
+    assert params["weight_hr_l1_reverse"].shape == (2, 6) and params["weight_hh_l0"].shape == (24, 2)
+    assert params["weight_ih_l1"].shape == (24, 4)  # layer 1 reads both directions' projected outputs
+    back = to_torch(spec, params)
+    assert back.proj_size == 2
+    for name, p in module.named_parameters():
+        assert torch.equal(getattr(back, name), p), name

@@ -36,7 +36,7 @@ from torch.func import functional_call
 from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
 from ..findings import CheckResult, Finding, worst
-from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused, unsupported_layers
+from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
 
 _CELL_MODES = {nn.LSTMCell: "lstm", nn.GRUCell: "gru"}
 
@@ -122,9 +122,6 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
 
     fused = fused_layers(target.model)
     if not fused:
-        unsupported = unsupported_layers(target.model)
-        if unsupported:
-            return [], None, findings, "; ".join(unsupported)
         return (
             [],
             None,
@@ -192,7 +189,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
                     trace.states,
                     trace.inputs,
                     step_in,
-                    {"W_hh": p["W_hh"]},
+                    {"W_hh": _recurrent_weight(p)},
                     trace.gates,
                 )
             )
@@ -524,6 +521,15 @@ def _fmt(x) -> str:
     return f"{x:.3g}"
 
 
+def _recurrent_weight(p: dict):
+    """The weight that carries the cell's own state to the next step's gates.
+
+    With a projection (nn.LSTM(proj_size=P)) h_t = W_hr m_t, so the gates see W_hh W_hr m_(t-1):
+    (4H, P) @ (P, H), a stack of square H×H blocks like any LSTM's W_hh.
+    """
+    return p["W_hh"] @ p["W_hr"] if "W_hr" in p else p["W_hh"]
+
+
 def _structure(layer: _Layer) -> dict:
     out: dict = {}
     W = layer.weights.get("W_hh") if "W_hh" in layer.weights else next(iter(layer.weights.values()), None)
@@ -714,11 +720,11 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
             # propagation: a unit functional of this layer-direction's last state, alone
             out, _, c2 = link.forward()
             last = T - 1 if not d else 0
-            u = rng.normal(size=out.shape[1:2] + (spec.hidden_size,))
+            u = rng.normal(size=out.shape[1:2] + (spec.output_size,))
             u /= np.linalg.norm(u)
             d_seq = np.zeros_like(out)
             if layer == L - 1:
-                d_seq[last, :, d * spec.hidden_size : (d + 1) * spec.hidden_size] = u
+                d_seq[last, :, d * spec.output_size : (d + 1) * spec.output_size] = u
                 gp = R.backward(c2, d_seq)
                 p = np.linalg.norm(gp.dh[k].reshape(T, -1), axis=1)
                 p = p[::-1] if not d else p  # lag 0 = the last state processed
@@ -738,8 +744,9 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
             )
             if layer == L - 1:
                 spans.append(decay.span)
-            W = link.params[spec.param_names(layer, d)["W_hh"]]
-            layer_obj = _Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": torch.as_tensor(W)}, {})
+            names = spec.param_names(layer, d)
+            W = _recurrent_weight({k: torch.as_tensor(link.params[v]) for k, v in names.items()})
+            layer_obj = _Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": W}, {})
             info["structure"] = _structure(layer_obj)
             info["gates"] = _reference_gates(cache.layer_caches[layer][d], spec, T)
             info["jacobian"] = {"not_computed": "the reference path measures the propagation profile only"}

@@ -22,6 +22,7 @@ reference on the same weights and inputs:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,7 +117,7 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
         c_prev = lc.c_prev[t]
         for desc, step in _lstm_variants():
             h_new, _ = step(a, c_prev, H)
-            candidates.append((desc, h_new))
+            candidates.append((desc, h_new @ p["W_hr"].T if "W_hr" in p else h_new))
     elif spec.mode == "gru":
         ax = x_t @ p["W_ih"].T + p["b_ih"]
         ah = h_prev @ p["W_hh"].T + p["b_hh"]
@@ -217,10 +218,11 @@ def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[di
     """``(C, C_swapped)``: C[ref name][τ, s] is the share of a weight's gradient from the loss at
     step τ through the weight's use at step s; ``C_swapped`` is W_hh's with h_s in place of h_(s-1).
 
-    One reference backward per loss step τ; single-layer, one-direction stacks only.
+    One reference backward per loss step τ; single-layer, one-direction stacks without a
+    projection only.
     """
     spec = link.spec
-    if spec.num_layers != 1 or spec.bidirectional:
+    if spec.num_layers != 1 or spec.bidirectional or spec.proj_size:
         return None
     T = link.x.shape[0]
     _, _, cache = link.forward()
@@ -506,14 +508,11 @@ class Comparison:
 
 def check_reference(target, grad, rows, options) -> CheckResult | None:
     """Every comparison the target can offer, in one CheckResult (None when there is none)."""
-    from ..twins import unsupported_layers
-
     comparisons = target.reference_comparisons(grad, options)
-    skipped = unsupported_layers(target.model) if target.model is not None else []
-    if not comparisons and not skipped:
+    if not comparisons:
         return None
     numeric = {r.name: r.verdict for r in rows}
-    findings = [Finding("reference_skipped", "note", f"not compared with the reference: {why}") for why in skipped]
+    findings: list[Finding] = []
     for c in comparisons:
         result = check_reference_link(
             c.link, c.case_grad, c.d_out, c.d_hn, c.d_cn, {} if c.fused else numeric, c.tol, c.h_case
@@ -676,7 +675,7 @@ def fused_layer_comparisons(
         ref_params.update({n: np.zeros(shape) for n, shape in spec.param_shapes().items() if n not in ref_params})
         tm = (lambda a: np.swapaxes(a, 0, 1)) if spec.batch_first else (lambda a: a)
         link = Link(
-            R.Spec(spec.mode, spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional, False),
+            dataclasses.replace(spec, batch_first=False),
             ref_params,
             {n: prefix + n for n in p_names},
             tm(np64(x_sub)),
