@@ -72,8 +72,15 @@ def probe_direction(
     blocks: list[Block],
     rng: np.random.Generator,
     weighted: bool = True,
+    aligned: bool = False,
 ) -> dict[str, np.ndarray]:
-    """A direction over ``blocks`` (zero elsewhere), normalized so its largest relative entry is 1."""
+    """A direction over ``blocks`` (zero elsewhere), normalized so its largest relative entry is 1.
+
+    ``aligned``: the signs are the gradient's own (random where it is 0), so every term of
+    g·v adds up: a gradient wrong by a common factor over a block moves the probe by that
+    whole factor, where random signs would show it only as far as g·v rises above its
+    terms' cancellation.  Against any other error it is as blind as random signs are.
+    """
     scales = block_scales(theta, blocks)
     share = {b: np.sqrt(_sumsq(grad[b.tensor][b.rows])) * scales[b] for b in blocks}
     top = max(share.values(), default=0.0)
@@ -85,10 +92,14 @@ def probe_direction(
     for b in blocks:
         arr = v.setdefault(b.tensor, np.zeros(theta[b.tensor].shape))
         sub = arr[b.rows]
-        if sub.flags.c_contiguous:
-            fill_signs(sub, rng, scales[b] * weight[b] / wmax)
+        size = scales[b] * weight[b] / wmax
+        if aligned:
+            g = grad[b.tensor][b.rows]
+            sub[...] = np.where(g > 0, size, np.where(g < 0, -size, signs(rng, np.shape(g), size)))
+        elif sub.flags.c_contiguous:
+            fill_signs(sub, rng, size)
         else:
-            sub[...] = signs(rng, sub.shape, scales[b] * weight[b] / wmax)
+            sub[...] = signs(rng, sub.shape, size)
     return v
 
 

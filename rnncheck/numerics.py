@@ -146,6 +146,28 @@ def richardson(
     )
 
 
+def quantized_eps(values) -> float | None:
+    """The unit roundoff of the coarsest dtype every one of ``values`` is exactly representable in.
+
+    A loss computed in float64 lands on a float32 number by chance once in ~2^29; five
+    that all do were rounded to float32 (or coarser) before they came back.  None when the
+    values are not all float16, bfloat16 or float32 numbers.
+    """
+    vals = np.asarray([v for v in values if math.isfinite(v) and v != 0.0], dtype=np.float64)
+    if vals.size < 3:
+        return None
+    as32 = vals.astype(np.float32)
+    if not np.array_equal(as32.astype(np.float64), vals):
+        return None
+    bits = as32.view(np.uint32)
+    if np.all(bits & 0xFFFF == 0):
+        return BFLOAT16.eps
+    with np.errstate(over="ignore"):
+        if np.array_equal(vals.astype(np.float16).astype(np.float64), vals):
+            return machine_eps(np.float16)
+    return machine_eps(np.float32)
+
+
 def evaluation_noise(value: float, eps: float, terms: float = 4.0) -> float:
     """A-priori noise of one loss evaluation: ``terms·ε·|value|`` (at least ``ε``-tiny).
 

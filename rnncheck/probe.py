@@ -27,6 +27,7 @@ from .numerics import (
     evaluation_noise,
     kink_scaling,
     machine_eps,
+    quantized_eps,
     richardson,
 )
 
@@ -36,6 +37,12 @@ SAFETY = 4.0
 #: a probe that agrees only within more than this fraction of its own size has checked nothing:
 #: it is reported as unresolved, never as a pass
 USELESS_BOUND = 0.1
+#: a loss whose values come back rounded this many times more coarsely than its dtype
+#: computes in lower precision than it is given (code that casts to float32 itself)
+LOW_PRECISION_RATIO = 1e3
+#: the longest step a probe takes, relative to the parameters' size (the extended stencil
+#: reaches 4h: a quarter of each parameter, beyond which the loss is no longer local)
+MAX_STEP = 1 / 16
 
 
 @dataclass
@@ -73,7 +80,7 @@ def _product(a: np.ndarray, b: np.ndarray):
 class Prober:
     """Runs probes against one target at one point θ with one analytic gradient."""
 
-    def __init__(self, target, theta, grad, analytic_noise=None, clock=None) -> None:
+    def __init__(self, target, theta, grad, analytic_noise=None, clock=None, long_steps: bool = True) -> None:
         self.target = target
         self.theta = theta
         self.grad = grad
@@ -88,6 +95,10 @@ class Prober:
         self._analytic_cache: dict = {}
         # below float64 the fourth-order bound pays for its two extra evaluations
         self.extended = target.numeric_dtype != np.float64
+        #: the unit roundoff the loss showed, when it is far coarser than its dtype's (else None)
+        self.measured_eps: float | None = None
+        #: whether a low-precision loss may get long steps (ε^(1/4)): not where kinks are dense
+        self.long_steps = long_steps
 
     def _richardson(self, phi, h: float) -> Derivative:
         return richardson(phi, h, self.loss0, self.noise0, self.extended)
@@ -110,6 +121,7 @@ class Prober:
                     self.clock.tick()
             return seen[s]
 
+        at.seen = seen
         return at
 
     def analytic(self, v: dict[str, np.ndarray]) -> tuple[float, float, float]:
@@ -154,6 +166,8 @@ class Prober:
             flat = abs(d.fourth_difference) < 4 * FOURTH_DIFFERENCE_NOISE * self.noise0
             if not (poor and flat):
                 break
+            if h * 8 > MAX_STEP:
+                break
             h *= 8
             d = self._richardson(phi, h)
         self.step = h
@@ -170,15 +184,58 @@ class Prober:
         error model, and anything else is probed in full.  A fail is never decided by
         the screen.
         """
+        self.lead = self._lead(directions[0])
+        return [self.lead] + self.run_rest(directions[1:])
+
+    def _lead(self, v: dict[str, np.ndarray]) -> Probe:
         h = self.step
-        phi0 = self.phi(directions[0])
+        phi0 = self.phi(v)
         first = self._richardson(phi0, h)
-        self.noise0 = max(self.noise0, abs(first.odd_difference) / ODD_DIFFERENCE_NOISE)
-        self.calibrate(directions[0], first)
-        probes = [self.run(directions[0], start=first if self.step == h else None, phi=phi0)]
-        lead = probes[0]
+        # the noise is the one measured at this short step: a longer one may straddle a kink
+        # near the point (a ReLU's), which would pass for noise in the odd difference
+        measured = abs(first.odd_difference) / ODD_DIFFERENCE_NOISE
+        self.noise0 = max(self.noise0, measured)
+        self._coarser_than_declared(list(phi0.seen.values()), measured)
+        if self.extended:  # low precision: the step its fourth-order stencil balances best
+            self.step = max(self.step, default_step(self.eps_num))
+            if self.long_steps:
+                self.step = min(MAX_STEP, max(self.step, self.eps_num ** (1 / 4)))
+        if self.step != h:
+            h = self.step
+            first = self._richardson(phi0, h)
+        self.calibrate(v, first)
+        return self.run(v, start=first if self.step == h else None, phi=phi0)
+
+    def _coarser_than_declared(self, values: list[float], measured: float) -> None:
+        """Where the loss comes back rounded far more coarsely than its dtype, take its precision.
+
+        Code given float64 that casts to float32 itself returns float32 numbers, each
+        rounded to ~1e-7 of the loss, not 1e-16.  The float64 step (ε^(1/3) ≈ 6e-6) then
+        divides that noise by almost nothing: the step, the stencil (fourth order, with
+        ±4h) and the noise model switch to the precision the values show.  The evidence is
+        the values themselves (every one on the float32 grid), never a large difference
+        alone, which a kink near the point also makes.
+
+        Values on a low-precision grid also say what their noise is made of: the last
+        rounding (at most ε|L|/2 each) plus what the computation accumulated, which the
+        odd difference measured; that replaces the a-priori 4ε|L|.
+        """
+        coarse = quantized_eps([self.loss0, *values])
+        if coarse is None or coarse < self.eps_num / 2:
+            return
+        self.noise0 = max(measured, evaluation_noise(self.loss0, coarse, terms=1.0))
+        if not coarse > LOW_PRECISION_RATIO * self.eps_num:
+            return
+        self.measured_eps = coarse
+        self.eps_num = coarse
+        self.extended = True
+
+    def run_rest(self, directions: list[dict[str, np.ndarray]]) -> list[Probe]:
+        """Probe further directions with the error model the lead probe measured."""
+        lead = self.lead
         truncation_per_scale = (lead.derivative.truncation / lead.scale) if (lead.derivative and lead.scale) else None
-        for v in directions[1:]:
+        probes = []
+        for v in directions:
             phi = self.phi(v)
             screened = self.screen(v, truncation_per_scale, phi) if lead.status == "pass" else None
             probes.append(screened if screened is not None else self.run(v, phi=phi))
@@ -219,7 +276,9 @@ class Prober:
             bound = SAFETY * d.error + a_err
             agrees = abs(a - d.value) <= bound
             if prev is not None:
-                above_noise = min(abs(prev.fourth_difference), abs(d.fourth_difference)) > 20 * self.noise0
+                # against the a-priori noise too: a measured noise may be small by chance, a kink never is
+                floor = max(self.noise0, evaluation_noise(self.loss0, self.eps_num))
+                above_noise = min(abs(prev.fourth_difference), abs(d.fourth_difference)) > 20 * floor
                 if above_noise and kink_scaling(prev.fourth_difference, d.fourth_difference) == "kink":
                     return Probe(a, d.value, bound, scale, "kink", d, evals)
             rough = (

@@ -71,3 +71,16 @@ def test_extended_richardson_bounds_its_own_fourth_order_error():
     assert abs(ext.value - exact) <= SAFETY * ext.error
     assert ext.truncation < plain.truncation / 100
     assert ext.evaluations == 6
+
+
+def test_quantized_eps_names_the_grid_the_values_lie_on():
+    from rnncheck.numerics import quantized_eps
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=6)
+    assert quantized_eps(x) is None  # float64 values
+    assert quantized_eps(x.astype(np.float32).astype(np.float64)) == 2.0**-23
+    assert quantized_eps(x.astype(np.float16).astype(np.float64)) == 2.0**-10
+    bf16 = (x.astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32).astype(np.float64)
+    assert quantized_eps(bf16) == 2.0**-7
+    assert quantized_eps([1.0, 0.0]) is None  # too few values to say

@@ -41,8 +41,20 @@ class Place:
 
 
 def attribute(prober: Prober, blocks: list[Block], rng: np.random.Generator) -> dict[Block, Probe]:
-    """Probe every block on its own."""
-    return {b: prober.run(probe_direction(prober.theta, prober.grad, [b], rng, weighted=False)) for b in blocks}
+    """Probe every block on its own.
+
+    In low precision a block that passes along random signs is probed once more along its
+    gradient's own signs, as the probes that found the failure were: a block wrong by a
+    common factor shows there by the whole factor.
+    """
+    out = {}
+    for b in blocks:
+        p = prober.run(probe_direction(prober.theta, prober.grad, [b], rng, weighted=False))
+        if p.status != "fail" and prober.extended:
+            q = prober.run(probe_direction(prober.theta, prober.grad, [b], rng, weighted=False, aligned=True))
+            p = q if q.status == "fail" else p
+        out[b] = p
+    return out
 
 
 def _badness(p: Probe) -> float:
