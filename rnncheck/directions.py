@@ -49,21 +49,23 @@ def block_scales(theta: dict[str, np.ndarray], blocks: list[Block]) -> dict[Bloc
     return out
 
 
+def _bits(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random bits as uint8 0/1: eight from each random byte."""
+    return np.unpackbits(np.frombuffer(rng.bytes((n + 7) // 8), dtype=np.uint8), count=n)
+
+
 def signs(rng: np.random.Generator, shape, size: float = 1.0) -> np.ndarray:
-    """Random ±size (float64), drawn as bits: far cheaper than ``rng.choice`` for millions of entries."""
-    return np.where(rng.integers(0, 2, size=shape, dtype=np.int8).astype(bool), size, -size)
+    """Random ±size (float64), eight signs from each random byte: far cheaper than ``rng.choice``."""
+    out = np.empty(shape, dtype=np.float64)
+    fill_signs(out, rng, size)
+    return out
 
 
 def fill_signs(out: np.ndarray, rng: np.random.Generator, size: float) -> None:
-    """Write random ±size into ``out`` in place; torch's threads do it for large blocks."""
-    if out.size < 1 << 16:
-        out[...] = signs(rng, out.shape, size)
-        return
-    import torch
-
-    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    bits = torch.randint(0, 2, out.shape, generator=gen, dtype=torch.int8)
-    torch.from_numpy(out).copy_(bits.to(torch.float64).mul_(2 * size).sub_(size))
+    """Write random ±size into ``out`` (C-contiguous) in place."""
+    flat = out.reshape(-1)
+    np.multiply(_bits(rng, flat.size), 2 * size, out=flat, casting="unsafe")
+    flat -= size
 
 
 def probe_direction(
