@@ -13,7 +13,7 @@ textbook loop (central difference per entry, step 1e-5 in float64 and 1e-3 other
 flagged when the largest relative error exceeds 1e-5).  Detection = share of (mutant,
 seed) pairs flagged; false alarms = share of (correct model, seed) pairs flagged.
 
-    python benchmarks/bench_mutation.py [--seeds 10] [--json FILE]
+    python benchmarks/bench_mutation.py [--seeds 10] [--checkers rnncheck ...] [--settings float32-only ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ def flagged(checker: str, case, dtype) -> bool:
     return worst > 1e-5
 
 
-def run(seeds: int) -> dict:
-    out = {c: {} for c in CHECKERS}
-    for setting, (dtype, only32) in SETTINGS.items():
-        for checker in CHECKERS:
+def run(seeds: int, checkers=CHECKERS, settings=tuple(SETTINGS)) -> dict:
+    out = {c: {} for c in checkers}
+    for setting in settings:
+        dtype, only32 = SETTINGS[setting]
+        for checker in checkers:
             hits = total = alarms = correct = 0
             missed = []
             for seed in range(seeds):
@@ -123,10 +124,11 @@ def run(seeds: int) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = [f"{'checker':<16}" + "".join(f"{s + ' detect':>20}{s + ' false':>20}" for s in SETTINGS)]
+    settings = [s for s in SETTINGS if any(s in rows for rows in res.values())]
+    lines = [f"{'checker':<16}" + "".join(f"{s + ' detect':>20}{s + ' false':>20}" for s in settings)]
     for checker, rows in res.items():
         cells = []
-        for s in SETTINGS:
+        for s in settings:
             r = rows[s]
             cells.append(
                 f"{100 * r['detected'] / r['mutants']:>19.1f}%{100 * r['false_alarms'] / r['correct']:>19.1f}%"
@@ -138,9 +140,11 @@ def table(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--checkers", nargs="+", choices=CHECKERS, default=list(CHECKERS))
+    ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     ap.add_argument("--json")
     args = ap.parse_args()
-    res = run(args.seeds)
+    res = run(args.seeds, tuple(args.checkers), tuple(args.settings))
     print(f"machine: {machine()}")
     print(f"{len(MUTANTS)} mutants and {len(CORRECT)} correct models, {args.seeds} seeds each")
     print(table(res))
