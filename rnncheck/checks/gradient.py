@@ -93,11 +93,10 @@ def _per_tensor(theta, grad, blocks, rng, aligned: bool = False) -> list[dict[st
     by_tensor: dict[str, list[Block]] = {}
     for b in blocks:
         by_tensor.setdefault(b.tensor, []).append(b)
-    if len(by_tensor) < 2 and not aligned:
-        return []
-    out = [probe_direction(theta, grad, bs, rng) for bs in by_tensor.values()] if len(by_tensor) > 1 else []
+    groups = list(by_tensor.values())
+    out = [probe_direction(theta, grad, bs, rng) for bs in groups] if len(groups) > 1 else []
     if aligned:
-        out += [probe_direction(theta, grad, bs, rng, aligned=True) for bs in by_tensor.values()]
+        out += [probe_direction(theta, grad, bs, rng, aligned=True) for bs in groups]
     return out
 
 
