@@ -20,7 +20,7 @@ from .cases.numpy_case import NumpyCase
 from .cases.torch_case import TorchCase
 from .collect import case
 from .errors import CaseError, UsageError
-from .findings import CaseResult, CheckResult, Finding, Report
+from .findings import CaseResult, CheckResult, Finding, Report, Verdict
 from .options import Options
 from .runner import verify, verify_case
 from .usercode import CaseTimeout
@@ -37,6 +37,7 @@ __all__ = [
     "Report",
     "TorchCase",
     "UsageError",
+    "Verdict",
     "__version__",
     "case",
     "verify",

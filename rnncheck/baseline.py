@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .findings import CaseResult, CheckResult, Finding
+from .findings import CaseResult, CheckResult, Finding, Verdict
 
 FORMAT = 1
 SKETCH_DIRECTIONS = 4
@@ -308,11 +308,11 @@ def gate_check(
     dtype or device is named as such, not shown as gradients that moved.
     """
     findings: list[Finding] = []
-    if fp.get("verdict") == "error":
+    if fp.get("verdict") == Verdict.ERROR:
         return CheckResult(
             "baseline",
-            "error",
-            [Finding("baseline_error", "error", "the case errored: an error never matches a baseline")],
+            Verdict.ERROR,
+            [Finding("baseline_error", Verdict.ERROR, "the case errored: an error never matches a baseline")],
         )
     differ = [
         f"--{key} {baseline.meta[key]!r} there, {value!r} here"
@@ -323,35 +323,37 @@ def gate_check(
         findings.append(
             Finding(
                 "baseline_settings",
-                "error",
+                Verdict.ERROR,
                 f"the baseline was recorded under other settings ({'; '.join(differ)}): rerun with the baseline's "
                 "settings, or rewrite it with --update-baseline",
             )
         )
-        return CheckResult("baseline", "error", findings)
+        return CheckResult("baseline", Verdict.ERROR, findings)
     stored = baseline.cases.get(case_id)
     if stored is None:
         findings.append(
             Finding(
-                "baseline_missing", "fail", f"{case_id} is not in the baseline: run with --update-baseline to record it"
+                "baseline_missing",
+                Verdict.FAIL,
+                f"{case_id} is not in the baseline: run with --update-baseline to record it",
             )
         )
-        return CheckResult("baseline", "fail", findings)
+        return CheckResult("baseline", Verdict.FAIL, findings)
     if baseline.meta.get("torch") and baseline.meta.get("torch") != meta_now.get("torch"):
         findings.append(
             Finding(
                 "baseline_versions",
-                "warn",
+                Verdict.WARN,
                 f"the baseline was written with torch {baseline.meta['torch']}, this is {meta_now.get('torch')}: compared anyway",
             )
         )
     drifts = compare(stored, fp, baseline.tolerances)
     for d in drifts:
         findings.append(
-            Finding("baseline_drift", "fail", d.message(), numbers={"quantity": d.quantity, "where": d.where})
+            Finding("baseline_drift", Verdict.FAIL, d.message(), numbers={"quantity": d.quantity, "where": d.where})
         )
     if not drifts:
-        findings.append(Finding("baseline_match", "note", "matches the baseline"))
+        findings.append(Finding("baseline_match", Verdict.NOTE, "matches the baseline"))
     from .findings import worst
 
     return CheckResult("baseline", worst(f.verdict for f in findings), findings)

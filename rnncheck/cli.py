@@ -15,7 +15,7 @@ from rich.text import Text
 from . import __version__
 from .collect import collect, keyword_matcher
 from .errors import UsageError
-from .findings import Report
+from .findings import Report, Verdict
 from .gate import Gate, gate_verdict, id_root
 from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
@@ -381,7 +381,7 @@ class Application:
         """``--collect-only``: the ids, one per line, and nothing built or run."""
         for c in selected:
             self.console.print(f"{c.file}::{c.name}", markup=False, highlight=False, soft_wrap=True)
-        errors = [r for r in self.results if r.verdict == "error"]
+        errors = [r for r in self.results if r.verdict == Verdict.ERROR]
         self.console.print(f"{len(selected)} case(s) collected" + (f", {len(errors)} file error(s)" if errors else ""))
         return 1 if errors else 0
 
@@ -419,7 +419,7 @@ class Application:
 
     def _failed(self, result) -> bool:
         verdict = gate_verdict(result) if self.gate is not None and not self.update else result.verdict
-        return verdict in ("fail", "error")
+        return verdict in (Verdict.FAIL, Verdict.ERROR)
 
     def _finished(self, result) -> None:
         """A case is done: keep it, and show it now (a killed run still shows what finished)."""
@@ -497,9 +497,9 @@ class Application:
             return 2
         cases = self.report_obj.cases
         if self.gate is not None and not self.update:
-            return 0 if all(gate_verdict(c) in ("pass", "warn") for c in cases) else 1
+            return 0 if all(gate_verdict(c) in (Verdict.PASS, Verdict.WARN) for c in cases) else 1
         if self.update:
-            return 0 if all(c.verdict != "error" for c in cases) else 1
+            return 0 if all(c.verdict != Verdict.ERROR for c in cases) else 1
         return 0 if self.report_obj.ok else 1
 
     def _usage(self, exc: Exception) -> None:

@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-VERDICTS = ("pass", "warn", "fail", "error")
+
+class Verdict(StrEnum):
+    """How a finding, a check or a case came out.
+
+    A ``StrEnum``: each member is its own lowercase name as a string, which is what the
+    JSON report, the baseline and the JUnit file write, so ``Verdict.FAIL == "fail"``.
+    """
+
+    PASS = "pass"
+    WARN = "warn"  # worth a look; never fails a run
+    FAIL = "fail"  # the gradients are wrong, or the check proved something else wrong
+    ERROR = "error"  # the check could not run: the user's code raised, exited or hung
+    NOTE = "note"  # information that moves no verdict
+    UNCHECKED = "unchecked"  # a tensor's row only: it passed, but the probes could not have seen an error there
+
+
+#: the four verdicts a case can end with, from best to worst
+VERDICTS = (Verdict.PASS, Verdict.WARN, Verdict.FAIL, Verdict.ERROR)
 _RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 
-def worst(verdicts) -> str:
+def worst(verdicts) -> Verdict:
     """The most serious of ``verdicts`` (``pass`` for none); a ``note`` counts for nothing."""
-    return max((v for v in verdicts if v != "note"), key=_RANK.__getitem__, default="pass")
+    return max((Verdict(v) for v in verdicts if v != Verdict.NOTE), key=_RANK.__getitem__, default=Verdict.PASS)
 
 
 @dataclass
@@ -25,12 +43,15 @@ class Finding:
     """One named statement about a case: what, how bad, where, and the numbers behind it."""
 
     kind: str  # e.g. "mismatch", "stateful_gradient", "kink", "nonfinite_loss"
-    verdict: str  # pass|warn|fail|error, or "note": information that moves no verdict
+    verdict: Verdict
     message: str
     tensor: str | None = None
     location: dict[str, Any] | None = None  # gate, index, step …
     numbers: dict[str, Any] = field(default_factory=dict)
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        self.verdict = Verdict(self.verdict)
 
 
 @dataclass
@@ -42,9 +63,12 @@ class TensorRow:
     norm: float  # ‖analytic gradient‖
     error: float  # worst |analytic - numeric| over the probes touching it, relative to the probe's scale
     tolerance: float  # the error bound at that probe, relative likewise
-    verdict: str
+    verdict: Verdict
     worst: str = ""  # worst entry, by index, where known
     detection: float | None = None  # smallest relative error of a typical single entry the probes catch
+
+    def __post_init__(self) -> None:
+        self.verdict = Verdict(self.verdict)
 
 
 @dataclass
@@ -52,11 +76,14 @@ class CheckResult:
     """The outcome of one check on one case."""
 
     name: str
-    verdict: str
+    verdict: Verdict
     findings: list[Finding] = field(default_factory=list)
     tensors: list[TensorRow] = field(default_factory=list)
     evaluations: int = 0
     numbers: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.verdict = Verdict(self.verdict)
 
 
 @dataclass
@@ -65,13 +92,16 @@ class CaseResult:
 
     name: str
     file: str
-    verdict: str
+    verdict: Verdict
     checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None  # the one-line reason when the verdict is error
     diagnostics: dict[str, Any] = field(default_factory=lambda: {"gradient_flow": None})
     traceback: str | None = None
     fingerprint: dict[str, Any] | None = None  # what the regression gate compares (see baseline.py)
+
+    def __post_init__(self) -> None:
+        self.verdict = Verdict(self.verdict)
 
     @property
     def findings(self) -> list[Finding]:
@@ -104,7 +134,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(c.verdict in ("pass", "warn") for c in self.cases)
+        return all(c.verdict in (Verdict.PASS, Verdict.WARN) for c in self.cases)
 
     def _repr_html_(self) -> str:
         """The notebook view: ``rnncheck.verify(case)`` as the last line of a cell shows the report."""

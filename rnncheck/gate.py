@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .baseline import Baseline, gate_check, spread
-from .findings import CaseResult, CheckResult, Finding, worst
+from .findings import CaseResult, CheckResult, Finding, Verdict, worst
 from .options import Options
 from .runner import verify_case
 
@@ -112,17 +112,17 @@ class Gate:
             result.checks.append(
                 CheckResult(
                     "baseline",
-                    "error",
+                    Verdict.ERROR,
                     [
                         Finding(
                             "baseline_error",
-                            "error",
+                            Verdict.ERROR,
                             "the case cannot be compared with a baseline: " + (result.error or "it errored"),
                         )
                     ],
                 )
             )
-            result.verdict = "error"
+            result.verdict = Verdict.ERROR
             return result
         if self.update:
             prints = [result.fingerprint] + [verify_case(item, options).fingerprint for _ in range(self.repeats - 1)]
@@ -135,8 +135,8 @@ class Gate:
             result.checks.append(
                 CheckResult(
                     "baseline",
-                    "pass",
-                    [Finding("baseline_written", "note", f"recorded in {self.path} ({len(prints)} runs)")],
+                    Verdict.PASS,
+                    [Finding("baseline_written", Verdict.NOTE, f"recorded in {self.path} ({len(prints)} runs)")],
                 )
             )
             return result

@@ -16,6 +16,7 @@ derivative of ``s ↦ L(θ + s·v)`` and decides, from the error model of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -45,6 +46,15 @@ LOW_PRECISION_RATIO = 1e3
 MAX_STEP = 1 / 16
 
 
+class Status(StrEnum):
+    """What one probe concluded (see the module's docstring for each)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    KINK = "kink"
+    UNRESOLVED = "unresolved"
+
+
 @dataclass
 class Probe:
     """The outcome of one probe."""
@@ -53,9 +63,12 @@ class Probe:
     numeric: float
     bound: float
     scale: float  # Σ|g_j v_j|: the size of the terms the directional derivative sums
-    status: str
+    status: Status
     derivative: Derivative | None = None
     evaluations: int = 0
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     @property
     def mismatch(self) -> float:
@@ -237,7 +250,7 @@ class Prober:
         probes = []
         for v in directions:
             phi = self.phi(v)
-            screened = self.screen(v, truncation_per_scale, phi) if lead.status == "pass" else None
+            screened = self.screen(v, truncation_per_scale, phi) if lead.status == Status.PASS else None
             probes.append(screened if screened is not None else self.run(v, phi=phi))
         return probes
 
@@ -250,7 +263,7 @@ class Prober:
         bound = SAFETY * (self.noise0 / h + truncation) + a_err
         useless = bound > USELESS_BOUND * max(scale, abs(d), np.finfo(float).tiny)
         if abs(a - d) <= bound and not useless:
-            return Probe(a, d, bound, scale, "pass", None, 2)
+            return Probe(a, d, bound, scale, Status.PASS, None, 2)
         return None
 
     def run(
@@ -280,14 +293,14 @@ class Prober:
                 floor = max(self.noise0, evaluation_noise(self.loss0, self.eps_num))
                 above_noise = min(abs(prev.fourth_difference), abs(d.fourth_difference)) > 20 * floor
                 if above_noise and kink_scaling(prev.fourth_difference, d.fourth_difference) == "kink":
-                    return Probe(a, d.value, bound, scale, "kink", d, evals)
+                    return Probe(a, d.value, bound, scale, Status.KINK, d, evals)
             rough = (
                 d.truncation > 100 * d.rounding or abs(d.fourth_difference) > 10 * FOURTH_DIFFERENCE_NOISE * self.noise0
             )
             useless = bound > USELESS_BOUND * max(scale, abs(d.value), np.finfo(float).tiny)
             if agrees and not useless and not (rough and stage < 2):
-                return Probe(a, d.value, bound, scale, "pass", d, evals)
+                return Probe(a, d.value, bound, scale, Status.PASS, d, evals)
             if prev is not None and not agrees and abs(prev.value - d.value) <= SAFETY * (prev.error + d.error):
-                return Probe(a, d.value, bound, scale, "fail", d, evals)
+                return Probe(a, d.value, bound, scale, Status.FAIL, d, evals)
             prev = d
-        return Probe(a, d.value, bound, scale, "unresolved", d, evals)
+        return Probe(a, d.value, bound, scale, Status.UNRESOLVED, d, evals)

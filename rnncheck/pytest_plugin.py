@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from .findings import Verdict
+
 
 def _marker_keywords() -> tuple[str, ...]:
     from .options import SPECS
@@ -182,7 +184,7 @@ class RnncheckFixture:
     def assert_ok(self, case, **options):
         """Check ``case``; fail the test with rnncheck's table unless it passed or only warned."""
         result = self.verify(case, **options)
-        if result.verdict not in ("pass", "warn"):
+        if result.verdict not in (Verdict.PASS, Verdict.WARN):
             pytest.fail(render_text(result), pytrace=False)
         return result
 
@@ -244,11 +246,11 @@ class RnncheckItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[SESSION_KEY]
         result = state.run(self.casedef, _marker_options(self))
-        self.user_properties.append(("rnncheck_verdict", result.verdict))
+        self.user_properties.append(("rnncheck_verdict", result.verdict.value))  # plain str: xdist sends it between processes
         from .gate import gate_verdict
 
         verdict = gate_verdict(result) if state.gate is not None else result.verdict
-        if verdict not in ("pass", "warn"):
+        if verdict not in (Verdict.PASS, Verdict.WARN):
             raise RnncheckFailure(result)
 
     def repr_failure(self, excinfo, style=None):

@@ -23,7 +23,7 @@ from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
 from .errors import BudgetExceeded, CaseError, UserCodeError
-from .findings import CaseResult, CheckResult, Finding, Report, worst
+from .findings import CaseResult, CheckResult, Finding, Report, Verdict, worst
 from .options import Options
 from .threads import apply_policy
 from .usercode import CaseTimeout, call_user, case_guard
@@ -59,7 +59,9 @@ def _traceback(exc: BaseException) -> str:
 
 def _check_error(check, exc: BaseException, debug: bool) -> CheckResult:
     """A check that raised: its own ``error`` result, with the one-line reason."""
-    result = CheckResult(check.name, "error", [Finding(f"{check.name}_error", "error", _reason(exc, check.stage))])
+    result = CheckResult(
+        check.name, Verdict.ERROR, [Finding(f"{check.name}_error", Verdict.ERROR, _reason(exc, check.stage))]
+    )
     if debug:
         result.numbers["traceback"] = _traceback(exc)
     return result
@@ -74,7 +76,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
     options = options or Options()
     name = item.name if isinstance(item, CaseDef) else (item.name or type(item).__name__)
     clock = Clock(options.budget, (lambda stage: progress(name, stage)) if progress else None)
-    result = CaseResult(name, item.file, "pass")
+    result = CaseResult(name, item.file, Verdict.PASS)
     target = None
     ctx = None
     with case_guard(options.timeout) as state:
@@ -105,10 +107,10 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             if gradient is not None:
                 gradient.numbers["threads"] = threads
             result.verdict = worst(c.verdict for c in result.checks)
-            errors = [f.message for c in result.checks for f in c.findings if f.verdict == "error"]
+            errors = [f.message for c in result.checks for f in c.findings if f.verdict == Verdict.ERROR]
             if errors:
                 result.error = errors[0]
-            if options.fingerprint and result.verdict != "error":
+            if options.fingerprint and result.verdict != Verdict.ERROR:
                 result.fingerprint = fingerprint(result, ctx.grad)
         except CaseTimeout as exc:
             _fail(result, exc.message(clock.stage), exc, options.debug)
@@ -124,11 +126,11 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
         result.checks.append(
             CheckResult(
                 "isolation",
-                "pass",
+                Verdict.PASS,
                 [
                     Finding(
                         "changed_globals",
-                        "note",
+                        Verdict.NOTE,
                         f"the case changed {', '.join(state.changed)}; rnncheck put it back before the next case",
                     )
                 ],
@@ -140,7 +142,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
 
 def _fail(result: CaseResult, message: str, exc: BaseException, debug: bool) -> None:
     """The case stopped: verdict ``error`` with its reason; the checks that finished keep their results."""
-    result.verdict = "error"
+    result.verdict = Verdict.ERROR
     result.error = message
     if debug:
         result.traceback = _traceback(exc)
@@ -175,4 +177,4 @@ def run_meta(options: Options, started: float) -> dict:
 
 def error_result(name: str, file: str, message: str) -> CaseResult:
     """A result for something that never became a case (a file that failed to import)."""
-    return CaseResult(name, file, "error", [CheckResult("collect", "error")], error=message)
+    return CaseResult(name, file, Verdict.ERROR, [CheckResult("collect", Verdict.ERROR)], error=message)

@@ -35,7 +35,7 @@ from torch.func import functional_call
 
 from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
-from ..findings import CheckResult, Finding, worst
+from ..findings import CheckResult, Finding, Verdict, worst
 from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
 
 _CELL_MODES = {nn.LSTMCell: "lstm", nn.GRUCell: "gru"}
@@ -153,7 +153,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
         findings.append(
             Finding(
                 "twin_mismatch",
-                "warn",
+                Verdict.WARN,
                 f"the unrolled twin does not reproduce the fused layers' output (max rel diff {diff:.2g}): "
                 "the profile describes the twin, which may not be the model",
                 numbers={"max_rel_diff": diff},
@@ -163,7 +163,7 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
         findings.append(
             Finding(
                 "twin",
-                "note",
+                Verdict.NOTE,
                 f"unrolled twin of {len(twins)} fused layer(s) reproduces the model's output (max rel diff {diff:.1g})",
                 numbers={"max_rel_diff": diff},
             )
@@ -346,7 +346,7 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
     T = len(layers[0].states) if layers else 0
     if T < 2:
         diagnostics["not_computed"]["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
-        return (CheckResult("flow", "pass", findings) if findings else None), diagnostics
+        return (CheckResult("flow", Verdict.PASS, findings) if findings else None), diagnostics
 
     # the total dL/d(state) of every step, and nothing else: asking autograd for these
     # tensors alone spares it the weight gradients
@@ -433,7 +433,7 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
                 findings.append(
                     Finding(
                         "nonfinite",
-                        "warn",
+                        Verdict.WARN,
                         f"first non-finite value in the {bad['pass']} pass: {bad['tensor']} of {bad['layer']} at step {bad['step']}"
                         + (" (the backward pass visits the steps last to first)" if bad["pass"] == "backward" else "")
                         + (f"; {bad['explanation']}" if bad.get("explanation") else ""),
@@ -468,7 +468,7 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
         findings.append(
             Finding(
                 "gradient_flow",
-                "note",
+                Verdict.NOTE,
                 f"gradients are {verdict} through time in {layer['name']}: fitted factor per step ρ̂ = {_fmt(layer['rho'])}, "
                 f"over {layer['steps']} steps {_fmt(worst)} (rule: {rule}, {fm.THRESHOLDS[verdict]['source']})"
                 + (

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import block_scales, probe_direction, signs
-from ..findings import CheckResult, Finding, TensorRow, worst
-from ..probe import SAFETY, Probe, Prober
+from ..findings import CheckResult, Finding, TensorRow, Verdict, worst
+from ..probe import SAFETY, Probe, Prober, Status
 from .hints import find_hints
 from .localize import attribute, narrow
 
@@ -119,7 +119,7 @@ def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, targe
     where no block alone reproduces it, is not proof (a kink or a rounding burst inside the
     long stencil does that): it becomes unresolved, and the check says so instead of failing.
     """
-    failing = [p for p in probes if p.status == "fail"]
+    failing = [p for p in probes if p.status == Status.FAIL]
     if not failing:
         return None
     rows = _rows(prober, blocks, probes, directions)
@@ -127,7 +127,7 @@ def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, targe
     marginal = all(p.mismatch < KINK_DENSE_MARGIN * p.bound for p in failing)
     if prober.extended and marginal and not any(f.kind == "mismatch" for f in findings):
         for p in failing:
-            p.status = "unresolved"
+            p.status = Status.UNRESOLVED
         return None
     return rows, findings
 
@@ -157,8 +157,8 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     if prober.measured_eps is not None:
         numbers["measured_eps"] = prober.measured_eps
 
-    if any(p.status == "kink" for p in probes):
-        kinked = [p for p in probes if p.status == "kink"]
+    if any(p.status == Status.KINK for p in probes):
+        kinked = [p for p in probes if p.status == Status.KINK]
         moved = _jitter(target.theta, blocks, rng, KINK_JITTER)
         _, g_moved = target.gradient(moved)
         first_count = len(probes)
@@ -166,16 +166,16 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
         # and a low-precision loss with kinks this near gets no long steps (they would straddle more)
         prober = Prober(target, moved, g_moved, analytic_noise, clock, long_steps=not prober.extended)
         directions, probes = _probe_all(prober, target, g_moved, blocks, rng, k, moved)
-        still = sum(p.status == "kink" for p in probes)
+        still = sum(p.status == Status.KINK for p in probes)
         if still:  # kinks even off the point: the smooth error model is not to be trusted to its margin
             for p in probes:
-                if p.status == "fail" and p.mismatch < KINK_DENSE_MARGIN * p.bound:
-                    p.status = "unresolved"
+                if p.status == Status.FAIL and p.mismatch < KINK_DENSE_MARGIN * p.bound:
+                    p.status = Status.UNRESOLVED
         d = kinked[0].derivative
         findings.append(
             Finding(
                 "kink",
-                "warn",
+                Verdict.WARN,
                 f"the loss has a kink at the given parameters: along {len(kinked)} of {first_count} probes the slope jumps "
                 f"(Δ⁴ shrank linearly with the step, {abs(d.fourth_difference):.2e} at h={d.step:.1e}); "
                 + (
@@ -188,18 +188,18 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
             )
         )
     localized = _confirm(prober, blocks, probes, directions, rng, target)
-    if any(p.status == "unresolved" for p in probes):
-        n = sum(p.status == "unresolved" for p in probes)
+    if any(p.status == Status.UNRESOLVED for p in probes):
+        n = sum(p.status == Status.UNRESOLVED for p in probes)
         findings.append(
             Finding(
                 "unresolved",
-                "warn",
+                Verdict.WARN,
                 f"{n} of {len(probes)} probes could not be resolved numerically (the finite differences did not settle as the step "
                 "shrank, agreed only within more than 10%, or, in low precision, disagreed by less than "
                 f"{KINK_DENSE_MARGIN:g}x the bound where no block alone reproduces it); those directions are unchecked",
             )
         )
-    failing = [p for p in probes if p.status == "fail"]
+    failing = [p for p in probes if p.status == Status.FAIL]
     if failing:
         rows, more = localized
         findings += more
@@ -213,7 +213,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     numbers["worst_rel_bound"] = worst_row.tolerance if worst_row else max(p.rel_bound for p in probes)
     numbers["probe_details"] = [_probe_record(p) for p in probes]
     numbers["step"] = prober.step
-    verdict = worst([f.verdict for f in findings] + (["fail"] if failing else []))
+    verdict = worst([f.verdict for f in findings] + ([Verdict.FAIL] if failing else []))
     return CheckResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)
 
 
@@ -227,9 +227,9 @@ UNCHECKED_POWER = 1.0
 
 def _unchecked(rows: list[TensorRow], target) -> list[Finding]:
     """A pass means what it says: a tensor the probes cannot resolve is ``unchecked``, and the case a warn."""
-    weak = [r for r in rows if r.verdict == "pass" and r.detection is not None and r.detection > UNCHECKED_POWER]
+    weak = [r for r in rows if r.verdict == Verdict.PASS and r.detection is not None and r.detection > UNCHECKED_POWER]
     for r in weak:
-        r.verdict = "unchecked"
+        r.verdict = Verdict.UNCHECKED
     if not weak:
         return []
     where = "; ".join(f"{r.name} catches only >= {r.detection:.2g}" for r in weak)
@@ -239,7 +239,7 @@ def _unchecked(rows: list[TensorRow], target) -> list[Finding]:
     return [
         Finding(
             "unchecked",
-            "warn",
+            Verdict.WARN,
             f"not checked: {where} (a single entry off by that factor would pass unseen); get the power from {how}",
             numbers={"tensors": {r.name: r.detection for r in weak}},
         )
@@ -262,7 +262,7 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
                 reach = np.maximum(reach, gs * np.abs(v[name].ravel()[idx]) / p.bound)
         nz = reach[reach > 0]
         detection = float(1.0 / np.median(nz)) if nz.size else None
-        verdict = "fail" if any(p.status == "fail" for p in probes) else "pass"
+        verdict = Verdict.FAIL if any(p.status == Status.FAIL for p in probes) else Verdict.PASS
         rows.append(TensorRow(name, tuple(g.shape), float(np.sqrt(flat @ flat)), err, tol, verdict, "", detection))
     return rows
 
@@ -318,8 +318,8 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
         results = by_tensor.get(row.name, [])
         row.error = max((p.rel_error for _, p in results), default=0.0)
         row.tolerance = max((p.rel_bound for _, p in results), default=0.0)
-        bad = [(b, p) for b, p in results if p.status == "fail"]
-        row.verdict = "fail" if bad else "pass"
+        bad = [(b, p) for b, p in results if p.status == Status.FAIL]
+        row.verdict = Verdict.FAIL if bad else Verdict.PASS
         if bad:  # the column then says how wrong the tensor is, as ‖g − g_true‖ / ‖g_true‖
             row.error, row.tolerance = tensor_error(prober, blocks, row.name, rng)
         every_gate = len(bad) > 1 and len(bad) == len(results)
@@ -335,7 +335,7 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
             findings.append(
                 Finding(
                     "mismatch",
-                    "fail",
+                    Verdict.FAIL,
                     f"{place.where()}: analytic {place.analytic:.6g}, numeric {place.numeric:.6g}, "
                     f"rel err {place.rel_error:.2g}, bound {place.bound:.1g}{spread} "
                     f"({total} evaluations to localize)",
@@ -396,13 +396,13 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
             errs[j] = p.mismatch / flat_scale[j]
             bounds[j] = p.bound / flat_scale[j]
             status[j] = p.status
-        fails = np.flatnonzero(status == "fail")
-        kinks = np.flatnonzero(status == "kink")
+        fails = np.flatnonzero(status == Status.FAIL)
+        kinks = np.flatnonzero(status == Status.KINK)
         rel = errs / np.maximum(np.abs(g.ravel()), np.maximum(bounds, np.finfo(float).tiny))
         j_worst = int(fails[np.argmax(rel[fails])]) if fails.size else int(np.argmax(rel))
         idx = tuple(int(i) for i in np.unravel_index(j_worst, g.shape))
         worst_rel = max(worst_rel, float(rel[j_worst]) if g.size else 0.0)
-        verdict = "fail" if fails.size else ("warn" if kinks.size else "pass")
+        verdict = Verdict.FAIL if fails.size else (Verdict.WARN if kinks.size else Verdict.PASS)
         rows.append(
             TensorRow(
                 name,
@@ -419,7 +419,7 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
             findings.append(
                 Finding(
                     "mismatch",
-                    "fail",
+                    Verdict.FAIL,
                     f"{name}: {fails.size} of {g.size} entries disagree; worst {name}[{', '.join(map(str, idx))}] rel err {rel[j_worst]:.2g}",
                     tensor=name,
                     location={"index": list(idx)},
@@ -432,7 +432,12 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
             )
         if kinks.size:
             findings.append(
-                Finding("kink", "warn", f"{name}: {kinks.size} entries sit on a kink and were not checked", tensor=name)
+                Finding(
+                    "kink",
+                    Verdict.WARN,
+                    f"{name}: {kinks.size} entries sit on a kink and were not checked",
+                    tensor=name,
+                )
             )
     evals = target.evaluations - start
     verdict = worst(r.verdict for r in rows)

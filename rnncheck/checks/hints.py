@@ -15,8 +15,8 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import block_indices, block_scales, probe_direction
-from ..findings import Finding
-from ..probe import Probe, Prober
+from ..findings import Finding, Verdict
+from ..probe import Probe, Prober, Status
 
 #: two ratios agree when they differ by less than this (relative)
 RATIO_AGREEMENT = 1e-3
@@ -49,7 +49,7 @@ def _verify(prober: Prober, grad: dict[str, np.ndarray], blocks: list[Block], rn
     check.step = prober.step
     for _ in range(VERIFY_PROBES):
         v = probe_direction(prober.theta, grad, blocks, rng)
-        if check.run(v).status != "pass":
+        if check.run(v).status != Status.PASS:
             return False
     return True
 
@@ -64,7 +64,7 @@ def _replace(grad: dict[str, np.ndarray], name: str, rows: slice, new: np.ndarra
 def find_hints(prober: Prober, blocks: list[Block], per_block: dict[Block, Probe], rng, context: dict) -> list[Finding]:
     """Verified hints for the failing blocks.  ``context`` may give ``batch`` and ``steps`` to name factors."""
     hints: list[Finding] = []
-    failing = [b for b, p in per_block.items() if p.status == "fail"]
+    failing = [b for b, p in per_block.items() if p.status == Status.FAIL]
     if not failing:
         return hints
     grad = prober.grad
@@ -94,7 +94,7 @@ def find_hints(prober: Prober, blocks: list[Block], per_block: dict[Block, Probe
             hints.append(
                 Finding(
                     "hint",
-                    "note",
+                    Verdict.NOTE,
                     f"{name}: the analytic gradient is exactly zero in every entry while the numerical one is not "
                     f"(e.g. {per_block[bad[0]].numeric:.3g} along a probe): an accumulation typo — "
                     "'=' where '+=' belongs, or the result written to the wrong variable",
@@ -123,7 +123,7 @@ def find_hints(prober: Prober, blocks: list[Block], per_block: dict[Block, Probe
                     hints.append(
                         Finding(
                             "hint",
-                            "note",
+                            Verdict.NOTE,
                             f"{b.title}: this gate's gradient {what}, the other gates of {name} agree "
                             f"(verified: with {b.title} divided by {_nice(rb)}, {VERIFY_PROBES} fresh probes pass)",
                             tensor=name,
@@ -139,7 +139,7 @@ def find_hints(prober: Prober, blocks: list[Block], per_block: dict[Block, Probe
                     hints.append(
                         Finding(
                             "hint",
-                            "note",
+                            Verdict.NOTE,
                             f"{b.title}: the analytic gradient is the transpose of the true one "
                             f"(verified: transposed, {VERIFY_PROBES} fresh probes pass) — the classic missing "
                             "transpose, e.g. dh_prev = W_hh @ da instead of W_hh.T @ da",
@@ -177,10 +177,10 @@ def _broadcast(prober: Prober, b: Block, rng) -> Finding | None:
     signs -= signs.mean()
     v[idx] = signs * scale
     p = prober.run({b.tensor: v.reshape(g.shape)})
-    if p.status == "fail" and abs(p.analytic) <= 1e-12 * max(p.scale, 1e-300):
+    if p.status == Status.FAIL and abs(p.analytic) <= 1e-12 * max(p.scale, 1e-300):
         return Finding(
             "hint",
-            "note",
+            Verdict.NOTE,
             f"{b.title}: every entry of the analytic gradient is the same number ({vals[0]:.4g}), while the true entries "
             f"differ (verified: along a zero-sum direction the analytic slope is 0, the numerical {p.numeric:.3g}): "
             "a total summed over all entries and broadcast into each — a sum over every axis where one axis belongs",
@@ -212,7 +212,7 @@ def _factor_hint(what: str, c: float, context: dict, nblocks: int) -> Finding:
         )
     return Finding(
         "hint",
-        "note",
+        Verdict.NOTE,
         f"{text} (verified: divided by {_nice(c)}, {VERIFY_PROBES} fresh probes pass); likely cause: {cause}",
         tensor=None if what == "the whole gradient" else what,
         numbers={"factor": c},
@@ -236,10 +236,10 @@ def _clipped(prober: Prober, b: Block, rng) -> Finding | None:
         v[sub] = rng.choice((-1.0, 1.0), size=len(sub)) * scale
         return prober.run({b.tensor: v.reshape(g.shape)})
 
-    if probe(rest).status == "pass" and probe(at).status == "fail":
+    if probe(rest).status == Status.PASS and probe(at).status == Status.FAIL:
         return Finding(
             "hint",
-            "note",
+            Verdict.NOTE,
             f"{b.title}: {len(at)} entries sit exactly at ±{top:.4g} and disagree, the other {len(rest)} agree "
             f"(verified by probing each group): the gradient is clipped at {top:.4g} inside the gradient "
             "function — clipping belongs to the training step, after the gradient is checked",

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import block_indices, block_scales, probe_direction, subset_direction
-from ..probe import Probe, Prober
+from ..probe import Probe, Prober, Status
 
 
 @dataclass
@@ -50,9 +50,9 @@ def attribute(prober: Prober, blocks: list[Block], rng: np.random.Generator) -> 
     out = {}
     for b in blocks:
         p = prober.run(probe_direction(prober.theta, prober.grad, [b], rng, weighted=False))
-        if p.status != "fail" and prober.extended:
+        if p.status != Status.FAIL and prober.extended:
             q = prober.run(probe_direction(prober.theta, prober.grad, [b], rng, weighted=False, aligned=True))
-            p = q if q.status == "fail" else p
+            p = q if q.status == Status.FAIL else p
         out[b] = p
     return out
 
@@ -73,7 +73,7 @@ def narrow(prober: Prober, block: Block, rng: np.random.Generator) -> Place:
         halves = np.array_split(candidates, 2)
         probes = [prober.run(subset_direction(theta, block, h, scale, rng)) for h in halves]
         evals += sum(p.evaluations for p in probes)
-        failing = [p.status == "fail" for p in probes]
+        failing = [p.status == Status.FAIL for p in probes]
         if first and all(failing):
             spread = True
         first = False

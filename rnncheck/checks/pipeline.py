@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..findings import CheckResult, Finding
+from ..findings import CheckResult, Finding, Verdict
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Context:
     @property
     def sane(self) -> bool:
         sanity = self.result("sanity")
-        return sanity is not None and sanity.verdict != "error"
+        return sanity is not None and sanity.verdict != Verdict.ERROR
 
 
 class Sanity:
@@ -122,15 +122,15 @@ class Flow:
         check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
         verdict = ctx.diagnostics.get("gradient_flow")
         if verdict in ctx.options.fail_on:
-            check = check or CheckResult("flow", "pass")
+            check = check or CheckResult("flow", Verdict.PASS)
             check.findings.append(
                 Finding(
                     "flow_verdict",
-                    "fail",
+                    Verdict.FAIL,
                     f"the gradient flow is {verdict}, which --fail-on {','.join(ctx.options.fail_on)} makes a failure",
                 )
             )
-            check.verdict = "fail"
+            check.verdict = Verdict.FAIL
         return check
 
 

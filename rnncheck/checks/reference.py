@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import reference as R
-from ..findings import CheckResult, Finding, worst
+from ..findings import CheckResult, Finding, Verdict, worst
 from ..reference.activations import sigmoid
 
 #: a hypothesis about the time structure holds when it reproduces the analytic gradient this closely
@@ -326,7 +326,7 @@ def check_reference_link(
             findings.append(
                 Finding(
                     "forward_mismatch",
-                    "fail",
+                    Verdict.FAIL,
                     f"the forward pass differs from the {spec.mode} reference{label} first at step {t} (unit {unit}): "
                     + (why if why else "no single-gate substitution of the reference step reproduces it"),
                     location={"step": t, "unit": unit, "explanation": why},
@@ -337,7 +337,7 @@ def check_reference_link(
             findings.append(
                 Finding(
                     "forward_match",
-                    "note",
+                    Verdict.NOTE,
                     f"the forward pass matches the {spec.mode} reference{label} at every step (tolerance {tol:.0e})",
                 )
             )
@@ -354,11 +354,11 @@ def check_reference_link(
         agrees = err <= tol
         numeric = numeric_rows.get(name, "unknown")
         if agrees:
-            if numeric == "fail":
+            if numeric == Verdict.FAIL:
                 findings.append(
                     Finding(
                         "reference_says_numeric",
-                        "warn",
+                        Verdict.WARN,
                         f"{name}: the analytic gradient matches the reference (rel err {err:.1e}) while the finite differences "
                         "disagree: the numerical side is the one at fault here (a kink, or a loss the step cannot resolve)",
                         tensor=name,
@@ -371,18 +371,18 @@ def check_reference_link(
             findings.append(
                 Finding(
                     "fused_mismatch",
-                    "warn",
+                    Verdict.WARN,
                     f"{name}: the layer's own backward differs from the reference (rel err {err:.2g}, tolerance {tol:.0e}) "
                     "on the same weights, inputs and upstream gradient",
                     tensor=name,
                     numbers={"rel_error_vs_reference": err},
                 )
             )
-        elif numeric == "pass":
+        elif numeric == Verdict.PASS:
             findings.append(
                 Finding(
                     "reference_mismatch",
-                    "warn",
+                    Verdict.WARN,
                     f"{name}: the gradient agrees with the finite differences but not with the reference (rel err {err:.2g}): "
                     "the case's loss is not the reference's on these weights — check reference_map and head",
                     tensor=name,
@@ -392,7 +392,7 @@ def check_reference_link(
             findings.append(
                 Finding(
                     "reference_says_gradient",
-                    "fail",
+                    Verdict.FAIL,
                     f"{name}: the analytic gradient is wrong — the reference and the finite differences agree on another "
                     f"value (rel err against the reference {err:.2g}); the forward pass matches",
                     tensor=name,
@@ -439,7 +439,7 @@ def single_step_span(link: Link, case_grad: dict[str, np.ndarray], wrong: list[s
             out.append(
                 Finding(
                     "hint",
-                    "note",
+                    Verdict.NOTE,
                     f"{mine}: every row of the analytic gradient lies along step {steps[0]}'s {what} alone "
                     f"(verified: its residual outside that span is below 1e-8 of its norm, over "
                     f"{seq.shape[0]} steps checked): it was built from step {steps[0]} only — the sum over time steps "
@@ -477,7 +477,7 @@ def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -
             out.append(
                 Finding(
                     "hint",
-                    "note",
+                    Verdict.NOTE,
                     f"{name}: the analytic gradient equals {best[0]} (verified against the reference's per-step shares "
                     f"over {T} steps: max rel diff {best[1]:.1e})",
                     tensor=name,
@@ -519,7 +519,7 @@ def check_reference(target, grad, rows, options) -> CheckResult | None:
         )
         findings += result.findings
         if c.note:
-            findings.append(Finding("reference_note", "note", c.note))
+            findings.append(Finding("reference_note", Verdict.NOTE, c.note))
     return CheckResult("reference", worst(f.verdict for f in findings), findings)
 
 

@@ -25,7 +25,7 @@ import torch
 from torch.func import functional_call
 
 from ..errors import CaseError
-from ..findings import CheckResult, Finding, worst
+from ..findings import CheckResult, Finding, Verdict, worst
 from ..usercode import call_user
 
 #: the candidate may be this many times less accurate than the naive module in the same dtype.
@@ -151,7 +151,7 @@ def check_reference_module(target) -> CheckResult | None:
         findings.append(
             Finding(
                 kind,
-                "fail",
+                Verdict.FAIL,
                 f"{label}: candidate error {err:.2g} against the float64 naive reference, {ratio:.3g}× the naive "
                 f"implementation's own in {dtype_name} ({own:.2g}); worst at {entry(index)}: candidate "
                 f"{float(cand[index]):.6g}, naive {float(ref[index]):.6g}{first}",
@@ -190,7 +190,7 @@ def check_reference_module(target) -> CheckResult | None:
         findings.append(
             Finding(
                 "reference_module_note",
-                "note",
+                Verdict.NOTE,
                 "the forward pass matches the naive reference but a gradient does not: the backward is wrong",
             )
         )
@@ -198,7 +198,7 @@ def check_reference_module(target) -> CheckResult | None:
         findings.append(
             Finding(
                 "reference_module_note",
-                "note",
+                Verdict.NOTE,
                 "the forward pass differs from the naive reference: the candidate computes another function "
                 "(finite differences cannot see this when its backward matches its own forward)",
             )
@@ -207,7 +207,7 @@ def check_reference_module(target) -> CheckResult | None:
         findings.append(
             Finding(
                 "reference_module_resolution",
-                "note",
+                Verdict.NOTE,
                 f"in {dtype_name} the naive implementation's own rounding limits what this comparison resolves: "
                 f"relative errors below {', '.join(coarse)} pass unseen; check in float32 (--dtype float32) "
                 "to see smaller ones",
@@ -215,8 +215,10 @@ def check_reference_module(target) -> CheckResult | None:
         )
     findings.append(
         Finding(
-            "reference_module_match" if not any(f.verdict == "fail" for f in findings) else "reference_module_ratio",
-            "note",
+            "reference_module_match"
+            if not any(f.verdict == Verdict.FAIL for f in findings)
+            else "reference_module_ratio",
+            Verdict.NOTE,
             f"candidate error {worst_ratio:.2g}× the naive implementation's in {dtype_name} at worst, over "
             f"{len(ref_out)} output(s) and {len(pairs)} gradient(s) (passes up to {FACTOR:g}×)",
             numbers={"worst_ratio": worst_ratio, "factor": FACTOR, "dtype": dtype_name},

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..findings import CheckResult, Finding, worst
+from ..findings import CheckResult, Finding, Verdict, worst
 
 
 def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
@@ -33,11 +33,11 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         findings.append(
             Finding(
                 "nonfinite_loss",
-                "error",
+                Verdict.ERROR,
                 f"the loss is {l1} at the given parameters: fix the model or its inputs so the loss is finite",
             )
         )
-        return CheckResult("sanity", "error", findings, evaluations=target.evaluations - start), l1, {}
+        return CheckResult("sanity", Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
     if own:
         l2, g2 = target.gradient()
     else:
@@ -46,13 +46,13 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         findings.append(
             Finding(
                 "nondeterministic_loss",
-                "error",
+                Verdict.ERROR,
                 f"the loss is nondeterministic: two evaluations at the same parameters gave {l1:.10g} and {l2:.10g}; "
                 "disable dropout (model.eval()) or seed the randomness inside the loss",
                 numbers={"first": l1, "second": l2},
             )
         )
-        return CheckResult("sanity", "error", findings, evaluations=target.evaluations - start), l1, {}
+        return CheckResult("sanity", Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
     if own:
         gl1 = None  # nothing separate to compare
     else:
@@ -66,7 +66,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
             findings.append(
                 Finding(
                     "nonfinite_gradient",
-                    "fail",
+                    Verdict.FAIL,
                     f"the gradient of {name} has {int(bad.sum())} non-finite entries (first at {list(idx)}) while the loss is finite",
                     tensor=name,
                     location={"index": list(idx)},
@@ -82,7 +82,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
             findings.append(
                 Finding(
                     "stateful_gradient",
-                    "fail",
+                    Verdict.FAIL,
                     f"the gradient of {name} differs between two calls at the same parameters{extra}: "
                     "the backward keeps state between calls (an accumulator not reset?)",
                     tensor=name,
@@ -99,7 +99,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         findings.append(
             Finding(
                 "inconsistent_loss",
-                "fail",
+                Verdict.FAIL,
                 f"the gradient function reports loss {gl1:.10g} but loss() gives {l1:.10g}: they compute different functions",
                 numbers={"grad_loss": gl1, "loss": l1},
             )
@@ -108,7 +108,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         findings.append(
             Finding(
                 "mutates_arguments",
-                "fail",
+                Verdict.FAIL,
                 f"{note}: a loss or gradient must not change the arrays it is given (work on a copy)",
             )
         )

@@ -6,7 +6,7 @@ import io
 import re
 from xml.etree import ElementTree as ET
 
-from ..findings import Report
+from ..findings import Report, Verdict
 from .terminal import make_console, render_case
 
 #: characters XML 1.0 cannot hold, even escaped: C0 controls but tab/newline/CR, lone surrogates, U+FFFE/U+FFFF
@@ -31,8 +31,8 @@ def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
         "testsuite",
         name="rnncheck",
         tests=str(len(report.cases)),
-        failures=str(sum(verdict_of(c) == "fail" for c in report.cases)),
-        errors=str(sum(verdict_of(c) == "error" for c in report.cases)),
+        failures=str(sum(verdict_of(c) == Verdict.FAIL for c in report.cases)),
+        errors=str(sum(verdict_of(c) == Verdict.ERROR for c in report.cases)),
         skipped="0",
         time=f"{sum(c.seconds for c in report.cases):.3f}",
     )
@@ -49,11 +49,11 @@ def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
         )
         verdict = verdict_of(case)
         text = _text(case)
-        if verdict == "fail":
-            first = next((f.message for f in case.findings if f.verdict == "fail"), "gradient check failed")
+        if verdict == Verdict.FAIL:
+            first = next((f.message for f in case.findings if f.verdict == Verdict.FAIL), "gradient check failed")
             el = ET.SubElement(tc, "failure", message=xml_safe(first[:500]), type="rnncheck.fail")
             el.text = text
-        elif verdict == "error":
+        elif verdict == Verdict.ERROR:
             el = ET.SubElement(tc, "error", message=xml_safe((case.error or "error")[:500]), type="rnncheck.error")
             el.text = text
         else:

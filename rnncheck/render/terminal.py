@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..findings import CaseResult, Report
+from ..findings import CaseResult, Report, Verdict
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
@@ -104,7 +104,7 @@ FLOW_MARK = {
 
 def headline(case: CaseResult, flow_first: bool = False) -> tuple[str, str]:
     """The word a case's line starts with, and its style: the verdict, or for ``diagnose`` the flow verdict."""
-    if flow_first and case.verdict != "error":
+    if flow_first and case.verdict != Verdict.ERROR:
         flow = (case.diagnostics or {}).get("gradient_flow")
         return FLOW_MARK.get(flow, str(flow).upper()), FLOW_STYLE.get(flow, "dim")
     return MARK[case.verdict], STYLE[case.verdict]
@@ -121,7 +121,7 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
     head.append(f"  ({case.seconds:.2f} s, {evals} evaluations)", style="dim")
     gate = [c for c in case.checks if c.name == "baseline"]
     if gate:
-        moved = any(c.verdict in ("fail", "error") for c in gate)
+        moved = any(c.verdict in (Verdict.FAIL, Verdict.ERROR) for c in gate)
         head.append("  gate: MOVED" if moved else "  gate: matches", style="bold red" if moved else "green")
     if verbosity < 0:
         if case.error:
@@ -155,7 +155,7 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
         for f in check.findings:
             if f.kind == "twin":
                 continue  # said in the JSON; the flow lines speak for it
-            if f.verdict == "error" and f.message == case.error:
+            if f.verdict == Verdict.ERROR and f.message == case.error:
                 continue  # already the case's headline
             if f.kind == "hint":
                 console.print(Text(f"      hint: {printable(f.message)}", style="cyan"), soft_wrap=plain)

@@ -1,0 +1,35 @@
+"""Results are typed: verdicts are an enum that reads and writes as the plain strings of the JSON report."""
+
+import json
+
+import pytest
+
+import rnncheck
+
+
+def test_a_verdict_is_its_own_string():
+    f = rnncheck.Finding("mismatch", "fail", "w: off")
+    assert f.verdict is rnncheck.Verdict.FAIL
+    assert f.verdict == "fail" and f"{f.verdict}" == "fail"
+    assert json.loads(json.dumps({"verdict": f.verdict})) == {"verdict": "fail"}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnncheck.Finding("mismatch", "failed", "typo in the verdict"),
+        lambda: rnncheck.CheckResult("gradient", "ok"),
+        lambda: rnncheck.CaseResult("c", "f.py", "PASS"),
+    ],
+)
+def test_a_verdict_outside_the_vocabulary_is_refused(make):
+    with pytest.raises(ValueError, match="is not a valid Verdict"):
+        make()
+
+
+def test_a_report_counts_each_verdict():
+    cases = [rnncheck.CaseResult(str(i), "f.py", v) for i, v in enumerate(["pass", "warn", "fail", "fail"])]
+    report = rnncheck.Report(cases)
+    assert report.summary == {"pass": 1, "warn": 1, "fail": 2, "error": 0}
+    assert not report.ok
+    assert rnncheck.Report(cases[:2]).ok
