@@ -59,7 +59,7 @@ def fingerprint(result: CaseResult, grad: dict[str, np.ndarray] | None) -> dict[
     fp: dict[str, Any] = {
         "verdict": result.verdict,
         "checks": {c.name: c.verdict for c in result.checks},
-        "gradient_flow": (result.diagnostics or {}).get("gradient_flow"),
+        "gradient_flow": result.diagnostics.gradient_flow,
         "grad_log10_norm": {},
         "sketch": {},
         "flow": {},
@@ -74,21 +74,19 @@ def fingerprint(result: CaseResult, grad: dict[str, np.ndarray] | None) -> dict[
             _finite(float(flat @ _direction(name, k, flat.size)) / norm) if norm > 0 else 0.0
             for k in range(SKETCH_DIRECTIONS)
         ]
-    for layer in (result.diagnostics or {}).get("layers", []):
-        prof = np.asarray(layer["profile"], dtype=float)
+    for layer in result.diagnostics.layers:
+        prof = np.asarray(layer.profile, dtype=float)
         if prof.size > PROFILE_POINTS:
             edges = np.linspace(0, prof.size, PROFILE_POINTS + 1).astype(int)
             prof = np.array([prof[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(prof)
-        fp["flow"][layer["name"]] = {
+        fp["flow"][layer.name] = {
             "log10_profile": [
                 _finite(v) if np.isfinite(v) or np.isnan(v) else ("-inf" if v < 0 else None) for v in logs
             ],
-            "rho": _finite(layer.get("rho")),
-            "horizon": None
-            if layer.get("horizon") is None
-            else (layer["horizon"] if math.isfinite(layer["horizon"]) else "inf"),
+            "rho": _finite(layer.rho),
+            "horizon": None if layer.horizon is None else (layer.horizon if math.isfinite(layer.horizon) else "inf"),
         }
     return fp
 

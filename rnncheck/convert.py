@@ -13,15 +13,24 @@ from torch import nn
 from .reference import Spec
 
 
+def mode_of(module: nn.Module) -> str | None:
+    """The reference's mode (one of ``reference.MODES``) of a fused layer or a cell; None for any other module.
+
+    The one place that maps torch's recurrent modules to the reference's names.
+    """
+    if isinstance(module, nn.LSTM | nn.LSTMCell):
+        return "lstm"
+    if isinstance(module, nn.GRU | nn.GRUCell):
+        return "gru"
+    if isinstance(module, nn.RNN | nn.RNNCell):
+        return "rnn_" + module.nonlinearity
+    return None
+
+
 def spec_of(module: nn.RNNBase) -> Spec:
     """The reference :class:`Spec` of a fused recurrent module."""
-    if isinstance(module, nn.LSTM):
-        mode = "lstm"
-    elif isinstance(module, nn.GRU):
-        mode = "gru"
-    elif isinstance(module, nn.RNN):
-        mode = "rnn_" + module.nonlinearity
-    else:
+    mode = mode_of(module) if isinstance(module, nn.RNNBase) else None
+    if mode is None:
         raise TypeError(f"expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
     return Spec(
         mode,

@@ -8,7 +8,7 @@ case; a :class:`Report` is one run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -86,6 +86,63 @@ class CheckResult:
         self.verdict = Verdict(self.verdict)
 
 
+class FlowVerdict(StrEnum):
+    """How the gradient fares going back through time (``diagnostics.gradient_flow``)."""
+
+    HEALTHY = "healthy"
+    VANISHING = "vanishing"
+    EXPLODING = "exploding"
+    NONFINITE = "nonfinite"  # a NaN/Inf came in with the data or was made by an operation, not by the flow
+
+
+@dataclass
+class LayerFlow:
+    """What the flow diagnostics measured on one recurrent layer and direction."""
+
+    name: str  # e.g. "lstm/l0_reverse", "cell"
+    mode: str | None  # "lstm", "gru", "rnn_tanh" …, or None for a custom cell
+    steps: int
+    profile: list[float] = field(default_factory=list)  # ‖dL/dh_t‖ in time order (total, through the recurrence)
+    propagation: list[float] = field(default_factory=list)  # ‖∂⟨u, h_T⟩/∂h_(T-ℓ)‖, lag ℓ = 0 first
+    rho: float | None = None  # fitted decay per step of the propagation
+    horizon: float | None = None  # -1/ln ρ̂, in steps
+    lag_1e3: int | None = None  # the lag at which the propagation falls below 1e-3 of its start
+    span: float | None = None  # the propagation's fall (or growth) over the whole sequence
+    fit_intercept: float | None = None
+    structure: dict[str, Any] = field(default_factory=dict)  # σ_max, spectral radius per gate block, Pascanu's bound
+    gates: dict[str, Any] = field(default_factory=dict)  # saturation shares, histograms, timescale
+    jacobian: dict[str, Any] = field(default_factory=dict)  # ‖∂h_T/∂h_k‖ by lag, or why not computed
+    profile_c: list[float] | None = None  # ‖dL/dc_t‖ for an LSTM
+    lyapunov: dict[str, Any] | None = None
+    nonfinite: dict[str, Any] | None = None  # the first NaN/Inf: pass, step, tensor, cause
+    source: str | None = None  # where the states came from, when not the model's own forward
+
+
+@dataclass
+class FlowDiagnostics:
+    """The gradient-flow diagnostics of one case; ``gradient_flow`` is the verdict, with the thresholds that decided it."""
+
+    gradient_flow: FlowVerdict | None = None
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    layers: list[LayerFlow] = field(default_factory=list)
+    not_computed: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
+    nonfinite_cause: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.gradient_flow is not None:
+            self.gradient_flow = FlowVerdict(self.gradient_flow)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's ``diagnostics`` object; optional fields that were not measured are left out."""
+        optional = ("profile_c", "lyapunov", "nonfinite", "source")
+        layers = [{k: v for k, v in asdict(la).items() if v is not None or k not in optional} for la in self.layers]
+        out = {"gradient_flow": self.gradient_flow, "thresholds": self.thresholds, "layers": layers}
+        out["not_computed"] = self.not_computed
+        if self.nonfinite_cause is not None:
+            out["nonfinite_cause"] = self.nonfinite_cause
+        return out
+
+
 @dataclass
 class CaseResult:
     """Everything rnncheck found about one case."""
@@ -96,7 +153,7 @@ class CaseResult:
     checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None  # the one-line reason when the verdict is error
-    diagnostics: dict[str, Any] = field(default_factory=lambda: {"gradient_flow": None})
+    diagnostics: FlowDiagnostics = field(default_factory=FlowDiagnostics)
     traceback: str | None = None
     fingerprint: dict[str, Any] | None = None  # what the regression gate compares (see baseline.py)
 

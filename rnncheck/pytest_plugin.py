@@ -246,7 +246,9 @@ class RnncheckItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[SESSION_KEY]
         result = state.run(self.casedef, _marker_options(self))
-        self.user_properties.append(("rnncheck_verdict", result.verdict.value))  # plain str: xdist sends it between processes
+        self.user_properties.append(
+            ("rnncheck_verdict", result.verdict.value)
+        )  # plain str: xdist sends it between processes
         from .gate import gate_verdict
 
         verdict = gate_verdict(result) if state.gate is not None else result.verdict

@@ -28,18 +28,18 @@ def test_twin_profile_equals_reference_total_adjoints(cls):
     x = torch.randn(9, 2, 3, dtype=torch.float64)
     w = torch.randn(9, 2, 10, dtype=torch.float64)
     result = _diagnose(rnncheck.TorchCase(module, inputs=(x,), loss=lambda out: (out[0] * w).sum()))
-    layers = result.diagnostics["layers"]
-    assert [layer["name"] for layer in layers] == ["rnn/l0", "rnn/l0_reverse", "rnn/l1", "rnn/l1_reverse"]
+    layers = result.diagnostics.layers
+    assert [layer.name for layer in layers] == ["rnn/l0", "rnn/l0_reverse", "rnn/l1", "rnn/l1_reverse"]
 
     spec, params = from_torch(module)
     _, _, cache = R.forward(spec, params, x.numpy())
     g = R.backward(cache, w.numpy())
     for k, layer in enumerate(layers):
         expected = np.linalg.norm(g.dh[k].reshape(9, -1), axis=1)  # per time step
-        assert rel_err(np.array(layer["profile"]), expected) <= 1e-10, layer["name"]
+        assert rel_err(np.array(layer.profile), expected) <= 1e-10, layer.name
         if cls is torch.nn.LSTM:
             expected_c = np.linalg.norm(g.dc[k].reshape(9, -1), axis=1)
-            assert rel_err(np.array(layer["profile_c"]), expected_c) <= 1e-10
+            assert rel_err(np.array(layer.profile_c), expected_c) <= 1e-10
 
 
 def _load_example(name):
@@ -66,18 +66,18 @@ def test_each_flow_verdict_is_reached_on_its_model_only(file):
     module = _load_example(file)
     result = _diagnose(getattr(module, fn_name)())
     d = result.diagnostics
-    assert d["gradient_flow"] == verdict
+    assert d.gradient_flow == verdict
     # the verdict comes with its numbers and thresholds
-    assert d["thresholds"]["vanishing"]["source"] and d["layers"][0]["rho"] is not None
+    assert d.thresholds["vanishing"]["source"] and d.layers[0].rho is not None
     others = {v for f, (_, v) in FLOW_EXAMPLES.items() if f != file}
-    assert d["gradient_flow"] not in others
+    assert d.gradient_flow not in others
 
 
 def test_case_without_recurrence_has_null_flow_and_says_why():
     model = torch.nn.Linear(3, 2)
     result = verify_case(rnncheck.TorchCase(model, inputs=(torch.randn(4, 3),)), Options())
-    assert result.diagnostics["gradient_flow"] is None
-    assert "cannot see the hidden states" in result.diagnostics["not_computed"]["all"]
+    assert result.diagnostics.gradient_flow is None
+    assert "cannot see the hidden states" in result.diagnostics.not_computed["all"]
 
 
 class NaNAt(torch.nn.Module):
@@ -97,8 +97,8 @@ def test_nan_planted_at_a_step_is_located_at_that_step():
     x[7, 1, 0] = float("nan")
     result = _diagnose(CellCase(torch.nn.RNNCell(2, 4), x, torch.zeros(3, 4)))
     d = result.diagnostics
-    assert d["gradient_flow"] == "nonfinite"  # a NaN never reads as healthy, nor as exploding when it is in the data
-    bad = d["layers"][0]["nonfinite"]
+    assert d.gradient_flow == "nonfinite"  # a NaN never reads as healthy, nor as exploding when it is in the data
+    bad = d.layers[0].nonfinite
     assert {k: bad[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
         "layer": "cell",
         "step": 7,
@@ -141,7 +141,7 @@ def test_nonfinite_in_the_backward_is_located():
     x = torch.randn(12, 3, 2)
     case = CellCase(cell, x, torch.zeros(3, 4))
     result = _diagnose(case)
-    bad = result.diagnostics["layers"][0]["nonfinite"]
+    bad = result.diagnostics.layers[0].nonfinite
     assert {k: bad[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
         "layer": "cell",
         "step": 4,
@@ -149,7 +149,7 @@ def test_nonfinite_in_the_backward_is_located():
         "pass": "backward",
         "cause": "overflow",
     }
-    assert result.diagnostics["gradient_flow"] == "exploding"
+    assert result.diagnostics.gradient_flow == "exploding"
 
 
 def test_cellcase_checks_a_custom_cell_and_fails_a_wrong_backward():
@@ -178,7 +178,7 @@ def test_cellcase_checks_a_custom_cell_and_fails_a_wrong_backward():
     x = torch.randn(10, 3, 2)
     good = verify_case(CellCase(Cell(False), x, torch.zeros(3, 4)), Options())
     bad = verify_case(CellCase(Cell(True), x, torch.zeros(3, 4)), Options())
-    assert good.verdict == "pass" and good.diagnostics["gradient_flow"] in ("vanishing", "healthy")
+    assert good.verdict == "pass" and good.diagnostics.gradient_flow in ("vanishing", "healthy")
     assert bad.verdict == "fail"
 
 
@@ -188,7 +188,7 @@ def test_lstm_gates_report_saturation_and_forget_timescale():
     with torch.no_grad():
         model.bias_ih_l0[6:12] = 20.0  # forget gate always ~1
     result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(15, 2, 3),)))
-    gates = result.diagnostics["layers"][0]["gates"]
+    gates = result.diagnostics.layers[0].gates
     assert gates["f"]["above"] == 1.0
     assert gates["timescale"]["gate"] == "f" and gates["timescale"]["steps"] > 1e5
 
@@ -198,7 +198,7 @@ def test_pascanu_bound_and_spectral_numbers_for_a_plain_rnn():
     with torch.no_grad():
         model.weight_hh_l0.copy_(0.5 * torch.eye(4))
     result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)))
-    s = result.diagnostics["layers"][0]["structure"]
+    s = result.diagnostics.layers[0].structure
     assert abs(s["W_hh"]["sigma_max"] - 0.5) < 1e-6 and abs(s["W_hh"]["spectral_radius"] - 0.5) < 1e-6
     assert s["pascanu"]["reading"] == "vanishing guaranteed"
 
@@ -210,7 +210,7 @@ def test_jacobian_power_iteration_on_a_linear_recurrence():
         model.bias_hh_l0.fill_(10.0)  # every unit active: the recurrence is linear
     x = torch.zeros(9, 1, 1, dtype=torch.float64)
     result = verify_case(rnncheck.TorchCase(model, inputs=(x,)), Options(gradient=False, jacobian=True))
-    norms = result.diagnostics["layers"][0]["jacobian"]["norms"]
+    norms = result.diagnostics.layers[0].jacobian["norms"]
     for lag, value in norms.items():  # four iterations: converged to (0.5/0.9)^(8·lag)
         assert abs(value - 0.9 ** int(lag)) <= 1e-3 * 0.9 ** int(lag)
 
@@ -222,7 +222,7 @@ def test_lyapunov_exponents_of_a_linear_recurrence():
         model.bias_hh_l0.fill_(5.0)
     x = torch.zeros(40, 1, 1, dtype=torch.float64)
     result = verify_case(rnncheck.TorchCase(model, inputs=(x,)), Options(gradient=False, lyapunov=True))
-    lyap = result.diagnostics["layers"][0]["lyapunov"]
+    lyap = result.diagnostics.layers[0].lyapunov
     assert np.allclose(lyap["exponents"][:2], [math.log(0.8), math.log(0.5)], atol=1e-4)
     assert lyap["log_base"] == "e" and lyap["warmup_steps"] == 10
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from ..errors import CaseError
 from ..numerics import machine_eps
-from ..reference import GATES as GATE_NAMES  # noqa: E402 - the gate names and order have one home: the reference
+from ..reference import GATES as GATE_NAMES  # the gate names and order have one home: the reference
+from ..reference import MODES as REFERENCE_MODES  # and so do the mode names
 
 _STACKED = re.compile(r"^(?:.*\.)?(weight_ih|weight_hh|bias_ih|bias_hh)_l\d+(_reverse)?$")
-REFERENCE_MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu", "rnn_sigmoid")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..convert import mode_of
 from ..errors import CaseError, UserCodeError
 from ..numerics import BFLOAT16, machine_eps
 from ..usercode import call_user
@@ -103,10 +104,10 @@ def _float_outputs(out) -> list[torch.Tensor]:
 
 
 def _rnn_modes(model: nn.Module) -> dict[str, str]:
+    """Each fused layer's parameter name -> the layer's reference mode."""
     modes = {}
     for prefix, mod in model.named_modules():
-        if isinstance(mod, nn.LSTM | nn.GRU):
-            mode = "lstm" if isinstance(mod, nn.LSTM) else "gru"
+        if isinstance(mod, nn.RNNBase) and (mode := mode_of(mod)) is not None:
             for pname, _ in mod.named_parameters(recurse=False):
                 modes[f"{prefix}.{pname}" if prefix else pname] = mode
     return modes

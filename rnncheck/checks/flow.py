@@ -30,24 +30,13 @@ import time
 import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
-from torch import nn
 from torch.func import functional_call
 
 from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
-from ..findings import CheckResult, Finding, Verdict, worst
+from ..convert import mode_of
+from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
 from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
-
-_CELL_MODES = {nn.LSTMCell: "lstm", nn.GRUCell: "gru"}
-
-
-def _cell_mode(cell: nn.Module) -> str | None:
-    for cls, mode in _CELL_MODES.items():
-        if isinstance(cell, cls):
-            return mode
-    if isinstance(cell, nn.RNNCell):
-        return "rnn_" + cell.nonlinearity
-    return None
 
 
 def _as_tuple(state) -> tuple[torch.Tensor, ...]:
@@ -72,65 +61,68 @@ class _Layer:
 
 def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None]:
     """Run one recorded forward; return the layers, the loss tensor, findings and a reason if nothing to measure."""
-    findings: list[Finding] = []
     values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
     params = {n: values[n] for n in target.param_names}
     args = tuple(_replace_inputs(target, values))
     if isinstance(case, CellCase):
-        loop: CellLoop = target.model if isinstance(target.model, CellLoop) else None
-        if loop is None:
-            return [], None, findings, "the cell loop could not be found"
-        loop.record = []
-        try:
-            with torch.enable_grad():
-                out = functional_call(loop, params, args)
-                loss = target._loss_of(out)
-        finally:
-            record, loop.record = loop.record, None
-        states = [_as_tuple(s) for s in record]
-        cell = loop.cell
-        mode = _cell_mode(cell)
-        cell_params = {n[len("cell.") :]: values[n].detach() for n in target.param_names if n.startswith("cell.")}
-
-        def step_in(dtype, cell=cell, cell_params=cell_params):
-            cp = cell_params if dtype is None else {n: v.to(dtype) for n, v in cell_params.items()}
-
-            def step(x, s):
-                return _as_tuple(functional_call(cell, cp, (x, s[0] if len(s) == 1 else s)))
-
-            return step
-
-        weights, gates = {}, {}
-        hh = {n: p for n, p in cell_params.items() if "weight_hh" in n and p.dim() == 2}
-        weights.update(hh)
-        if mode is not None and mode in GATES:
-            p = {
-                "W_ih": cell_params["weight_ih"],
-                "W_hh": cell_params["weight_hh"],
-                "b_ih": cell_params["bias_ih"],
-                "b_hh": cell_params["bias_hh"],
-            }
-            prev = _as_tuple(args[1])
-            with torch.no_grad():
-                xp = project_inputs(mode, args[0], p)
-                for x, s in zip(xp, states):
-                    cell_step(mode, x, tuple(t.detach() for t in prev), p, gates)
-                    prev = s
-        layers = [_Layer("cell", mode, states, list(args[0]), step_in, weights, gates)]
-        layers[0].state0 = _as_tuple(args[1])
-        return layers, loss, findings, None
-
-    fused = fused_layers(target.model)
-    if not fused:
-        return (
-            [],
-            None,
-            findings,
-            (
-                "no nn.RNN/nn.LSTM/nn.GRU inside and not a CellCase: rnncheck cannot see the hidden states "
-                "(wrap a custom cell in rnncheck.CellCase to get the profile)"
-            ),
+        return _record_cell_loop(target, values, params, args)
+    if not fused_layers(target.model):
+        why = (
+            "no nn.RNN/nn.LSTM/nn.GRU inside and not a CellCase: rnncheck cannot see the hidden states "
+            "(wrap a custom cell in rnncheck.CellCase to get the profile)"
         )
+        return [], None, [], why
+    return _record_twins(target, values, params, args)
+
+
+def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:
+    """A CellCase: rnncheck's own loop records every state as it runs the user's cell."""
+    loop: CellLoop = target.model if isinstance(target.model, CellLoop) else None
+    if loop is None:
+        return [], None, [], "the cell loop could not be found"
+    loop.record = []
+    try:
+        with torch.enable_grad():
+            out = functional_call(loop, params, args)
+            loss = target._loss_of(out)
+    finally:
+        record, loop.record = loop.record, None
+    states = [_as_tuple(s) for s in record]
+    cell = loop.cell
+    mode = mode_of(cell)
+    cell_params = {n[len("cell.") :]: values[n].detach() for n in target.param_names if n.startswith("cell.")}
+
+    def step_in(dtype, cell=cell, cell_params=cell_params):
+        cp = cell_params if dtype is None else {n: v.to(dtype) for n, v in cell_params.items()}
+
+        def step(x, s):
+            return _as_tuple(functional_call(cell, cp, (x, s[0] if len(s) == 1 else s)))
+
+        return step
+
+    weights = {n: p for n, p in cell_params.items() if "weight_hh" in n and p.dim() == 2}
+    gates: dict = {}
+    if mode is not None and mode in GATES:
+        p = {
+            "W_ih": cell_params["weight_ih"],
+            "W_hh": cell_params["weight_hh"],
+            "b_ih": cell_params["bias_ih"],
+            "b_hh": cell_params["bias_hh"],
+        }
+        prev = _as_tuple(args[1])
+        with torch.no_grad():
+            xp = project_inputs(mode, args[0], p)
+            for x, s in zip(xp, states):
+                cell_step(mode, x, tuple(t.detach() for t in prev), p, gates)
+                prev = s
+    layer = _Layer("cell", mode, states, list(args[0]), step_in, weights, gates)
+    layer.state0 = _as_tuple(args[1])
+    return [layer], loss, [], None
+
+
+def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:
+    """nn.RNN/LSTM/GRU: run the model with each fused layer swapped for its unrolled twin, which records the states."""
+    findings: list[Finding] = []
     twin_model, twins = swap_fused(target.model)
     for twin in twins.values():
         twin.traces = []
@@ -329,23 +321,25 @@ def _extras_fit(clock, per_layer: float, layers_left: int) -> bool:
     return remaining is None or remaining > 4 * per_layer * max(layers_left, 1)
 
 
-def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> tuple[CheckResult | None, dict]:
-    """The flow diagnostics of one case: a CheckResult (or None) and the ``diagnostics`` dict.
+def check_flow(
+    case, target, options, rng: np.random.Generator, clock=None
+) -> tuple[CheckResult | None, FlowDiagnostics]:
+    """The flow diagnostics of one case: a CheckResult (or None) and the :class:`FlowDiagnostics`.
 
     With a ``clock``, the soft budget holds here too: it ticks between layers (stopping the
     case once the budget is spent) and the costly opt-in extras are skipped, with the
     reason said, when what is left of the budget could not hold them.
     """
-    diagnostics: dict = {"gradient_flow": None, "thresholds": fm.THRESHOLDS, "layers": [], "not_computed": {}}
+    diagnostics = FlowDiagnostics(thresholds=fm.THRESHOLDS)
     if not target.records_states:
         return _numpy_flow(target, options, rng, diagnostics)
     layers, loss, findings, reason = _collect(case, target)
     if reason:
-        diagnostics["not_computed"]["all"] = reason
+        diagnostics.not_computed["all"] = reason
         return None, diagnostics
     T = len(layers[0].states) if layers else 0
     if T < 2:
-        diagnostics["not_computed"]["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
+        diagnostics.not_computed["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
         return (CheckResult("flow", Verdict.PASS, findings) if findings else None), diagnostics
 
     # the total dL/d(state) of every step, and nothing else: asking autograd for these
@@ -365,134 +359,132 @@ def check_flow(case, target, options, rng: np.random.Generator, clock=None) -> t
     nonfinite = not math.isfinite(loss_value)
     source = _nonfinite_source(target) if nonfinite or not _all_finite(layers) else None
     causes: list[str | None] = []
-    spans = []
     layer_started = time.perf_counter()
     for li, layer in enumerate(layers):
         if clock is not None:
             clock.tick()
         per_layer = (time.perf_counter() - layer_started) / max(li, 1)
-        T = len(layer.states)
-        reverse = layer.name.endswith("_reverse")
-
-        def time_of(k, T=T, reverse=reverse):
-            return T - 1 - k if reverse else k
-
-        info: dict = {"name": layer.name, "mode": layer.mode, "steps": T}
-        h = [s[0] for s in layer.states]
-        g = _norms([adjoint.get(id(t)) for t in h])
-        info["profile"] = (g[::-1] if reverse else g).tolist()  # time order
-        if len(layer.states[0]) > 1:
-            gc = _norms([adjoint.get(id(s[1])) for s in layer.states])
-            info["profile_c"] = (gc[::-1] if reverse else gc).tolist()
-
-        # propagation: lag 0 = the last state
-        p = _norms([propagation[li].get(id(t)) for t in h])[::-1]
-        info["propagation"] = p.tolist()
-        decay = fm.fit_decay(p)
-        info.update(
-            rho=decay.rho, horizon=decay.horizon, lag_1e3=decay.lag_1e3, span=decay.span, fit_intercept=decay.intercept
-        )
-        spans.append(decay.span)
-
-        info["structure"] = _structure(layer)
         extras_fit = _extras_fit(clock, per_layer, len(layers) - li)
-        if layer.packed and (options.jacobian or options.lyapunov):
-            packed_why = {"not_computed": "a PackedSequence changes the batch between steps: step maps are not square"}
-            info["jacobian"] = info["lyapunov"] = packed_why
-        elif options.jacobian and not extras_fit:
-            info["jacobian"] = {"not_computed": f"skipped: --budget {options.budget:g} s leaves too little time"}
-        elif options.jacobian:
-            info["jacobian"] = _jacobian_norms(layer, rng)
-        else:
-            info["jacobian"] = {"not_computed": "runs on request: --jacobian (power iteration at lags 1, 2, 4, …, T-1)"}
-        info["gates"] = _gates(layer, T)
-
-        bad = _first_nonfinite_forward(layer, time_of)
-        if bad is not None:
-            bad.update(_nonfinite_cause(layer, bad, source))
-        if bad is None:
-            for k in range(T - 1, -1, -1):  # the order the backward pass visits
-                gk = adjoint.get(id(h[k]))
-                if gk is not None and not torch.isfinite(gk).all():
-                    bad = {
-                        "layer": layer.name,
-                        "step": time_of(k),
-                        "tensor": "dL/dh",
-                        "pass": "backward",
-                        "cause": "overflow",
-                        "explanation": "the forward pass is finite: the gradient grew past the dtype's range going back",
-                    }
-                    break
-        else:
-            bad["pass"] = "forward"
-        if bad is not None or not np.all(np.isfinite(p)) or not np.all(np.isfinite(g)):
+        flow = measure_layer(layer, adjoint, propagation[li], options, rng, extras_fit, source)
+        diagnostics.layers.append(flow)
+        if flow.nonfinite is not None or not np.all(np.isfinite(flow.propagation + flow.profile)):
             nonfinite = True
-            info["nonfinite"] = bad
-            if bad is not None:
-                causes.append(bad.get("cause"))
-                findings.append(
-                    Finding(
-                        "nonfinite",
-                        Verdict.WARN,
-                        f"first non-finite value in the {bad['pass']} pass: {bad['tensor']} of {bad['layer']} at step {bad['step']}"
-                        + (" (the backward pass visits the steps last to first)" if bad["pass"] == "backward" else "")
-                        + (f"; {bad['explanation']}" if bad.get("explanation") else ""),
-                        location=bad,
-                    )
-                )
-        if layer.packed:
-            pass
-        elif options.lyapunov and not extras_fit:
-            info["lyapunov"] = {"not_computed": f"skipped: --budget {options.budget:g} s leaves too little time"}
-        elif options.lyapunov:
-            info["lyapunov"] = _lyapunov(layer, rng)
-        diagnostics["layers"].append(info)
+        if flow.nonfinite is not None:
+            causes.append(flow.nonfinite.get("cause"))
+            findings.append(_nonfinite_finding(flow.nonfinite))
 
+    spans = [flow.span for flow in diagnostics.layers]
     cause = next((c for c in causes if c), source["cause"] if source else None)
     verdict = fm.flow_verdict(spans, nonfinite, cause)
-    diagnostics["gradient_flow"] = verdict
+    diagnostics.gradient_flow = verdict and FlowVerdict(verdict)
     if nonfinite:
-        diagnostics["nonfinite_cause"] = cause
-    if verdict in ("vanishing", "exploding"):
-        worst = (
-            min(spans)
-            if verdict == "vanishing" and all(s is not None for s in spans)
-            else max(s for s in spans if s is not None)
-            if any(s is not None for s in spans)
-            else None
-        )
-        rule = fm.THRESHOLDS[verdict]["rule"]
-        layer = diagnostics["layers"][
-            int(np.nanargmin(spans) if verdict == "vanishing" else np.nanargmax([s or 0 for s in spans]))
-        ]
-        findings.append(
-            Finding(
-                "gradient_flow",
-                Verdict.NOTE,
-                f"gradients are {verdict} through time in {layer['name']}: fitted factor per step ρ̂ = {_fmt(layer['rho'])}, "
-                f"over {layer['steps']} steps {_fmt(worst)} (rule: {rule}, {fm.THRESHOLDS[verdict]['source']})"
-                + (
-                    f"; horizon τ = {_fmt(layer['horizon'])} steps"
-                    if layer.get("horizon") not in (None, math.inf)
-                    else ""
-                )
-                + (f"; below 1e-3 after {layer['lag_1e3']} steps" if layer.get("lag_1e3") is not None else "")
-                + (
-                    f". In plain words: {words}"
-                    if (
-                        words := fm.plain_words(
-                            verdict, layer["rho"], layer["steps"], layer.get("mode"), layer.get("lag_1e3")
-                        )
-                    )
-                    else ""
-                ),
-                numbers={"rho": layer["rho"], "span": worst, "horizon": layer["horizon"]},
-            )
-        )
-    from ..findings import worst
-
+        diagnostics.nonfinite_cause = cause
+    if diagnostics.gradient_flow in (FlowVerdict.VANISHING, FlowVerdict.EXPLODING):
+        findings.append(_verdict_finding(diagnostics.gradient_flow, diagnostics.layers))
     result = CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict})
     return result, diagnostics
+
+
+def measure_layer(layer: _Layer, adjoint: dict, propagation: dict, options, rng, extras_fit: bool, source) -> LayerFlow:
+    """Everything measured on one layer-direction from its recorded states and the adjoints of one backward pass."""
+    T = len(layer.states)
+    reverse = layer.name.endswith("_reverse")
+
+    def time_of(k):
+        return T - 1 - k if reverse else k
+
+    flow = LayerFlow(layer.name, layer.mode, T)
+    h = [s[0] for s in layer.states]
+    g = _norms([adjoint.get(id(t)) for t in h])
+    flow.profile = (g[::-1] if reverse else g).tolist()  # time order
+    if len(layer.states[0]) > 1:
+        gc = _norms([adjoint.get(id(s[1])) for s in layer.states])
+        flow.profile_c = (gc[::-1] if reverse else gc).tolist()
+    # propagation: lag 0 = the last state
+    p = _norms([propagation.get(id(t)) for t in h])[::-1]
+    _fit(flow, p)
+    flow.structure = _structure(layer)
+    flow.gates = _gates(layer, T)
+
+    packed_why = {"not_computed": "a PackedSequence changes the batch between steps: step maps are not square"}
+    skipped = {"not_computed": f"skipped: --budget {options.budget} s leaves too little time"}
+    if layer.packed and (options.jacobian or options.lyapunov):
+        flow.jacobian = flow.lyapunov = packed_why
+    elif options.jacobian:
+        flow.jacobian = _jacobian_norms(layer, rng) if extras_fit else skipped
+    else:
+        flow.jacobian = {"not_computed": "runs on request: --jacobian (power iteration at lags 1, 2, 4, …, T-1)"}
+
+    bad = _first_nonfinite_forward(layer, time_of)
+    if bad is not None:
+        bad.update(_nonfinite_cause(layer, bad, source))
+        bad["pass"] = "forward"
+    else:
+        for k in range(T - 1, -1, -1):  # the order the backward pass visits
+            gk = adjoint.get(id(h[k]))
+            if gk is not None and not torch.isfinite(gk).all():
+                bad = {
+                    "layer": layer.name,
+                    "step": time_of(k),
+                    "tensor": "dL/dh",
+                    "pass": "backward",
+                    "cause": "overflow",
+                    "explanation": "the forward pass is finite: the gradient grew past the dtype's range going back",
+                }
+                break
+    flow.nonfinite = bad
+    if options.lyapunov and not layer.packed:
+        flow.lyapunov = _lyapunov(layer, rng) if extras_fit else skipped
+    return flow
+
+
+def _fit(flow: LayerFlow, p: np.ndarray) -> None:
+    """The propagation profile and its fitted decay."""
+    flow.propagation = p.tolist()
+    decay = fm.fit_decay(p)
+    flow.rho, flow.horizon, flow.lag_1e3 = decay.rho, decay.horizon, decay.lag_1e3
+    flow.span, flow.fit_intercept = decay.span, decay.intercept
+
+
+def _nonfinite_finding(bad: dict) -> Finding:
+    return Finding(
+        "nonfinite",
+        Verdict.WARN,
+        f"first non-finite value in the {bad['pass']} pass: {bad['tensor']} of {bad['layer']} at step {bad['step']}"
+        + (" (the backward pass visits the steps last to first)" if bad["pass"] == "backward" else "")
+        + (f"; {bad['explanation']}" if bad.get("explanation") else ""),
+        location=bad,
+    )
+
+
+def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow]) -> Finding:
+    """The vanishing or exploding verdict, said with the layer that decided it and the rule."""
+    spans = [flow.span for flow in layers]
+    known = [s for s in spans if s is not None]
+    if verdict == FlowVerdict.VANISHING and len(known) == len(spans):
+        worst_span = min(spans)
+    else:
+        worst_span = max(known) if known else None
+    rule = fm.THRESHOLDS[verdict]["rule"]
+    at = int(np.nanargmin(spans) if verdict == FlowVerdict.VANISHING else np.nanargmax([s or 0 for s in spans]))
+    layer = layers[at]
+    message = (
+        f"gradients are {verdict} through time in {layer.name}: fitted factor per step ρ̂ = {_fmt(layer.rho)}, "
+        f"over {layer.steps} steps {_fmt(worst_span)} (rule: {rule}, {fm.THRESHOLDS[verdict]['source']})"
+    )
+    if layer.horizon not in (None, math.inf):
+        message += f"; horizon τ = {_fmt(layer.horizon)} steps"
+    if layer.lag_1e3 is not None:
+        message += f"; below 1e-3 after {layer.lag_1e3} steps"
+    words = fm.plain_words(verdict, layer.rho, layer.steps, layer.mode, layer.lag_1e3)
+    if words:
+        message += f". In plain words: {words}"
+    return Finding(
+        "gradient_flow",
+        Verdict.NOTE,
+        message,
+        numbers={"rho": layer.rho, "span": worst_span, "horizon": layer.horizon},
+    )
 
 
 def _adjoints(loss, layers, units, wanted):
@@ -682,13 +674,13 @@ def _lyapunov(layer: _Layer, rng, k: int = 4) -> dict:
     return {"exponents": exps.tolist(), "log_base": "e", "per": "step", "warmup_steps": warmup, "sample": 0}
 
 
-def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | None, dict]:
+def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[CheckResult | None, FlowDiagnostics]:
     """A NumpyCase's flow, from the reference's adjoints where it names one; else what cannot be seen, and why."""
     from .. import reference as R
 
     got = target.reference_link()
     if got is None:
-        diagnostics["not_computed"]["all"] = (
+        diagnostics.not_computed["all"] = (
             "a NumpyCase shows rnncheck its loss only as a whole, so the hidden states are out of sight; "
             "name the architecture with reference=, inputs= and head= to get the profile from the reference's adjoints"
         )
@@ -698,9 +690,9 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
     spec = link.spec
     T = link.x.shape[0]
     if T < 2:
-        diagnostics["not_computed"]["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
+        diagnostics.not_computed["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
         return None, diagnostics
-    _, _, cache = link.forward()
+    out, _, cache = link.forward()
     g = R.backward(cache, d_out) if d_out is not None else None
     findings: list[Finding] = []
     spans, nonfinite = [], False
@@ -709,52 +701,42 @@ def _numpy_flow(target, options, rng, diagnostics: dict) -> tuple[CheckResult | 
         for d in range(D):
             k = layer * D + d
             name = f"reference/l{layer}" + ("_reverse" if d else "")
-            info: dict = {"name": name, "mode": spec.mode, "steps": T, "source": "the NumPy reference's adjoints"}
+            flow = LayerFlow(name, spec.mode, T, source="the NumPy reference's adjoints")
             if g is not None:
-                info["profile"] = np.linalg.norm(g.dh[k].reshape(T, -1), axis=1).tolist()
+                flow.profile = np.linalg.norm(g.dh[k].reshape(T, -1), axis=1).tolist()
                 if g.dc is not None:
-                    info["profile_c"] = np.linalg.norm(g.dc[k].reshape(T, -1), axis=1).tolist()
+                    flow.profile_c = np.linalg.norm(g.dc[k].reshape(T, -1), axis=1).tolist()
             else:
-                info["profile"] = [float("nan")] * T
-                diagnostics["not_computed"]["profile"] = "needs head= to know dL/dh_t"
+                flow.profile = [float("nan")] * T
+                diagnostics.not_computed["profile"] = "needs head= to know dL/dh_t"
             # propagation: a unit functional of this layer-direction's last state, alone
-            out, _, c2 = link.forward()
             last = T - 1 if not d else 0
             u = rng.normal(size=out.shape[1:2] + (spec.output_size,))
             u /= np.linalg.norm(u)
             d_seq = np.zeros_like(out)
             if layer == L - 1:
                 d_seq[last, :, d * spec.output_size : (d + 1) * spec.output_size] = u
-                gp = R.backward(c2, d_seq)
+                gp = R.backward(cache, d_seq)
                 p = np.linalg.norm(gp.dh[k].reshape(T, -1), axis=1)
                 p = p[::-1] if not d else p  # lag 0 = the last state processed
             else:
                 p = np.full(T, np.nan)
-                diagnostics["not_computed"]["propagation_lower_layers"] = (
+                diagnostics.not_computed["propagation_lower_layers"] = (
                     "the reference's propagation profile is measured on the top layer"
                 )
-            info["propagation"] = p.tolist()
-            decay = fm.fit_decay(p)
-            info.update(
-                rho=decay.rho,
-                horizon=decay.horizon,
-                lag_1e3=decay.lag_1e3,
-                span=decay.span,
-                fit_intercept=decay.intercept,
-            )
+            _fit(flow, p)
             if layer == L - 1:
-                spans.append(decay.span)
+                spans.append(flow.span)
             names = spec.param_names(layer, d)
             W = _recurrent_weight({k: torch.as_tensor(link.params[v]) for k, v in names.items()})
-            layer_obj = _Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": W}, {})
-            info["structure"] = _structure(layer_obj)
-            info["gates"] = _reference_gates(cache.layer_caches[layer][d], spec, T)
-            info["jacobian"] = {"not_computed": "the reference path measures the propagation profile only"}
-            if not np.all(np.isfinite(info["profile"])) and g is not None:
+            flow.structure = _structure(_Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": W}, {}))
+            flow.gates = _reference_gates(cache.layer_caches[layer][d], spec, T)
+            flow.jacobian = {"not_computed": "the reference path measures the propagation profile only"}
+            if not np.all(np.isfinite(flow.profile)) and g is not None:
                 nonfinite = True
-            diagnostics["layers"].append(info)
+            diagnostics.layers.append(flow)
     verdict = fm.flow_verdict(spans, nonfinite)
-    diagnostics["gradient_flow"] = verdict
+    diagnostics.gradient_flow = verdict and FlowVerdict(verdict)
     return (
         CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict}),
         diagnostics,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..findings import CheckResult, Finding, Verdict
+from ..findings import CheckResult, Finding, FlowDiagnostics, Verdict
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Context:
     clock: Any
     grad: dict[str, np.ndarray] | None = None  # the user's gradient at the check point (from sanity)
     loss: float | None = None
-    diagnostics: dict | None = None  # the flow diagnostics, when they ran
+    diagnostics: FlowDiagnostics | None = None  # the flow diagnostics, when they ran
     results: list[CheckResult] = field(default_factory=list)
 
     def rng(self, stream: int | None = None) -> np.random.Generator:
@@ -120,7 +120,7 @@ class Flow:
         from .flow import check_flow
 
         check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
-        verdict = ctx.diagnostics.get("gradient_flow")
+        verdict = ctx.diagnostics.gradient_flow
         if verdict in ctx.options.fail_on:
             check = check or CheckResult("flow", Verdict.PASS)
             check.findings.append(

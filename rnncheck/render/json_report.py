@@ -25,6 +25,8 @@ def _clean(x: Any) -> Any:
         return {str(k): _clean(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_clean(v) for v in x]
+    if hasattr(x, "to_json"):
+        return _clean(x.to_json())
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return _clean(dataclasses.asdict(x))
     if hasattr(x, "item") and callable(x.item):  # numpy scalars

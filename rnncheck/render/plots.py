@@ -29,8 +29,8 @@ def plot_case(case: CaseResult, folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    d = case.diagnostics or {}
-    layers = d.get("layers") or []
+    d = case.diagnostics
+    layers = d.layers
     if not layers:
         return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,23 +39,23 @@ def plot_case(case: CaseResult, folder: Path) -> list[Path]:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     for layer in layers:
-        prof = np.asarray(layer["profile"], dtype=float)
-        ax1.semilogy(np.arange(len(prof)), np.where(prof > 0, prof, np.nan), label=layer["name"])
-        p = np.asarray(layer["propagation"], dtype=float)
+        prof = np.asarray(layer.profile, dtype=float)
+        ax1.semilogy(np.arange(len(prof)), np.where(prof > 0, prof, np.nan), label=layer.name)
+        p = np.asarray(layer.propagation, dtype=float)
         lags = np.arange(len(p))
-        line = ax2.semilogy(lags, np.where(p > 0, p, np.nan), label=layer["name"])
-        if layer.get("rho") and p.size and p[0] > 0:
+        line = ax2.semilogy(lags, np.where(p > 0, p, np.nan), label=layer.name)
+        if layer.rho and p.size and p[0] > 0:
             ax2.semilogy(
                 lags,
-                p[0] * layer["rho"] ** lags,
+                p[0] * layer.rho**lags,
                 "--",
                 color=line[0].get_color(),
                 alpha=0.7,
-                label=f"fit ρ̂={layer['rho']:.3g}",
+                label=f"fit ρ̂={layer.rho:.3g}",
             )
     ax1.set(title=f"{case.name}: ‖dL/dh_t‖ (total, through the recurrence)", xlabel="time step t", ylabel="norm (log)")
-    ax2.set(title=f"propagation ‖∂L_T/∂h_(T-ℓ)‖ — {d.get('gradient_flow')}", xlabel="lag ℓ", ylabel="norm (log)")
-    ax2.axhline(1e-3 * (layers[0]["propagation"][0] or 1), color="grey", lw=0.8, ls=":", label="1e-3 of start")
+    ax2.set(title=f"propagation ‖∂L_T/∂h_(T-ℓ)‖ — {d.gradient_flow}", xlabel="lag ℓ", ylabel="norm (log)")
+    ax2.axhline(1e-3 * (layers[0].propagation[0] or 1), color="grey", lw=0.8, ls=":", label="1e-3 of start")
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
@@ -64,15 +64,15 @@ def plot_case(case: CaseResult, folder: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
-    T = max(len(layer["profile"]) for layer in layers)
+    T = max(len(layer.profile) for layer in layers)
     grid = np.full((len(layers), T), np.nan)
     for i, layer in enumerate(layers):
-        prof = np.asarray(layer["profile"], dtype=float)
+        prof = np.asarray(layer.profile, dtype=float)
         with np.errstate(divide="ignore"):
             grid[i, : len(prof)] = np.where(prof > 0, np.log10(prof), np.nan)
     fig, ax = plt.subplots(figsize=(12, 1.2 + 0.45 * len(layers)))
     im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.set_yticks(range(len(layers)), [layer["name"] for layer in layers], fontsize=8)
+    ax.set_yticks(range(len(layers)), [layer.name for layer in layers], fontsize=8)
     ax.set(xlabel="time step t", title=f"{case.name}: log10 ‖dL/dh_t‖ by layer and step")
     fig.colorbar(im, ax=ax, label="log10 norm")
     fig.tight_layout()
@@ -81,9 +81,9 @@ def plot_case(case: CaseResult, folder: Path) -> list[Path]:
     plt.close(fig)
 
     gated = [
-        (layer["name"], g, v)
+        (layer.name, g, v)
         for layer in layers
-        for g, v in (layer.get("gates") or {}).items()
+        for g, v in layer.gates.items()
         if isinstance(v, dict) and "histogram" in v
     ]
     if gated:

@@ -105,7 +105,7 @@ FLOW_MARK = {
 def headline(case: CaseResult, flow_first: bool = False) -> tuple[str, str]:
     """The word a case's line starts with, and its style: the verdict, or for ``diagnose`` the flow verdict."""
     if flow_first and case.verdict != Verdict.ERROR:
-        flow = (case.diagnostics or {}).get("gradient_flow")
+        flow = case.diagnostics.gradient_flow
         return FLOW_MARK.get(flow, str(flow).upper()), FLOW_STYLE.get(flow, "dim")
     return MARK[case.verdict], STYLE[case.verdict]
 
@@ -179,38 +179,35 @@ def render_flow(console: Console, case: CaseResult) -> None:
     from ..flowmath import sparkline
 
     plain = getattr(console, "plain", False)
-    d = case.diagnostics or {}
-    if not d.get("layers"):
-        why = (d.get("not_computed") or {}).get("all")
+    d = case.diagnostics
+    if not d.layers:
+        why = d.not_computed.get("all")
         if why:
             console.print(Text(f"      flow: not measured: {why}", style="dim"), soft_wrap=plain)
         return
-    verdict = d.get("gradient_flow")
     line = Text("      flow: ")
-    line.append(str(verdict), style=f"bold {FLOW_STYLE.get(verdict, 'dim')}")
+    line.append(str(d.gradient_flow), style=f"bold {FLOW_STYLE.get(d.gradient_flow, 'dim')}")
     console.print(line)
-    width = max(len(layer["name"]) for layer in d["layers"])
-    for layer in d["layers"][:8]:
-        prof = np.asarray(layer["profile"], dtype=float)
+    width = max(len(layer.name) for layer in d.layers)
+    for layer in d.layers[:8]:
+        prof = np.asarray(layer.profile, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(prof)  # 0 -> -inf (a blank), NaN stays NaN (a "!")
-        rho = layer.get("rho")
-        hz = layer.get("horizon")
-        facts = [f"rho {rho:.3g}/step" if rho is not None else "rho n/a"]
-        if hz is not None:
-            facts.append("horizon inf" if math.isinf(hz) else f"horizon {hz:.3g} steps")
-        if layer.get("lag_1e3") is not None:
-            facts.append(f"<1e-3 after {layer['lag_1e3']} steps")
+        facts = [f"rho {layer.rho:.3g}/step" if layer.rho is not None else "rho n/a"]
+        if layer.horizon is not None:
+            facts.append("horizon inf" if math.isinf(layer.horizon) else f"horizon {layer.horizon:.3g} steps")
+        if layer.lag_1e3 is not None:
+            facts.append(f"<1e-3 after {layer.lag_1e3} steps")
         finite = logs[np.isfinite(logs)]
         rng_txt = f"log10|dL/dh_t| {finite.min():.1f}..{finite.max():.1f}" if finite.size else "log10|dL/dh_t| n/a"
         console.print(
             Text(
-                f"        {layer['name']:<{width}}  {sparkline(logs, plain=plain)}  t=0..{layer['steps'] - 1}  {rng_txt}; {', '.join(facts)}"
+                f"        {layer.name:<{width}}  {sparkline(logs, plain=plain)}  t=0..{layer.steps - 1}  {rng_txt}; {', '.join(facts)}"
             ),
             soft_wrap=True,
         )
-    if len(d["layers"]) > 8:
-        console.print(Text(f"        ... {len(d['layers']) - 8} more layers in the JSON report", style="dim"))
+    if len(d.layers) > 8:
+        console.print(Text(f"        ... {len(d.layers) - 8} more layers in the JSON report", style="dim"))
 
 
 def _render_probes(console: Console, numbers: dict) -> None:
