@@ -119,6 +119,8 @@ def rnn_grad(p, data, bug=None, act="tanh"):
         g["W_hh"] = g["W_hh"].T.copy()
     if bug == "zero_bias_grad":
         g["b_hh"] = np.zeros_like(g["b_hh"])
+    if bug == "bias_sum_broadcast":
+        g["b_hh"] = np.full_like(g["b_hh"], g["b_hh"].sum())
     if bug == "flipped_sign":
         g["W_ih"] = -g["W_ih"]
     if bug == "batch_scale":
@@ -325,8 +327,14 @@ def case_for(cell, bug=None, seed=0, dtype=np.float64, float32_only=False, with_
     return case
 
 
+#: mutants that exist to show a hint, kept out of the mutation suite's table
+HINT_ONLY = {
+    "rnn_bias_sum_broadcast": ("rnn_tanh", "bias_sum_broadcast", {}),
+}
+
 #: every hint rnncheck gives, the mutant that must produce it, and words the hint must contain
 HINT_MUTANTS = {
+    "rnn_bias_sum_broadcast": "every entry of the analytic gradient is the same number",
     "rnn_batch_scale": "1/3× the true one (= 1/the batch size 3)",
     "rnn_flipped_sign": "sign flipped",
     "lstm_gate_sign": "W_hh[f-gate]: this gate's gradient has its sign flipped",

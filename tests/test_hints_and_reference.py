@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mutation_models import CORRECT, HINT_MUTANTS, MUTANTS, case_for
+from mutation_models import CORRECT, HINT_MUTANTS, HINT_ONLY, MUTANTS, case_for
 
 import rnncheck
 from rnncheck import Options, verify_case
@@ -14,7 +14,7 @@ FAST = Options(diagnostics=False)
 
 @pytest.mark.parametrize("name", sorted(HINT_MUTANTS))
 def test_each_hint_is_produced_by_its_mutant(name):
-    cell, bug, overrides = MUTANTS[name]
+    cell, bug, overrides = {**MUTANTS, **HINT_ONLY}[name]
     result = verify_case(case_for(cell, bug, with_reference=True, **overrides), FAST)
     assert result.verdict == "fail"
     texts = [f.message for f in result.findings if f.kind == "hint"] + [f.hint for f in result.findings if f.hint]

@@ -9,7 +9,9 @@ that fails its check is dropped, never shown.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -61,133 +63,291 @@ def _replace(grad: dict[str, np.ndarray], name: str, rows: slice, new: np.ndarra
     return out
 
 
-def find_hints(prober: Prober, blocks: list[Block], per_block: dict[Block, Probe], rng, context: dict) -> list[Finding]:
-    """Verified hints for the failing blocks.  ``context`` may give ``batch`` and ``steps`` to name factors."""
-    hints: list[Finding] = []
-    failing = [b for b, p in per_block.items() if p.status == Status.FAIL]
-    if not failing:
-        return hints
-    grad = prober.grad
-    covered: set[Block] = set()
+@dataclass
+class Scene:
+    """What every hint may read: the failing check's probes, per block, and the gradient under test."""
 
-    # 1. the whole gradient off by one constant factor
-    ratios = {b: _ratio(p) for b, p in per_block.items()}
-    known = [r for r in ratios.values() if r is not None]
-    if len(known) == len(per_block) and known:
-        c = float(np.median(known))
-        if c != 0 and all(abs(r - c) <= RATIO_AGREEMENT * abs(c) for r in known) and abs(c - 1) > RATIO_AGREEMENT:
-            scaled = {n: g / c for n, g in grad.items()}
-            if _verify(prober, scaled, blocks, rng):
-                hints.append(_factor_hint("the whole gradient", c, context, len(blocks)))
-                covered.update(blocks)
+    prober: Prober
+    blocks: list[Block]
+    per_block: dict[Block, Probe]
+    rng: np.random.Generator
+    context: dict  # may give "batch" and "steps", to name a factor
 
-    by_tensor: dict[str, list[Block]] = {}
-    for b in blocks:
-        by_tensor.setdefault(b.tensor, []).append(b)
-    for name, tblocks in by_tensor.items():
-        bad = [b for b in tblocks if b in failing and b not in covered]
-        if not bad:
-            continue
-        g = grad[name]
-        # 2. a tensor whose gradient is all zero
-        if not np.any(g):
-            hints.append(
-                Finding(
-                    "hint",
-                    Verdict.NOTE,
-                    f"{name}: the analytic gradient is exactly zero in every entry while the numerical one is not "
-                    f"(e.g. {per_block[bad[0]].numeric:.3g} along a probe): an accumulation typo — "
-                    "'=' where '+=' belongs, or the result written to the wrong variable",
-                    tensor=name,
-                    numbers={"numeric": per_block[bad[0]].numeric},
-                )
-            )
-            covered.update(tblocks)
-            continue
-        # 3. the tensor off by one constant factor (a flipped sign is the factor -1)
-        r = [ratios[b] for b in tblocks]
-        if all(x is not None for x in r):
-            c = float(np.median(r))
-            if c != 0 and all(abs(x - c) <= RATIO_AGREEMENT * abs(c) for x in r) and abs(c - 1) > RATIO_AGREEMENT:
-                if _verify(prober, {**grad, name: g / c}, tblocks, rng):
-                    hints.append(_factor_hint(name, c, context, len(tblocks)))
-                    covered.update(tblocks)
-                    continue
-        for b in bad:
-            sub = g[b.rows]
-            # 4. one gate block with its sign flipped (or scaled)
-            rb = ratios[b]
-            if rb is not None and abs(rb - 1) > RATIO_AGREEMENT and len(tblocks) > 1:
-                if _verify(prober, _replace(grad, name, b.rows, sub / rb), [b], rng):
-                    what = "has its sign flipped" if abs(rb + 1) < 1e-3 else f"is {_nice(rb)}× the true one"
-                    hints.append(
-                        Finding(
-                            "hint",
-                            Verdict.NOTE,
-                            f"{b.title}: this gate's gradient {what}, the other gates of {name} agree "
-                            f"(verified: with {b.title} divided by {_nice(rb)}, {VERIFY_PROBES} fresh probes pass)",
-                            tensor=name,
-                            location={"gate": b.label},
-                            numbers={"factor": rb},
-                        )
-                    )
-                    covered.add(b)
-                    continue
-            # 5. the transpose of the true gradient
-            if sub.ndim == 2 and sub.shape[0] == sub.shape[1] and not np.allclose(sub, sub.T):
-                if _verify(prober, _replace(grad, name, b.rows, sub.T), [b], rng):
-                    hints.append(
-                        Finding(
-                            "hint",
-                            Verdict.NOTE,
-                            f"{b.title}: the analytic gradient is the transpose of the true one "
-                            f"(verified: transposed, {VERIFY_PROBES} fresh probes pass) — the classic missing "
-                            "transpose, e.g. dh_prev = W_hh @ da instead of W_hh.T @ da",
-                            tensor=name,
-                            location={"gate": b.label or None},
-                        )
-                    )
-                    covered.add(b)
-                    continue
-            # 6. values clipped at a constant
-            clip = _clipped(prober, b, rng)
-            if clip is not None:
-                hints.append(clip)
-                covered.add(b)
-                continue
-            # 7. one number broadcast into every entry
-            same = _broadcast(prober, b, rng)
-            if same is not None:
-                hints.append(same)
-                covered.add(b)
-    return hints
+    @property
+    def grad(self) -> dict[str, np.ndarray]:
+        return self.prober.grad
+
+    def ratio(self, b: Block) -> float | None:
+        return _ratio(self.per_block[b])
+
+    def common_factor(self, blocks: list[Block]) -> float | None:
+        """The one factor ≠ 1 by which the analytic side is off in every one of ``blocks``, if there is one."""
+        r = [self.ratio(b) for b in blocks]
+        if not r or any(x is None for x in r):
+            return None
+        c = float(np.median(r))
+        if c == 0 or any(abs(x - c) > RATIO_AGREEMENT * abs(c) for x in r) or abs(c - 1) <= RATIO_AGREEMENT:
+            return None
+        return c
 
 
-def _broadcast(prober: Prober, b: Block, rng) -> Finding | None:
-    """Every entry of the block's analytic gradient is one number, and the true entries are not."""
-    g = prober.grad[b.tensor]
-    idx = block_indices(prober.theta, b)
-    vals = g.ravel()[idx]
-    if len(idx) < 2 or not np.all(vals == vals[0]) or vals[0] == 0:
-        return None
-    # a direction with zero sum: the constant gradient sees nothing along it, the true one does
-    scale = block_scales(prober.theta, [b])[b]
-    v = np.zeros(g.size)
-    signs = rng.choice((-1.0, 1.0), size=len(idx))
-    signs -= signs.mean()
-    v[idx] = signs * scale
-    p = prober.run({b.tensor: v.reshape(g.shape)})
-    if p.status == Status.FAIL and abs(p.analytic) <= 1e-12 * max(p.scale, 1e-300):
+class Hint(Protocol):
+    """One kind of bug recognised from the numbers.
+
+    ``scope`` says what it speaks about: ``"gradient"`` (every block at once), ``"tensor"``
+    (the blocks of one tensor) or ``"block"`` (one failing block).  ``applies`` makes the
+    guess from what is already measured (None: not this bug); ``verify`` checks the guess
+    with fresh evaluations and returns its evidence (None: the guess is dropped, never
+    shown); ``message`` says it.
+    """
+
+    scope: str
+
+    def applies(self, scene: Scene, where: list[Block]) -> Any | None: ...
+
+    def verify(self, scene: Scene, where: list[Block], guess: Any) -> Any | None: ...
+
+    def message(self, scene: Scene, where: list[Block], guess: Any, evidence: Any) -> Finding: ...
+
+
+class CommonFactor:
+    """Every block off by one constant (a flipped sign is the factor -1): a mean for a sum, or the reverse."""
+
+    def __init__(self, scope: str):
+        self.scope = scope
+
+    def applies(self, scene, where):
+        return scene.common_factor(where)
+
+    def verify(self, scene, where, c):
+        names = {b.tensor for b in where}
+        fixed = {n: (g / c if n in names else g) for n, g in scene.grad.items()}
+        return True if _verify(scene.prober, fixed, where, scene.rng) else None
+
+    def message(self, scene, where, c, evidence):
+        what = "the whole gradient" if self.scope == "gradient" else where[0].tensor
+        return _factor_hint(what, c, scene.context, len(where))
+
+
+class ZeroGradient:
+    """A tensor's analytic gradient is exactly zero while the numerical one is not: an accumulation typo."""
+
+    scope = "tensor"
+
+    def applies(self, scene, where):
+        return True if not np.any(scene.grad[where[0].tensor]) else None
+
+    def verify(self, scene, where, guess):
+        failing = [scene.per_block[b] for b in where if scene.per_block[b].status == Status.FAIL]
+        numeric = next((p.numeric for p in failing if p.numeric != 0), None)
+        return numeric  # the failing probe itself is the evidence: a nonzero slope where the gradient says none
+
+    def message(self, scene, where, guess, numeric):
+        name = where[0].tensor
         return Finding(
             "hint",
             Verdict.NOTE,
-            f"{b.title}: every entry of the analytic gradient is the same number ({vals[0]:.4g}), while the true entries "
-            f"differ (verified: along a zero-sum direction the analytic slope is 0, the numerical {p.numeric:.3g}): "
+            f"{name}: the analytic gradient is exactly zero in every entry while the numerical one is not "
+            f"(e.g. {numeric:.3g} along a probe): an accumulation typo — "
+            "'=' where '+=' belongs, or the result written to the wrong variable",
+            tensor=name,
+            numbers={"numeric": numeric},
+        )
+
+
+class GateFactor:
+    """One gate's block off by a factor (a flipped sign is -1) while the tensor's other gates agree."""
+
+    scope = "block"
+
+    def applies(self, scene, where):
+        (b,) = where
+        rb = scene.ratio(b)
+        several = sum(o.tensor == b.tensor for o in scene.blocks) > 1
+        return rb if rb is not None and abs(rb - 1) > RATIO_AGREEMENT and several else None
+
+    def verify(self, scene, where, rb):
+        (b,) = where
+        fixed = _replace(scene.grad, b.tensor, b.rows, scene.grad[b.tensor][b.rows] / rb)
+        return True if _verify(scene.prober, fixed, where, scene.rng) else None
+
+    def message(self, scene, where, rb, evidence):
+        (b,) = where
+        what = "has its sign flipped" if abs(rb + 1) < 1e-3 else f"is {_nice(rb)}× the true one"
+        return Finding(
+            "hint",
+            Verdict.NOTE,
+            f"{b.title}: this gate's gradient {what}, the other gates of {b.tensor} agree "
+            f"(verified: with {b.title} divided by {_nice(rb)}, {VERIFY_PROBES} fresh probes pass)",
+            tensor=b.tensor,
+            location={"gate": b.label},
+            numbers={"factor": rb},
+        )
+
+
+class Transposed:
+    """A square block holding the transpose of the true gradient: the classic missing ``.T``."""
+
+    scope = "block"
+
+    def applies(self, scene, where):
+        (b,) = where
+        sub = scene.grad[b.tensor][b.rows]
+        return True if sub.ndim == 2 and sub.shape[0] == sub.shape[1] and not np.allclose(sub, sub.T) else None
+
+    def verify(self, scene, where, guess):
+        (b,) = where
+        fixed = _replace(scene.grad, b.tensor, b.rows, scene.grad[b.tensor][b.rows].T)
+        return True if _verify(scene.prober, fixed, where, scene.rng) else None
+
+    def message(self, scene, where, guess, evidence):
+        (b,) = where
+        return Finding(
+            "hint",
+            Verdict.NOTE,
+            f"{b.title}: the analytic gradient is the transpose of the true one "
+            f"(verified: transposed, {VERIFY_PROBES} fresh probes pass) — the classic missing "
+            "transpose, e.g. dh_prev = W_hh @ da instead of W_hh.T @ da",
+            tensor=b.tensor,
+            location={"gate": b.label or None},
+        )
+
+
+class Clipped:
+    """Entries stuck at ±c disagree while the rest agree: clipping inside the gradient function."""
+
+    scope = "block"
+
+    def applies(self, scene, where):
+        (b,) = where
+        idx = block_indices(scene.prober.theta, b)
+        vals = np.abs(scene.grad[b.tensor].ravel()[idx])
+        top = float(vals.max()) if vals.size else 0.0
+        at = idx[vals == top]
+        if top == 0 or len(at) < 2 or len(at) == len(idx):
+            return None
+        return top, at, idx[vals < top]
+
+    def verify(self, scene, where, guess):
+        (b,) = where
+        _, at, rest = guess
+        g = scene.grad[b.tensor]
+        scale = block_scales(scene.prober.theta, [b])[b]
+
+        def probe(sub):
+            v = np.zeros(g.size)
+            v[sub] = scene.rng.choice((-1.0, 1.0), size=len(sub)) * scale
+            return scene.prober.run({b.tensor: v.reshape(g.shape)})
+
+        return True if probe(rest).status == Status.PASS and probe(at).status == Status.FAIL else None
+
+    def message(self, scene, where, guess, evidence):
+        (b,) = where
+        top, at, rest = guess
+        return Finding(
+            "hint",
+            Verdict.NOTE,
+            f"{b.title}: {len(at)} entries sit exactly at ±{top:.4g} and disagree, the other {len(rest)} agree "
+            f"(verified by probing each group): the gradient is clipped at {top:.4g} inside the gradient "
+            "function — clipping belongs to the training step, after the gradient is checked",
+            tensor=b.tensor,
+            location={"gate": b.label or None},
+            numbers={"clip": top, "entries_clipped": int(len(at))},
+        )
+
+
+class Broadcast:
+    """Every entry of a block is one number while the true entries differ: a sum over every axis, broadcast."""
+
+    scope = "block"
+
+    def applies(self, scene, where):
+        (b,) = where
+        idx = block_indices(scene.prober.theta, b)
+        vals = scene.grad[b.tensor].ravel()[idx]
+        if len(idx) < 2 or not np.all(vals == vals[0]) or vals[0] == 0:
+            return None
+        return float(vals[0]), idx
+
+    def verify(self, scene, where, guess):
+        # a direction with zero sum: the constant gradient sees nothing along it, the true one does
+        (b,) = where
+        _, idx = guess
+        g = scene.grad[b.tensor]
+        scale = block_scales(scene.prober.theta, [b])[b]
+        v = np.zeros(g.size)
+        signs = scene.rng.choice((-1.0, 1.0), size=len(idx))
+        signs -= signs.mean()
+        v[idx] = signs * scale
+        p = scene.prober.run({b.tensor: v.reshape(g.shape)})
+        return p.numeric if p.status == Status.FAIL and abs(p.analytic) <= 1e-12 * max(p.scale, 1e-300) else None
+
+    def message(self, scene, where, guess, numeric):
+        (b,) = where
+        value, _ = guess
+        return Finding(
+            "hint",
+            Verdict.NOTE,
+            f"{b.title}: every entry of the analytic gradient is the same number ({value:.4g}), while the true entries "
+            f"differ (verified: along a zero-sum direction the analytic slope is 0, the numerical {numeric:.3g}): "
             "a total summed over all entries and broadcast into each — a sum over every axis where one axis belongs",
             tensor=b.tensor,
-            numbers={"value": float(vals[0]), "numeric_zero_sum_slope": p.numeric},
+            numbers={"value": value, "numeric_zero_sum_slope": numeric},
         )
+
+
+#: the hints, tried in this order at each scope; the first verified one speaks for what it covers
+HINTS: list[Hint] = [
+    CommonFactor("gradient"),
+    ZeroGradient(),
+    CommonFactor("tensor"),
+    GateFactor(),
+    Transposed(),
+    Clipped(),
+    Broadcast(),
+]
+
+
+def _first(scene: Scene, scope: str, where: list[Block]) -> Finding | None:
+    for hint in HINTS:
+        if hint.scope != scope:
+            continue
+        guess = hint.applies(scene, where)
+        if guess is None:
+            continue
+        evidence = hint.verify(scene, where, guess)
+        if evidence is not None:
+            return hint.message(scene, where, guess, evidence)
     return None
+
+
+def find_hints(prober: Prober, blocks: list[Block], per_block: dict[Block, Probe], rng, context: dict) -> list[Finding]:
+    """Verified hints for the failing blocks.  ``context`` may give ``batch`` and ``steps`` to name factors.
+
+    The scopes go from the widest to the narrowest: one hint about the whole gradient
+    covers every block; a hint about a tensor covers its blocks; what is left is tried
+    block by block.
+    """
+    failing = [b for b, p in per_block.items() if p.status == Status.FAIL]
+    if not failing:
+        return []
+    scene = Scene(prober, blocks, per_block, rng, context)
+    if len(per_block) == len(blocks) and (whole := _first(scene, "gradient", blocks)) is not None:
+        return [whole]
+    hints: list[Finding] = []
+    by_tensor: dict[str, list[Block]] = {}
+    for b in blocks:
+        by_tensor.setdefault(b.tensor, []).append(b)
+    for tblocks in by_tensor.values():
+        bad = [b for b in tblocks if b in failing]
+        if not bad:
+            continue
+        found = _first(scene, "tensor", tblocks)
+        if found is not None:
+            hints.append(found)
+            continue
+        hints.extend(h for b in bad if (h := _first(scene, "block", [b])) is not None)
+    return hints
 
 
 def _factor_hint(what: str, c: float, context: dict, nblocks: int) -> Finding:
@@ -217,34 +377,3 @@ def _factor_hint(what: str, c: float, context: dict, nblocks: int) -> Finding:
         tensor=None if what == "the whole gradient" else what,
         numbers={"factor": c},
     )
-
-
-def _clipped(prober: Prober, b: Block, rng) -> Finding | None:
-    """Entries stuck at ±c: the rest agree, those do not."""
-    g = prober.grad[b.tensor]
-    idx = block_indices(prober.theta, b)
-    vals = np.abs(g.ravel()[idx])
-    top = float(vals.max()) if vals.size else 0.0
-    at = idx[vals == top]
-    if top == 0 or len(at) < 2 or len(at) == len(idx):
-        return None
-    rest = idx[vals < top]
-    scale = block_scales(prober.theta, [b])[b]
-
-    def probe(sub):
-        v = np.zeros(g.size)
-        v[sub] = rng.choice((-1.0, 1.0), size=len(sub)) * scale
-        return prober.run({b.tensor: v.reshape(g.shape)})
-
-    if probe(rest).status == Status.PASS and probe(at).status == Status.FAIL:
-        return Finding(
-            "hint",
-            Verdict.NOTE,
-            f"{b.title}: {len(at)} entries sit exactly at ±{top:.4g} and disagree, the other {len(rest)} agree "
-            f"(verified by probing each group): the gradient is clipped at {top:.4g} inside the gradient "
-            "function — clipping belongs to the training step, after the gradient is checked",
-            tensor=b.tensor,
-            location={"gate": b.label or None},
-            numbers={"clip": top, "entries_clipped": int(len(at))},
-        )
-    return None
