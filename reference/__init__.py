@@ -12,6 +12,6 @@ equations in the docstrings:
 It depends on NumPy alone and runs on float32, float64 and complex128 arrays.
 """
 
-from .stack import GATES, MODES, Cache, Gradients, Spec, backward, forward
+from .stack import GATES, MODES, Cache, Gradients, Spec, backward, backward_layer, forward
 
-__all__ = ["GATES", "MODES", "Cache", "Gradients", "Spec", "backward", "forward"]
+__all__ = ["GATES", "MODES", "Cache", "Gradients", "Spec", "backward", "backward_layer", "forward"]

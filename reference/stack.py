@@ -132,7 +132,12 @@ def _run_layer(spec: Spec, x, state0, p):
     return h, (h_T,), cache
 
 
-def _back_layer(spec: Spec, dh_out, dstate, cache):
+def backward_layer(spec: Spec, dh_out, dstate, cache):
+    """One layer-direction's backward: ``(parameter gradients, dx, d state0, adjoints)``.
+
+    ``dh_out`` is ∂L/∂h_t for every step in processing order; ``dstate`` is ∂L/∂ of the final
+    state, ``(dh_T,)`` or ``(dh_T, dc_T)``, with None for zero.
+    """
     if spec.mode == "lstm":
         return lstm.backward(dh_out, dstate, cache)
     module = gru if spec.mode == "gru" else rnn
@@ -204,7 +209,7 @@ def backward(
                 None if d_h_n is None else d_h_n[k],
                 None if d_c_n is None else d_c_n[k],
             )
-            lg, dx, dstate0, adj = _back_layer(
+            lg, dx, dstate0, adj = backward_layer(
                 spec, dh_seq[::-1] if d else dh_seq, dstate, cache.layer_caches[layer][d]
             )
             for short, long in spec.param_names(layer, d).items():

@@ -235,7 +235,8 @@ def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[di
         dout = np.zeros_like(d_out)
         dout[tau] = d_out[tau]
         last = tau == T - 1
-        _, _, _, adj = _layer_backward(spec, cache, dout, d_hn if last else None, d_cn if last else None)
+        final = (d_hn[0] if last and d_hn is not None else None, d_cn[0] if last and d_cn is not None else None)
+        _, _, _, adj = R.backward_layer(spec, dout, final, lc)
         a_x, a_h = adj["a_x"], adj["a_h"]
         for s in range(tau + 1):
             shares[names["W_ih"]][tau, s] = a_x[s].T @ link.x[s]
@@ -257,16 +258,6 @@ def _outputs(cache: R.Cache) -> np.ndarray:
     H = lc.h_prev.shape[-1]  # GRU: h_t = (1 - z) n + z h_(t-1)
     z, n = lc.gates[:, :, H : 2 * H], lc.gates[:, :, 2 * H :]
     return (1 - z) * n + z * lc.h_prev
-
-
-def _layer_backward(spec, cache, dout, d_hn, d_cn):
-    from ..reference import gru, lstm, rnn
-
-    lc = cache.layer_caches[0][0]
-    if spec.mode == "lstm":
-        return lstm.backward(dout, (None if d_hn is None else d_hn[0], None if d_cn is None else d_cn[0]), lc)
-    module = gru if spec.mode == "gru" else rnn
-    return module.backward(dout, None if d_hn is None else d_hn[0], lc)
 
 
 def time_hypotheses(shares: dict[str, np.ndarray], swapped: np.ndarray, w_hh: str, T: int):
