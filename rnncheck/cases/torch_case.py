@@ -12,9 +12,10 @@ from torch.func import functional_call
 
 from ..convert import mode_of
 from ..errors import CaseError, UserCodeError
-from ..numerics import BFLOAT16, machine_eps
+from ..numerics import BFLOAT16
 from ..usercode import call_user
 from .base import Case, Target, check_gates, stacked_gates, suggest_gates
+from .torch_numeric import NumericModel
 
 
 class TorchCase(Case):
@@ -113,6 +114,21 @@ def _rnn_modes(model: nn.Module) -> dict[str, str]:
     return modes
 
 
+def _placed(case: TorchCase, device: torch.device, dtype: torch.dtype | None):
+    """The model and inputs on ``device`` and, with ``--dtype``, in ``dtype``: copies, the user's own stay as they are."""
+    model = case.model
+    if device.type != "cpu" or dtype is not None:
+        model = copy.deepcopy(model).to(device=device, dtype=dtype)
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t2 = t.to(device)
+        if dtype is not None and t2.is_floating_point():
+            t2 = t2.to(dtype)
+        return t2.detach().requires_grad_(t.requires_grad) if t2 is not t else t
+
+    return model, _replace(case.inputs, "input", {}, move)
+
+
 class TorchTarget(Target):
     case: TorchCase
     gradient_computes_loss = True  # gradient() runs the very forward that model_loss() would
@@ -121,19 +137,8 @@ class TorchTarget(Target):
     @classmethod
     def create(cls, case: TorchCase, options) -> TorchTarget:
         device = torch.device(options.device)
-        model = case.model
-        dtype_override = getattr(torch, options.dtype) if options.dtype else None
-        if device.type != "cpu" or dtype_override is not None:
-            model = copy.deepcopy(model).to(device=device, dtype=dtype_override)
+        model, inputs = _placed(case, device, getattr(torch, options.dtype) if options.dtype else None)
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-        def move(t: torch.Tensor) -> torch.Tensor:
-            t2 = t.to(device)
-            if dtype_override is not None and t2.is_floating_point():
-                t2 = t2.to(dtype_override)
-            return t2.detach().requires_grad_(t.requires_grad) if t2 is not t else t
-
-        inputs = _replace(case.inputs, "input", {}, move)
         input_leaves = {p: t for p, t in _leaves(inputs, "input") if t.requires_grad}
         for path, t in input_leaves.items():
             if not t.is_floating_point():
@@ -161,7 +166,6 @@ class TorchTarget(Target):
         target.saved_inputs = {p: t.detach().clone() for p, t in _leaves(inputs, "input")}
         target.seed = options.seed
         target._loss_weights = None
-        target._numeric_model = None
         if (
             device.type == "cuda"
             and model_dtype == torch.float32
@@ -171,7 +175,7 @@ class TorchTarget(Target):
             target.notes.append(
                 "the GPU may compute float32 in TF32 (10-bit mantissa): the analytic side's error model uses 2^-10"
             )
-        target._choose_numeric_model()
+        target.numeric = NumericModel(target)
         return target
 
     # --- evaluation ------------------------------------------------------------------
@@ -226,49 +230,9 @@ class TorchTarget(Target):
             )
         return value.reshape(())
 
-    def _choose_numeric_model(self) -> None:
-        """Evaluate the numerical side in float64 where the model's code allows it.
-
-        The float64 copy is made here; whether the model really computes in float64 is
-        learnt from the first numerical evaluation, which is needed anyway.
-        """
-        self._numeric_model, self._numeric_inputs = self.model, self.inputs
-        self._numeric_checked = True
-        if self.model_dtype == np.float64:
-            return
-        try:
-            model64 = copy.deepcopy(self.model).to(torch.float64)
-            inputs64 = _replace(self.inputs, "input", {}, lambda t: t.double() if t.is_floating_point() else t)
-        except Exception as exc:  # the model may refuse float64 in any way
-            self._fall_back(f"the model cannot be copied to float64 ({type(exc).__name__})")
-            return
-        self._numeric_model, self._numeric_inputs = model64, inputs64
-        self._numeric_checked = False
-
-    def _fall_back(self, why: str) -> None:
-        self.notes.append(f"numerical side in {self.model_dtype}: {why}")
-        self.numeric_dtype = self.model_dtype
-        self._numeric_model, self._numeric_inputs = self.model, self.inputs
-        self._numeric_checked = True
-
     def _numeric_forward(self, theta) -> torch.Tensor:
         dtype = torch.float64 if self.numeric_dtype == np.float64 else None
-        return self._numeric_forward_values(self._tensors(theta, dtype))
-
-    def _numeric_forward_values(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        with torch.no_grad():
-            if self._numeric_checked:
-                return self._forward(self._numeric_model, values, self._numeric_inputs)
-            self._numeric_checked = True
-            try:
-                value = self._forward(self._numeric_model, values, self._numeric_inputs)
-            except Exception as exc:  # the model may refuse float64 in any way
-                self._fall_back(f"the model does not run in float64 ({type(exc).__name__})")
-                return self._numeric_forward_values({n: t.to(self.leaf_dtypes[n]) for n, t in values.items()})
-            if value.dtype != torch.float64:
-                self._fall_back(f"the model computes in {value.dtype} even in float64")
-                return self._numeric_forward_values({n: t.to(self.leaf_dtypes[n]) for n, t in values.items()})
-            return value
+        return self.numeric.loss(self._tensors(theta, dtype))
 
     def _tensors(self, theta, dtype=None) -> dict[str, torch.Tensor]:
         return {n: torch.as_tensor(v, device=self.device).to(dtype or self.leaf_dtypes[n]) for n, v in theta.items()}
@@ -291,8 +255,7 @@ class TorchTarget(Target):
         dtype = torch.float64 if self.numeric_dtype == np.float64 else None
         values = {n: (base[n] + s * step[n]) if n in step else base[n] for n in base}
         values = {n: t.to(dtype or self.leaf_dtypes[n]) for n, t in values.items()}
-        with torch.no_grad():
-            value = self._numeric_forward_values(values)
+        value = self.numeric.loss(values)
         self._check_untouched()
         return float(value)
 
@@ -345,81 +308,9 @@ class TorchTarget(Target):
 
     def reference_comparisons(self, grad, options):
         """The torch side of the reference comparison: fused layers inside, and the model itself if it names one."""
-        from ..checks.reference import fused_layer_comparisons
+        from .torch_reference import reference_comparisons
 
-        values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
-        comparisons = fused_layer_comparisons(
-            self.model, values, lambda v: self._forward(self.model, v, self.inputs), options
-        )
-        if self.case.reference is not None:
-            comparisons.append(self._own_reference(grad))
-        return comparisons
-
-    def _own_reference(self, grad):
-        """The model claims to be ``reference``: called as nn.LSTM is, compared on its first input."""
-        from .. import reference as R
-        from ..checks.reference import Comparison, Link, map_parameters
-
-        case = self.case
-        names = dict(case.reference_map or {})
-        x_path = next(iter(p for p, t in _leaves(self.inputs, "input") if t.is_floating_point()), None)
-        if x_path is None:
-            raise CaseError(
-                f"reference={case.reference!r}: the model has no floating-point input sequence to compare on"
-            )
-        batch_first = bool(getattr(self.model, "batch_first", False))
-        values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
-        with torch.enable_grad():
-            params = {n: values[n] for n in self.param_names}
-            args = _replace(self.inputs, "input", {n: values[n] for n in self.input_names}, lambda t: t)
-            out = functional_call(self.model, params, tuple(args))
-            # the loss on detached copies of the outputs: what it reads from each, directly
-            cut = {p: t.detach().requires_grad_(t.is_floating_point()) for p, t in _leaves(out, "out")}
-            out_cut = _replace(out, "out", cut, lambda t: t)
-            first_path = "out[0]" if isinstance(out, tuple | list) else "out"
-            first = cut[first_path]
-            rest = [t for p, t in cut.items() if p != first_path and t.requires_grad]
-            loss = self._loss_of(out_cut)
-            d_first, *d_rest = torch.autograd.grad(loss, [first] + rest, allow_unused=True)
-        reads_states = any(d is not None and bool(d.abs().sum() > 0) for d in d_rest)
-        np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-        tm = (lambda a: np.swapaxes(a, 0, 1)) if batch_first else (lambda a: a)
-        x = tm(np64(dict(_leaves(self.inputs, "input"))[x_path]))
-        h_case = tm(np64(first))
-        w_hh = names.get("weight_hh_l0", "weight_hh_l0")
-        if w_hh not in self.theta:
-            raise CaseError(
-                f"reference={case.reference!r}: the model has no parameter {w_hh!r}; "
-                "pass reference_map={'weight_hh_l0': 'its name', ...}"
-            )
-        spec = R.Spec(case.reference, x.shape[-1], self.theta[w_hh].shape[-1])
-        ref_params, link_names, missing = map_parameters(spec, self.theta, names)
-        tol = max(1e-9, 1e4 * machine_eps(self.model_dtype))
-        d_out = None if d_first is None else tm(np64(d_first))
-        note_states = (
-            "the loss also reads the final states: only the forward pass is compared" if reads_states else None
-        )
-        notes = [
-            n
-            for n in (
-                note_states,
-                f"reference parameters absent from the model, taken as zero: {', '.join(missing)}" if missing else None,
-            )
-            if n
-        ]
-        case_grad = {mine: grad[mine].reshape(ref_params[ref].shape) for ref, mine in link_names.items()}
-        if note_states:
-            d_out = None  # the states' share would be missing from the reference's gradient: compare the forward only
-        return Comparison(
-            Link(spec, ref_params, link_names, x, label=type(self.model).__name__),
-            case_grad,
-            d_out,
-            None,
-            None,
-            h_case,
-            tol,
-            "; ".join(notes) or None,
-        )
+        return reference_comparisons(self, grad, options)
 
     def _check_untouched(self, values: dict[str, torch.Tensor] | None = None) -> None:
         """The parameters and inputs a call was given must come out as they went in."""
