@@ -23,6 +23,7 @@ from .errors import CaseError, UsageError
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict
 from .options import Options
 from .runner import verify, verify_case
+from .tolerances import Tolerances
 from .usercode import CaseTimeout
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "NumpyCase",
     "Options",
     "Report",
+    "Tolerances",
     "TorchCase",
     "UsageError",
     "Verdict",

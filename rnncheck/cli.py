@@ -95,6 +95,7 @@ def _click_option(spec: OptionSpec):
         "verdicts": lambda: _Declared(spec),
         "int": lambda: click.IntRange(spec.minimum, spec.maximum),
         "seconds": lambda: _Declared(spec),
+        "number": lambda: _Declared(spec),
         "choice": lambda: click.Choice(list(spec.choices)),
         "str": lambda: click.STRING,
     }

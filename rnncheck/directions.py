@@ -11,10 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cases.base import Block
-
-#: blocks whose share of the gradient is below this fraction of the largest are not
-#: amplified further (their perturbation would be too large to stay in the linear range)
-MAX_AMPLIFICATION = 100.0
+from .tolerances import current as tolerances
 
 
 def _sumsq(a: np.ndarray) -> float:
@@ -88,7 +85,7 @@ def probe_direction(
     top = max(share.values(), default=0.0)
     weight = {}
     for b in blocks:
-        weight[b] = 1.0 / max(share[b], top / MAX_AMPLIFICATION) if (weighted and top > 0) else 1.0
+        weight[b] = 1.0 / max(share[b], top / tolerances().max_amplification) if (weighted and top > 0) else 1.0
     wmax = max(weight.values(), default=1.0)
     v: dict[str, np.ndarray] = {}
     for b in blocks:

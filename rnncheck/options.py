@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .tolerances import Tolerances
 
 #: the seeds numpy and torch both accept
 MAX_SEED = 2**32 - 1
@@ -48,6 +50,10 @@ class Options:
     """Record what the regression gate compares (the gate turns this on)."""
     debug: bool = False
     """Keep tracebacks of errors."""
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    """The error model's safety factors (see :class:`rnncheck.Tolerances`)."""
+    safety: float | None = None
+    """Overrides ``tolerances.safety``: how many times its estimated error a probe must be off to fail."""
 
     def __post_init__(self) -> None:
         """Refuse what could only fail later, with the reason (a ``ValueError``)."""
@@ -81,6 +87,10 @@ class Options:
         self.fail_on = tuple(self.fail_on)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a name such as 'cpu' or 'cuda:0', got {self.device!r}")
+        if not isinstance(self.tolerances, Tolerances):
+            raise ValueError(f"tolerances must be an rnncheck.Tolerances, got {type(self.tolerances).__name__}")
+        if self.safety is not None:
+            self.tolerances = self.tolerances.replace(safety=self.safety)  # raises ValueError when not positive
 
 
 # --- one declaration per option ---------------------------------------------------------------
@@ -97,7 +107,7 @@ class OptionSpec:
     """
 
     field: str
-    kind: str  # "int" | "seconds" | "choice" | "str" | "flag"
+    kind: str  # "int" | "seconds" | "number" | "choice" | "str" | "flag" | "verdicts"
     help: str
     flag: str = ""
     invert: bool = False  # a flag that turns its field off (--no-flow -> diagnostics=False)
@@ -145,6 +155,14 @@ class OptionSpec:
             if math.isnan(value) or value <= 0:
                 raise ValueError(f"{source}: {self.key} takes a positive number of seconds or inf, got {raw!r}")
             return None if math.isinf(value) else value
+        if self.kind == "number":
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{source}: {self.key} takes a number, got {raw!r}") from None
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{source}: {self.key} takes a positive finite number, got {raw!r}")
+            return value
         if self.kind == "int":
             try:
                 value = int(str(raw).strip()) if not isinstance(raw, int) or isinstance(raw, bool) else raw
@@ -223,6 +241,14 @@ SPECS: tuple[OptionSpec, ...] = (
         "nonfinite).",
         choices=FLOW_VERDICTS,
         metavar="VERDICTS",
+    ),
+    OptionSpec(
+        "safety",
+        "number",
+        "A probe fails when it is off by more than this many times its estimated error (default 4). "
+        "Larger: fewer false alarms on unusual code, less power.",
+        metavar="FACTOR",
+        commands=("verify",),
     ),
     OptionSpec("jacobian", "flag", "Also power-iterate ||dh_T/dh_k|| at lags 1, 2, 4, ... (costs more)."),
     OptionSpec("lyapunov", "flag", "Also estimate the leading Lyapunov exponents (QR method; costs more)."),

@@ -31,19 +31,7 @@ from .numerics import (
     quantized_eps,
     richardson,
 )
-
-#: the error model's safety factor: a probe fails only when the disagreement exceeds
-#: this multiple of the estimated numerical and analytic errors
-SAFETY = 4.0
-#: a probe that agrees only within more than this fraction of its own size has checked nothing:
-#: it is reported as unresolved, never as a pass
-USELESS_BOUND = 0.1
-#: a loss whose values come back rounded this many times more coarsely than its dtype
-#: computes in lower precision than it is given (code that casts to float32 itself)
-LOW_PRECISION_RATIO = 1e3
-#: the longest step a probe takes, relative to the parameters' size (the extended stencil
-#: reaches 4h: a quarter of each parameter, beyond which the loss is no longer local)
-MAX_STEP = 1 / 16
+from .tolerances import current as tolerances
 
 
 class Status(StrEnum):
@@ -157,7 +145,9 @@ class Prober:
             if self.analytic_noise is not None and n in self.analytic_noise:
                 nv = _product(self.analytic_noise[n], v[n])
                 noise += float(nv @ nv)
-        err = 4 * self.eps_model * l2sq**0.5 + (SAFETY * noise**0.5 if self.analytic_noise is not None else 0.0)
+        err = 4 * self.eps_model * l2sq**0.5 + (
+            tolerances().safety * noise**0.5 if self.analytic_noise is not None else 0.0
+        )
         self._analytic_cache = {"key": key, "v": v, "value": (a, err, scale)}
         return a, err, scale
 
@@ -179,7 +169,7 @@ class Prober:
             flat = abs(d.fourth_difference) < 4 * FOURTH_DIFFERENCE_NOISE * self.noise0
             if not (poor and flat):
                 break
-            if h * 8 > MAX_STEP:
+            if h * 8 > tolerances().max_step:
                 break
             h *= 8
             d = self._richardson(phi, h)
@@ -212,7 +202,7 @@ class Prober:
         if self.extended:  # low precision: the step its fourth-order stencil balances best
             self.step = max(self.step, default_step(self.eps_num))
             if self.long_steps:
-                self.step = min(MAX_STEP, max(self.step, self.eps_num ** (1 / 4)))
+                self.step = min(tolerances().max_step, max(self.step, self.eps_num ** (1 / 4)))
         if self.step != h:
             h = self.step
             first = self._richardson(phi0, h)
@@ -237,7 +227,7 @@ class Prober:
         if coarse is None or coarse < self.eps_num / 2:
             return
         self.noise0 = max(measured, evaluation_noise(self.loss0, coarse, terms=1.0))
-        if not coarse > LOW_PRECISION_RATIO * self.eps_num:
+        if not coarse > tolerances().low_precision_ratio * self.eps_num:
             return
         self.measured_eps = coarse
         self.eps_num = coarse
@@ -260,8 +250,8 @@ class Prober:
         h = self.step
         d = (phi(h) - phi(-h)) / (2 * h)
         truncation = 0.0 if truncation_per_scale is None else 3 * truncation_per_scale * scale
-        bound = SAFETY * (self.noise0 / h + truncation) + a_err
-        useless = bound > USELESS_BOUND * max(scale, abs(d), np.finfo(float).tiny)
+        bound = tolerances().safety * (self.noise0 / h + truncation) + a_err
+        useless = bound > tolerances().useless_bound * max(scale, abs(d), np.finfo(float).tiny)
         if abs(a - d) <= bound and not useless:
             return Probe(a, d, bound, scale, Status.PASS, None, 2)
         return None
@@ -286,7 +276,7 @@ class Prober:
         for stage in range(3):
             d = start if (stage == 0 and start is not None) else self._richardson(phi, h / 8**stage)
             evals += d.evaluations
-            bound = SAFETY * d.error + a_err
+            bound = tolerances().safety * d.error + a_err
             agrees = abs(a - d.value) <= bound
             if prev is not None:
                 # against the a-priori noise too: a measured noise may be small by chance, a kink never is
@@ -297,10 +287,14 @@ class Prober:
             rough = (
                 d.truncation > 100 * d.rounding or abs(d.fourth_difference) > 10 * FOURTH_DIFFERENCE_NOISE * self.noise0
             )
-            useless = bound > USELESS_BOUND * max(scale, abs(d.value), np.finfo(float).tiny)
+            useless = bound > tolerances().useless_bound * max(scale, abs(d.value), np.finfo(float).tiny)
             if agrees and not useless and not (rough and stage < 2):
                 return Probe(a, d.value, bound, scale, Status.PASS, d, evals)
-            if prev is not None and not agrees and abs(prev.value - d.value) <= SAFETY * (prev.error + d.error):
+            if (
+                prev is not None
+                and not agrees
+                and abs(prev.value - d.value) <= tolerances().safety * (prev.error + d.error)
+            ):
                 return Probe(a, d.value, bound, scale, Status.FAIL, d, evals)
             prev = d
         return Probe(a, d.value, bound, scale, Status.UNRESOLVED, d, evals)

@@ -26,6 +26,7 @@ from .errors import BudgetExceeded, CaseError, UserCodeError
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict, worst
 from .options import Options
 from .threads import apply_policy
+from .tolerances import using
 from .usercode import CaseTimeout, call_user, case_guard
 
 Progress = Callable[[str, str], None]  # (case name, stage)
@@ -79,7 +80,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
     result = CaseResult(name, item.file, Verdict.PASS)
     target = None
     ctx = None
-    with case_guard(options.timeout) as state:
+    with case_guard(options.timeout) as state, using(options.tolerances):
         try:
             torch.manual_seed(options.seed)
             case, name, file = _build(item)

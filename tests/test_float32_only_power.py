@@ -39,7 +39,9 @@ def test_a_one_percent_error_in_one_tensor_is_caught_and_pinned(cell, tensor, dt
 @pytest.mark.parametrize("cell", SMOOTH)
 def test_the_same_models_without_the_error_pass(cell, dtype):
     for seed in range(10, 16):
-        result = rnncheck.verify_case(case_for(cell, seed=seed, dtype=dtype, float32_only=True), rnncheck.Options(seed=seed))
+        result = rnncheck.verify_case(
+            case_for(cell, seed=seed, dtype=dtype, float32_only=True), rnncheck.Options(seed=seed)
+        )
         assert result.verdict == "pass", (seed, [f.message for f in result.findings])
 
 

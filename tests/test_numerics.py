@@ -15,7 +15,7 @@ from rnncheck.numerics import (
     machine_eps,
     richardson,
 )
-from rnncheck.probe import SAFETY
+from rnncheck.tolerances import DEFAULT
 
 
 def test_complex_step_is_exact_to_roundoff():
@@ -37,7 +37,7 @@ def test_richardson_error_estimate_bounds_the_true_error_on_smooth_functions():
         exact = math.exp(x0) * (math.cos(3 * x0) - 3 * math.sin(3 * x0))
         h = default_step(machine_eps(np.float64))
         d = richardson(f, h, f(0.0), evaluation_noise(f(0.0), machine_eps(np.float64)))
-        assert abs(d.value - exact) <= SAFETY * d.error
+        assert abs(d.value - exact) <= DEFAULT.safety * d.error
         assert d.error <= 1e-8 * max(1.0, abs(exact))
 
 
@@ -46,7 +46,7 @@ def test_richardson_in_float32_carries_a_larger_honest_bound():
     exact = 3 * np.tanh(0.4) ** 2 * (1 - np.tanh(0.4) ** 2)
     eps = machine_eps(np.float32)
     d = richardson(f32, default_step(eps), f32(0.0), evaluation_noise(f32(0.0), eps))
-    assert abs(d.value - exact) <= SAFETY * d.error
+    assert abs(d.value - exact) <= DEFAULT.safety * d.error
     assert 1e-7 < d.error < 1e-2
 
 
@@ -68,7 +68,7 @@ def test_extended_richardson_bounds_its_own_fourth_order_error():
     exact = math.exp(0.3) * (math.cos(0.6) - 2 * math.sin(0.6))
     plain = richardson(f, 1e-2, f(0.0), 1e-16)
     ext = richardson(f, 1e-2, f(0.0), 1e-16, extended=True)
-    assert abs(ext.value - exact) <= SAFETY * ext.error
+    assert abs(ext.value - exact) <= DEFAULT.safety * ext.error
     assert ext.truncation < plain.truncation / 100
     assert ext.evaluations == 6
 

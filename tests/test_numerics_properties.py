@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rnncheck.collect import keyword_matcher
 from rnncheck.numerics import complex_step, default_step, evaluation_noise, kink_scaling, machine_eps, richardson
-from rnncheck.probe import SAFETY
+from rnncheck.tolerances import DEFAULT
 
 coefficient = st.floats(min_value=-3, max_value=3, allow_nan=False, allow_infinity=False).filter(
     lambda v: v == 0 or abs(v) > 1e-6  # complex step (h = 1e-30) needs coefficients far from underflow
@@ -41,7 +41,7 @@ def test_richardson_is_within_its_own_bound_times_the_safety_factor(a, b, c, x0)
     # rnncheck measures it from the probes; here the terms' size is known
     terms = abs(a) + abs(b) * math.exp(x0 / 2) + abs(c)
     d = richardson(lambda s: float(phi(s)), default_step(eps), phi0, evaluation_noise(max(terms, abs(phi0)), eps))
-    assert abs(d.value - exact) <= SAFETY * d.error + 64 * eps * scale
+    assert abs(d.value - exact) <= DEFAULT.safety * d.error + 64 * eps * scale
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)

@@ -110,3 +110,38 @@ def test_every_declared_option_reaches_options_and_validates():
     for bad in ({"threads": 0}, {"seed": True}, {"budget": "5"}):
         with pytest.raises(ValueError):
             rnncheck.Options(**bad)
+
+
+SLIGHTLY_OFF = """
+import numpy as np
+import rnncheck
+
+@rnncheck.case
+def quad():
+    p = {"w": np.array([1.0, -2.0, 0.5])}
+    return rnncheck.NumpyCase(
+        p, loss=lambda q: float((q["w"] ** 2).sum()), grad=lambda q: {"w": 2 * q["w"] * (1 + 1e-5)}
+    )
+"""
+
+
+def test_safety_sets_the_margin_a_probe_needs_to_fail(tmp_path):
+    (tmp_path / "m.py").write_text(SLIGHTLY_OFF)
+    strict = CliRunner().invoke(main, ["verify", str(tmp_path / "m.py"), "--no-flow"])
+    assert strict.exit_code == 1 and "FAIL" in strict.output
+    lenient = CliRunner().invoke(main, ["verify", str(tmp_path / "m.py"), "--no-flow", "--safety", "1e6"])
+    assert lenient.exit_code == 0 and "FAIL" not in lenient.output
+    by_env = CliRunner().invoke(main, ["verify", str(tmp_path / "m.py"), "--no-flow"], env={"RNNCHECK_SAFETY": "1e6"})
+    assert by_env.exit_code == 0
+    bad = CliRunner().invoke(main, ["verify", str(tmp_path / "m.py"), "--safety", "0"])
+    assert bad.exit_code == 2 and "positive" in bad.output
+
+
+def test_tolerances_are_one_object_that_options_carry():
+    tol = rnncheck.Tolerances()
+    assert tol.safety == 4.0 and rnncheck.Options().tolerances == tol
+    assert rnncheck.Options(safety=8).tolerances.safety == 8
+    assert rnncheck.Options(tolerances=tol.replace(useless_bound=0.2)).tolerances.useless_bound == 0.2
+    for bad in (lambda: rnncheck.Tolerances(safety=0), lambda: rnncheck.Options(tolerances={"safety": 4})):
+        with pytest.raises(ValueError):
+            bad()

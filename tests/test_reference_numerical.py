@@ -74,7 +74,9 @@ def _entrywise(leaves, loss, derivative):
     return numeric
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}" + (f"-P{c[5]}" if c[5] else ""))
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}" + (f"-P{c[5]}" if c[5] else "")
+)
 def test_reference_backward_matches_central_differences(config):
     leaves, loss, grad = _problem(*config)
     analytic = grad(leaves)
@@ -83,7 +85,9 @@ def test_reference_backward_matches_central_differences(config):
         assert rel_err(analytic[name], numeric[name]) <= 1e-7, name
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}" + (f"-P{c[5]}" if c[5] else ""))
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c[0]}-L{c[1]}-{'bi' if c[2] else 'uni'}-T{c[4]}" + (f"-P{c[5]}" if c[5] else "")
+)
 def test_reference_backward_matches_complex_step(config):
     if config[0] == "rnn_relu":
         pytest.skip("relu is not analytic; covered by central differences")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..errors import CaseError
+from ..tolerances import current as tolerances
 from ..usercode import call_user
 from .base import Case, Target, check_gates, suggest_gates
 
@@ -251,7 +252,7 @@ class NumpyTarget(Target):
             return []
         link, missing = got
         link_names, params = link.names, link.params
-        tol = max(1e-8, 1e4 * np.finfo(self.model_dtype).eps)
+        tol = max(tolerances().numpy_reference_floor, tolerances().reference_ulps * np.finfo(self.model_dtype).eps)
         h_case = None
         if case.hidden is not None:
             h_case = np.asarray(

@@ -13,6 +13,7 @@ from torch.func import functional_call
 
 from ..errors import CaseError
 from ..numerics import machine_eps
+from ..tolerances import current as tolerances
 from .torch_case import _leaves, _replace
 
 
@@ -66,7 +67,7 @@ def own_reference(target, grad):
         )
     spec = R.Spec(case.reference, x.shape[-1], target.theta[w_hh].shape[-1])
     ref_params, link_names, missing = map_parameters(spec, target.theta, names)
-    tol = max(1e-9, 1e4 * machine_eps(target.model_dtype))
+    tol = max(tolerances().reference_floor, tolerances().reference_ulps * machine_eps(target.model_dtype))
     d_out = None if d_first is None else tm(np64(d_first))
     note_states = "the loss also reads the final states: only the forward pass is compared" if reads_states else None
     notes = [

@@ -36,6 +36,7 @@ from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
 from ..convert import mode_of
 from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
+from ..tolerances import current as tolerances
 from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
 
 
@@ -141,7 +142,7 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
             ref_out = functional_call(target.model, {n: v.detach() for n, v in params.items()}, args)
     diff = _max_rel_diff(ref_out, out)
     eps = max(torch.finfo(next(iter(values.values())).dtype).eps, target.model_eps / 64)
-    if not (diff <= 1e3 * eps):
+    if not (diff <= tolerances().twin_ulps * eps):
         findings.append(
             Finding(
                 "twin_mismatch",

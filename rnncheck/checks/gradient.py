@@ -22,15 +22,10 @@ import numpy as np
 from ..cases.base import Block
 from ..directions import block_scales, probe_direction, signs
 from ..findings import CheckResult, Finding, TensorRow, Verdict, worst
-from ..probe import SAFETY, Probe, Prober, Status
+from ..probe import Probe, Prober, Status
+from ..tolerances import current as tolerances
 from .hints import find_hints
 from .localize import attribute, narrow
-
-#: how far the parameters are moved to step off a kink, relative to each block's size
-KINK_JITTER = 1e-3
-#: where probes still sit on kinks after moving off, a fail must exceed its bound this many
-#: times: a kink inside the stencil shifts both Richardson estimates alike, past a smooth bound
-KINK_DENSE_MARGIN = 4.0
 
 
 def _ulp_jitter(theta, eps, rng) -> dict[str, np.ndarray]:
@@ -115,7 +110,7 @@ def _probe_all(prober: Prober, target, grad, blocks, rng, k: int, theta=None):
 def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, target):
     """Localize the failing probes: ``(rows, findings)``, or None when nothing fails.
 
-    In low precision a probe that fails by less than ``KINK_DENSE_MARGIN`` times its bound,
+    In low precision a probe that fails by less than ``Tolerances.kink_dense_margin`` times its bound,
     where no block alone reproduces it, is not proof (a kink or a rounding burst inside the
     long stencil does that): it becomes unresolved, and the check says so instead of failing.
     """
@@ -124,7 +119,7 @@ def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, targe
         return None
     rows = _rows(prober, blocks, probes, directions)
     findings = _localize(prober, blocks, rows, rng, target.context or {})
-    marginal = all(p.mismatch < KINK_DENSE_MARGIN * p.bound for p in failing)
+    marginal = all(p.mismatch < tolerances().kink_dense_margin * p.bound for p in failing)
     if prober.extended and marginal and not any(f.kind == "mismatch" for f in findings):
         for p in failing:
             p.status = Status.UNRESOLVED
@@ -159,7 +154,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
 
     if any(p.status == Status.KINK for p in probes):
         kinked = [p for p in probes if p.status == Status.KINK]
-        moved = _jitter(target.theta, blocks, rng, KINK_JITTER)
+        moved = _jitter(target.theta, blocks, rng, tolerances().kink_jitter)
         _, g_moved = target.gradient(moved)
         first_count = len(probes)
         # a fresh prober measures the noise again at its own short step: the old step may straddle the kink,
@@ -169,7 +164,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
         still = sum(p.status == Status.KINK for p in probes)
         if still:  # kinks even off the point: the smooth error model is not to be trusted to its margin
             for p in probes:
-                if p.status == Status.FAIL and p.mismatch < KINK_DENSE_MARGIN * p.bound:
+                if p.status == Status.FAIL and p.mismatch < tolerances().kink_dense_margin * p.bound:
                     p.status = Status.UNRESOLVED
         d = kinked[0].derivative
         findings.append(
@@ -179,7 +174,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
                 f"the loss has a kink at the given parameters: along {len(kinked)} of {first_count} probes the slope jumps "
                 f"(Δ⁴ shrank linearly with the step, {abs(d.fourth_difference):.2e} at h={d.step:.1e}); "
                 + (
-                    f"checked at a point moved by {KINK_JITTER:g} of each block's size instead"
+                    f"checked at a point moved by {tolerances().kink_jitter:g} of each block's size instead"
                     if not still
                     else f"{still} probes still sit on kinks after moving off: those directions are unchecked"
                 ),
@@ -196,7 +191,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
                 Verdict.WARN,
                 f"{n} of {len(probes)} probes could not be resolved numerically (the finite differences did not settle as the step "
                 "shrank, agreed only within more than 10%, or, in low precision, disagreed by less than "
-                f"{KINK_DENSE_MARGIN:g}x the bound where no block alone reproduces it); those directions are unchecked",
+                f"{tolerances().kink_dense_margin:g}x the bound where no block alone reproduces it); those directions are unchecked",
             )
         )
     failing = [p for p in probes if p.status == Status.FAIL]
@@ -221,13 +216,13 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
 DETECTION_SAMPLE = 100_000
 
 
-#: a tensor whose probes would miss a single entry off by this much (100%) has not been checked
-UNCHECKED_POWER = 1.0
-
-
 def _unchecked(rows: list[TensorRow], target) -> list[Finding]:
     """A pass means what it says: a tensor the probes cannot resolve is ``unchecked``, and the case a warn."""
-    weak = [r for r in rows if r.verdict == Verdict.PASS and r.detection is not None and r.detection > UNCHECKED_POWER]
+    weak = [
+        r
+        for r in rows
+        if r.verdict == Verdict.PASS and r.detection is not None and r.detection > tolerances().unchecked_power
+    ]
     for r in weak:
         r.verdict = Verdict.UNCHECKED
     if not weak:
@@ -296,7 +291,7 @@ def tensor_error(prober: Prober, blocks: list[Block], name: str, rng) -> tuple[f
         numeric_sq.append(n**2)
         mismatch.append((a - n) ** 2)
         shift.append(n**2 - a**2)
-        bound.append((SAFETY * prober.noise0 / h + a_err) ** 2)
+        bound.append((tolerances().safety * prober.noise0 / h + a_err) ** 2)
     error_sq = float(np.mean(mismatch)) / scale**2
     g_sq = float(np.vdot(g, g))
     if error_sq <= 0.25 * g_sq:

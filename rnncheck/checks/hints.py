@@ -19,9 +19,8 @@ from ..cases.base import Block
 from ..directions import block_indices, block_scales, probe_direction
 from ..findings import Finding, Verdict
 from ..probe import Probe, Prober, Status
+from ..tolerances import current as tolerances
 
-#: two ratios agree when they differ by less than this (relative)
-RATIO_AGREEMENT = 1e-3
 VERIFY_PROBES = 2
 
 
@@ -86,7 +85,11 @@ class Scene:
         if not r or any(x is None for x in r):
             return None
         c = float(np.median(r))
-        if c == 0 or any(abs(x - c) > RATIO_AGREEMENT * abs(c) for x in r) or abs(c - 1) <= RATIO_AGREEMENT:
+        if (
+            c == 0
+            or any(abs(x - c) > tolerances().ratio_agreement * abs(c) for x in r)
+            or abs(c - 1) <= tolerances().ratio_agreement
+        ):
             return None
         return c
 
@@ -164,7 +167,7 @@ class GateFactor:
         (b,) = where
         rb = scene.ratio(b)
         several = sum(o.tensor == b.tensor for o in scene.blocks) > 1
-        return rb if rb is not None and abs(rb - 1) > RATIO_AGREEMENT and several else None
+        return rb if rb is not None and abs(rb - 1) > tolerances().ratio_agreement and several else None
 
     def verify(self, scene, where, rb):
         (b,) = where
@@ -354,9 +357,9 @@ def _factor_hint(what: str, c: float, context: dict, nblocks: int) -> Finding:
     names = []
     for label, value in (("batch size", context.get("batch")), ("sequence length", context.get("steps"))):
         if value:
-            if abs(c - value) <= RATIO_AGREEMENT * value:
+            if abs(c - value) <= tolerances().ratio_agreement * value:
                 names.append(f"= the {label} {value}")
-            elif abs(c - 1 / value) <= RATIO_AGREEMENT / value:
+            elif abs(c - 1 / value) <= tolerances().ratio_agreement / value:
                 names.append(f"= 1/the {label} {value}")
     named = f" ({', '.join(names)})" if names else ""
     if abs(c + 1) < 1e-3:

@@ -32,9 +32,7 @@ from torch import nn
 from .. import reference as R
 from ..findings import CheckResult, Finding, Verdict, worst
 from ..reference.activations import sigmoid
-
-#: a hypothesis about the time structure holds when it reproduces the analytic gradient this closely
-TIME_MATCH = 1e-6
+from ..tolerances import current as tolerances
 
 
 @dataclass
@@ -462,7 +460,7 @@ def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -
         best = None
         for desc, grads in hyps:
             err = float(np.abs(grads[ref] - g).max()) / scale
-            if err <= TIME_MATCH and (best is None or err < best[1]):
+            if err <= tolerances().time_match and (best is None or err < best[1]):
                 best = (desc, err)
         if best is not None:
             out.append(
@@ -679,7 +677,7 @@ def fused_layer_comparisons(
         }
         dt = out_sub.dtype
         eps = torch.finfo(dt).eps
-        tol = max(1e-9, 1e4 * eps)
+        tol = max(tolerances().reference_floor, tolerances().reference_ulps * eps)
         note = None
         if out_sub.is_cuda and torch.backends.cudnn.allow_tf32:
             tol, note = (

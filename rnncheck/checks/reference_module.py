@@ -10,7 +10,7 @@ loops.  The check
 3. measures the tolerance instead of assuming one: the naive module is run once more in
    the candidate's own dtype, which is the error of the same arithmetic with no bug.  The
    candidate passes when its error against the float64 naive run is at most
-   :data:`FACTOR` times that (never below a few units of rounding).
+   :attr:`Tolerances.module_factor` times that (never below a few units of rounding).
 
 Finite differences cannot see a forward pass that computes the wrong function with a
 backward that matches it (relu where tanh belongs, in both); this comparison can.
@@ -26,17 +26,8 @@ from torch.func import functional_call
 
 from ..errors import CaseError
 from ..findings import CheckResult, Finding, Verdict, worst
+from ..tolerances import current as tolerances
 from ..usercode import call_user
-
-#: the candidate may be this many times less accurate than the naive module in the same dtype.
-#: Measured: correct fused layers (float32, bfloat16, float16; 20 seeds each) reach at most
-#: 0.48× the naive module's own error, so 3× leaves a margin of 6 against false alarms.
-FACTOR = 3.0
-#: a tensor whose resolution (FACTOR × the naive module's own relative error) is coarser than
-#: this is named in a note: an error that size could pass unseen
-COARSE = 0.05
-#: and is never asked to be closer than this many units of its dtype's rounding
-FLOOR_ULPS = 4.0
 
 
 def _float_leaves(out):
@@ -135,17 +126,19 @@ def check_reference_module(target) -> CheckResult | None:
     coarse: list[str] = []
 
     def compare(kind: str, label: str, cand: torch.Tensor, ref: torch.Tensor, low: torch.Tensor, entry) -> None:
-        own = max(_rel(low, ref), FLOOR_ULPS * eps)
+        own = max(_rel(low, ref), tolerances().module_floor_ulps * eps)
         err = _rel(cand, ref)
         ratio = err / own
         ratios.append(ratio)
-        if FACTOR * own > COARSE:
-            coarse.append(f"{label} ({FACTOR * own:.1%})")
-        if ratio <= FACTOR:
+        if tolerances().module_factor * own > tolerances().module_coarse:
+            coarse.append(f"{label} ({tolerances().module_factor * own:.1%})")
+        if ratio <= tolerances().module_factor:
             return
         diff = (cand - ref).abs()
         index = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), tuple(diff.shape))) if diff.dim() else ()
-        allowed = FACTOR * torch.maximum((low - ref).abs(), torch.tensor(FLOOR_ULPS * eps) * ref.abs().max())
+        allowed = tolerances().module_factor * torch.maximum(
+            (low - ref).abs(), torch.tensor(tolerances().module_floor_ulps * eps) * ref.abs().max()
+        )
         over = torch.nonzero(diff > allowed)
         first = f"; first beyond tolerance at index {over[0].tolist()}" if over.numel() and diff.dim() else ""
         findings.append(
@@ -220,8 +213,8 @@ def check_reference_module(target) -> CheckResult | None:
             else "reference_module_ratio",
             Verdict.NOTE,
             f"candidate error {worst_ratio:.2g}× the naive implementation's in {dtype_name} at worst, over "
-            f"{len(ref_out)} output(s) and {len(pairs)} gradient(s) (passes up to {FACTOR:g}×)",
-            numbers={"worst_ratio": worst_ratio, "factor": FACTOR, "dtype": dtype_name},
+            f"{len(ref_out)} output(s) and {len(pairs)} gradient(s) (passes up to {tolerances().module_factor:g}×)",
+            numbers={"worst_ratio": worst_ratio, "factor": tolerances().module_factor, "dtype": dtype_name},
         )
     )
     return CheckResult("reference_module", worst(f.verdict for f in findings), findings)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from ..findings import CheckResult, Finding, Verdict, worst
+from ..tolerances import current as tolerances
 
 
 def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
@@ -42,7 +43,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         l2, g2 = target.gradient()
     else:
         l2 = target.model_loss()
-    if abs(l1 - l2) > 256 * eps * abs(l1):
+    if abs(l1 - l2) > tolerances().repeat_ulps * eps * abs(l1):
         findings.append(
             Finding(
                 "nondeterministic_loss",
@@ -76,7 +77,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         a, b = g1[name], g2[name]
         scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
         # 1e3 ulps: room for a GPU's atomics, none for a state that doubles or shifts the result
-        if np.isfinite(scale) and float(np.abs(a - b).max(initial=0.0)) > 1e3 * eps * scale:
+        if np.isfinite(scale) and float(np.abs(a - b).max(initial=0.0)) > tolerances().stateful_ulps * eps * scale:
             ratio = _ratio(a, b)
             extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
             findings.append(
@@ -95,7 +96,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
                     ),
                 )
             )
-    if gl1 is not None and abs(gl1 - l1) > 64 * eps * max(abs(l1), abs(gl1)) + 1e-300:
+    if gl1 is not None and abs(gl1 - l1) > tolerances().loss_agreement_ulps * eps * max(abs(l1), abs(gl1)) + 1e-300:
         findings.append(
             Finding(
                 "inconsistent_loss",
