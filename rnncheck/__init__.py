@@ -42,6 +42,16 @@ __all__ = [
     "Verdict",
     "__version__",
     "case",
+    "main",
     "verify",
     "verify_case",
 ]
+
+
+def __getattr__(name: str):
+    """``rnncheck.main``: the ``rnncheck`` command as a click object (for ``CliRunner``), imported on first use."""
+    if name == "main":
+        from .cli import main
+
+        return main
+    raise AttributeError(f"module 'rnncheck' has no attribute {name!r}")

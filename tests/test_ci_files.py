@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
+from helpers import ROOT
 
 from rnncheck.baseline import Baseline
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_workflow_is_valid_yaml_with_real_steps():

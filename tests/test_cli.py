@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rnncheck.cli import main
+from rnncheck import main
 
 GOOD = """
 import numpy as np

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import rnncheck
-from rnncheck.cli import main
+from rnncheck import main
 
 pytest_plugins = ["pytester"]
 

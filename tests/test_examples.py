@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import EXAMPLES
 
-from rnncheck.cli import main
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from rnncheck import main
 
 
 def _expected(attribute):

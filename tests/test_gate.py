@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from rnncheck import main
 from rnncheck.baseline import DEFAULT_TOLERANCES, Baseline, compare
-from rnncheck.cli import main
 
 MODEL = """
 import torch

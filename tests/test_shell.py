@@ -17,9 +17,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
+from helpers import MODELS
 
 import rnncheck
-from rnncheck.cli import main
+from rnncheck import main
 
 FINE = """
 @rnncheck.case
@@ -337,7 +338,7 @@ def test_global_state_is_restored_after_each_case_and_reports_stay_where_asked(t
 
 
 def test_an_exception_inside_one_check_keeps_the_others_results(tmp_path):
-    models = Path(__file__).parent / "models"  # numpy_rnn.py: a plain RNN with its hand-written BPTT
+    models = MODELS  # numpy_rnn.py: a plain RNN with its hand-written BPTT
     f = model(
         tmp_path,
         f"""

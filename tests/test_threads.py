@@ -11,7 +11,7 @@ import textwrap
 import torch
 from click.testing import CliRunner
 
-from rnncheck.cli import main
+from rnncheck import main
 
 SMALL = """
 import torch

@@ -4,16 +4,14 @@ the dtype hides an error the report says so (`unchecked`, with the power it had)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import EXAMPLES
 
 import rnncheck
-from rnncheck.cli import main
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from rnncheck import main
 
 
 class GRUCellLoop(torch.nn.Module):

@@ -4,19 +4,16 @@ running the naive module in the candidate's own dtype."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import EXAMPLES, load_module
 
 import rnncheck
-from rnncheck.cli import main
+from rnncheck import main
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))
-import custom_rnn_vs_naive as ex  # noqa: E402
+ex = load_module(EXAMPLES / "custom_rnn_vs_naive.py")
 
 
 class WrongBackward(ex.FusedTanhRNNFn):

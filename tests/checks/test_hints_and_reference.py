@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import EXAMPLES
 from mutation_models import CORRECT, HINT_MUTANTS, HINT_ONLY, MUTANTS, case_for
 
 import rnncheck
@@ -76,9 +77,8 @@ def test_one_wrong_time_step_is_found_exactly():
 
 def test_forward_bug_with_consistent_gradients_is_caught_by_the_reference_alone():
     import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "examples" / "lstm_forward_bug.py"
+    path = EXAMPLES / "lstm_forward_bug.py"
     spec = importlib.util.spec_from_file_location("lstm_forward_bug", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

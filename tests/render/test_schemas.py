@@ -7,12 +7,12 @@ from pathlib import Path
 
 import jsonschema
 from click.testing import CliRunner
+from helpers import ROOT
 
 import rnncheck
-from rnncheck.cli import main
+from rnncheck import main
 
 SCHEMAS = Path(rnncheck.__file__).parent / "schemas"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def schema(name):

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import MODELS
 
-from rnncheck.cli import main
+from rnncheck import main
 
-MODELS = Path(__file__).parent / "models" / "nonfinite_models.py"
+MODEL_FILE = MODELS / "nonfinite_models.py"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("nonfinite") / "r.json"
-    result = CliRunner().invoke(main, ["verify", str(MODELS), "--json", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["verify", str(MODEL_FILE), "--json", str(out)], catch_exceptions=False)
     cases = {c["name"]: c for c in json.loads(out.read_text())["cases"]}
     return cases, result.output
 

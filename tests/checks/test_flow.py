@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import rel_err
+from helpers import EXAMPLES, load_module, rel_err
 
 import rnncheck
-from rnncheck import Options, verify_case
+from rnncheck import CellCase, Options, verify_case
 from rnncheck import flowmath as fm
 from rnncheck import reference as R
-from rnncheck.cases.cell_case import CellCase
 from rnncheck.convert import from_torch
 
 
@@ -42,17 +41,6 @@ def test_twin_profile_equals_reference_total_adjoints(cls):
             assert rel_err(np.array(layer.profile_c), expected_c) <= 1e-10
 
 
-def _load_example(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "examples" / name
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 FLOW_EXAMPLES = {
     "flow_vanishing_rnn.py": ("vanishing_rnn", "vanishing"),
     "flow_exploding_rnn.py": ("exploding_rnn", "exploding"),
@@ -63,7 +51,7 @@ FLOW_EXAMPLES = {
 @pytest.mark.parametrize("file", FLOW_EXAMPLES)
 def test_each_flow_verdict_is_reached_on_its_model_only(file):
     fn_name, verdict = FLOW_EXAMPLES[file]
-    module = _load_example(file)
+    module = load_module(EXAMPLES / file)
     result = _diagnose(getattr(module, fn_name)())
     d = result.diagnostics
     assert d.gradient_flow == verdict

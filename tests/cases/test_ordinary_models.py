@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import MODELS
 
-from rnncheck.cli import main
+from rnncheck import main
 
-MODELS = Path(__file__).parent / "models" / "ordinary_models.py"
+MODEL_FILE = MODELS / "ordinary_models.py"
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("ordinary") / "r.json"
-    result = CliRunner().invoke(main, ["verify", str(MODELS), "--json", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["verify", str(MODEL_FILE), "--json", str(out)], catch_exceptions=False)
     assert "internal error" not in result.output, result.output
     assert "Traceback" not in result.output
     return {c["name"]: c for c in json.loads(out.read_text())["cases"]}
