@@ -29,6 +29,31 @@ from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
 
 GATES = ("r", "z", "n")
 
+#: each gate's activation
+ACTS = {"r": sigmoid, "z": sigmoid, "n": np.tanh}
+
+
+def reset_after(r, h_prev, h_n, W_hn, b_hn):
+    """PyTorch's form: the reset gate scales ``h_n = W_hn h_{t-1} + b_hn``."""
+    return r * h_n
+
+
+def cell(ax, h_prev, W_hh, b_hh, act=ACTS, reset=reset_after):
+    """One step's equations, from the input projection ``ax = W_ih x_t + b_ih`` (B, 3H).
+
+    Returns ``(h_t, (r_t, z_t, n_t), h_n)`` with ``h_n = W_hn h_{t-1} + b_hn`` (what the
+    backward needs).  Only slicing and arithmetic: it runs on NumPy arrays and on torch
+    tensors alike, given that library's activations in ``act``; and a wrong forward is
+    this cell with one substitution in ``act`` or ``reset``.
+    """
+    H = h_prev.shape[-1]
+    ah = h_prev @ W_hh.T + b_hh
+    r = act["r"](ax[..., :H] + ah[..., :H])
+    z = act["z"](ax[..., H : 2 * H] + ah[..., H : 2 * H])
+    h_n = ah[..., 2 * H :]
+    n = act["n"](ax[..., 2 * H :] + reset(r, h_prev, h_n, W_hh[2 * H :], b_hh[2 * H :]))
+    return (1 - z) * n + z * h_prev, (r, z, n), h_n
+
 
 @dataclass
 class GRUCache:
@@ -65,13 +90,9 @@ def forward(
     h_t = h0.astype(dtype, copy=False)
     for t in range(T):
         h_prev[t] = h_t
-        a_h = h_t @ W_hh.T + b_hh
-        g = gates[t]
-        g[:, : 2 * H] = sigmoid(a_x[t, :, : 2 * H] + a_h[:, : 2 * H])  # r, z
-        h_n[t] = a_h[:, 2 * H :]
-        r_t, z_t = g[:, :H], g[:, H : 2 * H]
-        g[:, 2 * H :] = np.tanh(a_x[t, :, 2 * H :] + r_t * h_n[t])  # n
-        h_t = (1.0 - z_t) * g[:, 2 * H :] + z_t * h_t
+        h_t, acts, h_n[t] = cell(a_x[t], h_t, W_hh, b_hh)
+        for k, v in enumerate(acts):
+            gates[t, :, k * H : (k + 1) * H] = v
         h[t] = h_t
     return h, h_t, GRUCache(x, h_prev, gates, h_n, W_ih, W_hh)
 

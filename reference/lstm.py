@@ -33,6 +33,26 @@ from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
 
 GATES = ("i", "f", "g", "o")
 
+#: each gate's activation, and ``"c"``: the squashing of the cell state on its way out
+ACTS = {"i": sigmoid, "f": sigmoid, "g": np.tanh, "o": sigmoid, "c": np.tanh}
+
+
+def cell(a, c_prev, act=ACTS, order=GATES):
+    """One step's equations, from the gates' pre-activations ``a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``.
+
+    ``a`` is (B, 4H) with the gate blocks in ``order``; ``c_prev`` is (B, H).  Returns
+    ``(m_t, c_t, (i_t, f_t, g_t, o_t), s_t)`` with ``s_t = tanh(c_t)`` and ``m_t = o_t ⊙ s_t``
+    (h_t itself without a projection).  Only slicing and arithmetic: it runs on NumPy
+    arrays and on torch tensors alike, given that library's activations in ``act``; and a
+    wrong forward is this cell with one substitution in ``act`` or ``order``.
+    """
+    H = c_prev.shape[-1]
+    block = {name: a[..., k * H : (k + 1) * H] for k, name in enumerate(order)}
+    i, f, g, o = (act[name](block[name]) for name in GATES)
+    c = f * c_prev + i * g
+    s = act["c"](c)
+    return o * s, c, (i, f, g, o), s
+
 
 @dataclass
 class LSTMCache:
@@ -76,15 +96,10 @@ def forward(
     c_t = c0.astype(dtype, copy=False)
     for t in range(T):
         h_prev[t], c_prev[t] = h_t, c_t
-        a = a_x[t] + h_t @ W_hh.T
-        g = gates[t]
-        g[:, : 2 * H] = sigmoid(a[:, : 2 * H])  # i, f
-        g[:, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])  # g
-        g[:, 3 * H :] = sigmoid(a[:, 3 * H :])  # o
-        i_t, f_t, g_t, o_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-        c_t = f_t * c_t + i_t * g_t
-        tanh_c[t] = np.tanh(c_t)
-        h_t = o_t * tanh_c[t]
+        m_t, c_t, acts, tanh_c[t] = cell(a_x[t] + h_t @ W_hh.T, c_t)
+        for k, v in enumerate(acts):
+            gates[t, :, k * H : (k + 1) * H] = v
+        h_t = m_t
         if W_hr is not None:
             h_t = h_t @ W_hr.T
         h[t] = h_t

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .convert import has_param, spec_of
-from .reference import GATES  # noqa: E402 - one home for gate names and order
+from .reference import GATES, gru, lstm  # the gate names and order, and the cell equations, have one home
 
 
 @dataclass
@@ -45,35 +45,36 @@ def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> to
     return torch.nn.functional.linear(x, p["W_ih"], p["b_ih"])
 
 
+#: the reference's activations, in torch
+TORCH_ACTS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
+_LSTM_ACTS = {"i": torch.sigmoid, "f": torch.sigmoid, "g": torch.tanh, "o": torch.sigmoid, "c": torch.tanh}
+_GRU_ACTS = {"r": torch.sigmoid, "z": torch.sigmoid, "n": torch.tanh}
+
+
 def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: dict[str, torch.Tensor], gates_out=None):
-    """One step of the cell of ``mode`` from the projected input ``xp = W_ih x_t + b_ih``."""
+    """One step of the cell of ``mode`` from the projected input ``xp = W_ih x_t + b_ih``.
+
+    The equations are the reference's own cells (``reference.lstm.cell``, ``reference.gru.cell``),
+    run on torch tensors with torch's activations, so that autograd sees every step.
+    """
     h = state[0]
     if mode == "lstm":
-        a = xp + h @ p["W_hh"].T + p["b_hh"]
-        i, f, g, o = a.chunk(4, dim=-1)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * state[1] + i * g
-        h_new = o * torch.tanh(c)
+        h_new, c, acts, _ = lstm.cell(xp + h @ p["W_hh"].T + p["b_hh"], state[1], _LSTM_ACTS)
         if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
             h_new = h_new @ p["W_hr"].T
-        if gates_out is not None:
-            for k, v in zip(GATES["lstm"], (i, f, g, o)):
-                gates_out.setdefault(k, []).append(v)
+        _record(gates_out, "lstm", acts)
         return (h_new, c)
     if mode == "gru":
-        ah = h @ p["W_hh"].T + p["b_hh"]
-        xr, xz, xn = xp.chunk(3, dim=-1)
-        hr, hz, hn = ah.chunk(3, dim=-1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        if gates_out is not None:
-            for k, v in zip(GATES["gru"], (r, z, n)):
-                gates_out.setdefault(k, []).append(v)
-        return ((1 - z) * n + z * h,)
-    a = xp + h @ p["W_hh"].T + p["b_hh"]
-    act = {"rnn_tanh": torch.tanh, "rnn_relu": torch.relu, "rnn_sigmoid": torch.sigmoid}[mode]
-    return (act(a),)
+        h_new, acts, _ = gru.cell(xp, h, p["W_hh"], p["b_hh"], _GRU_ACTS)
+        _record(gates_out, "gru", acts)
+        return (h_new,)
+    return (TORCH_ACTS[mode.split("_", 1)[1]](xp + h @ p["W_hh"].T + p["b_hh"]),)
+
+
+def _record(gates_out: dict | None, mode: str, acts) -> None:
+    if gates_out is not None:
+        for k, v in zip(GATES[mode], acts):
+            gates_out.setdefault(k, []).append(v)
 
 
 class Twin(nn.Module):

@@ -108,28 +108,23 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
     x_t = link.x[t]
     target = h_case[t]
     scale = max(float(np.abs(target).max()), 1e-300)
-    H = spec.hidden_size
     candidates = []
     if spec.mode == "lstm":
         a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
         c_prev = lc.c_prev[t]
         for desc, step in _lstm_variants():
-            h_new, _ = step(a, c_prev, H)
+            h_new, _ = step(a, c_prev)
             candidates.append((desc, h_new @ p["W_hr"].T if "W_hr" in p else h_new))
     elif spec.mode == "gru":
         ax = x_t @ p["W_ih"].T + p["b_ih"]
-        ah = h_prev @ p["W_hh"].T + p["b_hh"]
         for desc, step in _gru_variants():
-            candidates.append((desc, step(ax, ah, h_prev, p, H)))
+            candidates.append((desc, step(ax, h_prev, p)))
     else:
+        from ..reference.activations import ACTIVATIONS
+
         a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
         own = spec.mode.split("_")[1]
-        for name, fn in (
-            ("tanh", np.tanh),
-            ("sigmoid", sigmoid),
-            ("relu", lambda z: z * (z > 0)),
-            ("identity", lambda z: z),
-        ):
+        for name, fn in [*((n, f) for n, (f, _) in ACTIVATIONS.items()), ("identity", _identity)]:
             candidates.append(
                 ("the reference" if name == own else f"the activation is {name} where {own} belongs", fn(a))
             )
@@ -139,65 +134,52 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
 
 
 def _lstm_variants():
-    acts = {"sigmoid": sigmoid, "tanh": np.tanh, "identity": lambda z: z}
-    own = {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid"}
+    """``(description, step)``: the reference's LSTM cell, then each forward bug as one substitution in it."""
+    from ..reference import lstm
 
-    def make(act=(), out="tanh", drop=None, swap=None):
-        act = dict(act)
+    names = {sigmoid: "sigmoid", np.tanh: "tanh", _identity: "identity"}
 
-        def step(a, c, H):
-            blocks = {n: a[:, k * H : (k + 1) * H] for k, n in enumerate(R.GATES["lstm"])}
-            if swap:
-                x, y = swap
-                blocks[x], blocks[y] = blocks[y], blocks[x]
-            g = {n: acts[act.get(n, own[n])](blocks[n]) for n in R.GATES["lstm"]}
-            i = np.ones_like(g["i"]) if drop == "i" else g["i"]
-            f = np.ones_like(g["f"]) if drop == "f" else g["f"]
-            c_new = f * c + i * g["g"]
-            if out == "c":
-                h_new = g["o"] * c_new
-            elif out == "no_o":
-                h_new = np.tanh(c_new)
-            else:
-                h_new = g["o"] * np.tanh(c_new)
-            return h_new, c_new
+    def variant(order=lstm.GATES, **act):
+        return lambda a, c: lstm.cell(a, c, {**lstm.ACTS, **act}, order)[:2]
 
-        return step
-
-    yield "the reference", make()
-    for gate, mine in own.items():
-        for alt in acts:
+    yield "the reference", variant()
+    for gate in lstm.GATES:
+        mine = names[lstm.ACTS[gate]]
+        for fn, alt in names.items():
             if alt != mine:
-                yield f"gate {gate}: {alt} where {mine} belongs", make(act={gate: alt})
-    yield "the output gate multiplies c_t where it should multiply tanh(c_t)", make(out="c")
-    yield "the output gate is missing (h_t = tanh(c_t))", make(out="no_o")
-    yield "the input gate is missing (c_t = f c_(t-1) + g)", make(drop="i")
-    yield "the forget gate is missing (c_t = c_(t-1) + i g)", make(drop="f")
+                yield f"gate {gate}: {alt} where {mine} belongs", variant(**{gate: fn})
+    yield "the output gate multiplies c_t where it should multiply tanh(c_t)", variant(c=_identity)
+    yield "the output gate is missing (h_t = tanh(c_t))", variant(o=_one)
+    yield "the input gate is missing (c_t = f c_(t-1) + g)", variant(i=_one)
+    yield "the forget gate is missing (c_t = c_(t-1) + i g)", variant(f=_one)
     for x, y in (("i", "f"), ("i", "o"), ("f", "o"), ("g", "o")):
-        yield f"gates {x} and {y} are read from each other's rows (gate order)", make(swap=(x, y))
+        order = tuple(y if n == x else x if n == y else n for n in lstm.GATES)
+        yield f"gates {x} and {y} are read from each other's rows (gate order)", variant(order)
 
 
 def _gru_variants():
-    def make(kind=None):
-        def step(ax, ah, h_prev, p, H):
-            r = sigmoid(ax[:, :H] + ah[:, :H])
-            z = sigmoid(ax[:, H : 2 * H] + ah[:, H : 2 * H])
-            if kind == "reset_before":
-                n = np.tanh(ax[:, 2 * H :] + (r * h_prev) @ p["W_hh"][2 * H :].T + p["b_hh"][2 * H :])
-            elif kind == "n_sigmoid":
-                n = sigmoid(ax[:, 2 * H :] + r * ah[:, 2 * H :])
-            else:
-                n = np.tanh(ax[:, 2 * H :] + r * ah[:, 2 * H :])
-            if kind == "z_swapped":
-                return z * n + (1 - z) * h_prev
-            return (1 - z) * n + z * h_prev
+    """``(description, step)``: the reference's GRU cell, then each forward bug as one substitution in it."""
+    from ..reference import gru
 
-        return step
+    def variant(reset=gru.reset_after, **act):
+        return lambda ax, h_prev, p: gru.cell(ax, h_prev, p["W_hh"], p["b_hh"], {**gru.ACTS, **act}, reset)[0]
 
-    yield "the reference", make()
-    yield "the update gate's roles are swapped: h_t = z n + (1 - z) h_(t-1)", make("z_swapped")
-    yield "the reset gate is applied before W_hn (the original GRU paper's form, not PyTorch's)", make("reset_before")
-    yield "gate n: sigmoid where tanh belongs", make("n_sigmoid")
+    def reset_before(r, h_prev, h_n, W_hn, b_hn):
+        return (r * h_prev) @ W_hn.T + b_hn
+
+    yield "the reference", variant()
+    # h_t = (1 - z') n + z' h_(t-1) with z' = 1 - z is z n + (1 - z) h_(t-1)
+    yield "the update gate's roles are swapped: h_t = z n + (1 - z) h_(t-1)", variant(z=lambda a: 1 - sigmoid(a))
+    yield "the reset gate is applied before W_hn (the original GRU paper's form, not PyTorch's)", variant(reset_before)
+    yield "gate n: sigmoid where tanh belongs", variant(n=sigmoid)
+
+
+def _identity(z):
+    return z
+
+
+def _one(z):
+    return z * 0 + 1
 
 
 # --- gradient and time ----------------------------------------------------------------

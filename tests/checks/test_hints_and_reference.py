@@ -124,6 +124,45 @@ def test_wrong_gate_activation_is_named(gate, alt):
     del torch
 
 
+GRU_BUGS = {
+    "z_swapped": "the update gate's roles are swapped: h_t = z n + (1 - z) h_(t-1)",
+    "reset_before": "the reset gate is applied before W_hn (the original GRU paper's form, not PyTorch's)",
+    "n_sigmoid": "gate n: sigmoid where tanh belongs",
+}
+
+
+@pytest.mark.parametrize("bug", GRU_BUGS)
+def test_each_gru_forward_bug_is_named(bug):
+    from rnncheck import reference as R
+    from rnncheck.checks.reference import Link, explain_step, first_divergence
+
+    def sig(a):
+        return 1 / (1 + np.exp(-a))
+
+    rng = np.random.default_rng(1)
+    spec = R.Spec("gru", 3, 4)
+    p = spec.init_params(rng, scale=0.8)
+    W_ih, W_hh, b_ih, b_hh = (p[n] for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+    x = rng.normal(size=(5, 2, 3))
+    H, h, hs = 4, rng.normal(size=(2, 4)) * 0.5, []
+    h0 = h.copy()
+    for t in range(5):  # written out by hand, apart from the reference's cell
+        xr, xz, xn = np.split(x[t] @ W_ih.T + b_ih, 3, axis=1)
+        hr, hz, hn = np.split(h @ W_hh.T + b_hh, 3, axis=1)
+        r, z = sig(xr + hr), sig(xz + hz)
+        if bug == "reset_before":
+            n = np.tanh(xn + (r * h) @ W_hh[2 * H :].T + b_hh[2 * H :])
+        else:
+            n = (sig if bug == "n_sigmoid" else np.tanh)(xn + r * hn)
+        h = z * n + (1 - z) * h if bug == "z_swapped" else (1 - z) * n + z * h
+        hs.append(h)
+    h_case = np.stack(hs)
+    link = Link(spec, p, {}, x, h0=h0[None])
+    h_ref, _, _ = R.forward(spec, p, x, h0[None])
+    t, _ = first_divergence(h_case, h_ref, 1e-9)
+    assert explain_step(link, t, h_case, 1e-9) == GRU_BUGS[bug]
+
+
 def test_nn_lstm_inside_a_model_is_compared_with_the_reference_unasked():
     import torch
 
