@@ -205,9 +205,8 @@ def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[di
     if spec.num_layers != 1 or spec.bidirectional or spec.proj_size:
         return None
     T = link.x.shape[0]
-    _, _, cache = link.forward()
+    h_out, _, cache = link.forward()  # one layer, one direction, time-major: the output is h_t
     lc = cache.layer_caches[0][0]
-    h_out = _outputs(cache)
     names = spec.param_names(0, 0)
     shares = {long: np.zeros((T, T) + link.params[long].shape) for long in names.values()}
     swapped = np.zeros((T, T) + link.params[names["W_hh"]].shape)
@@ -225,19 +224,6 @@ def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[di
             shares[names["b_hh"]][tau, s] = a_h[s].sum(0)
             swapped[tau, s] = a_h[s].T @ h_out[s]
     return shares, swapped
-
-
-def _outputs(cache: R.Cache) -> np.ndarray:
-    """The layer's h_t for every step, from its cache."""
-    lc = cache.layer_caches[0][0]
-    if hasattr(lc, "h"):
-        return lc.h
-    if hasattr(lc, "tanh_c"):  # LSTM: h = o ⊙ tanh(c)
-        H = lc.tanh_c.shape[-1]
-        return lc.gates[:, :, 3 * H :] * lc.tanh_c
-    H = lc.h_prev.shape[-1]  # GRU: h_t = (1 - z) n + z h_(t-1)
-    z, n = lc.gates[:, :, H : 2 * H], lc.gates[:, :, 2 * H :]
-    return (1 - z) * n + z * lc.h_prev
 
 
 def time_hypotheses(shares: dict[str, np.ndarray], swapped: np.ndarray, w_hh: str, T: int):
