@@ -86,6 +86,12 @@ class CheckResult:
         self.verdict = Verdict(self.verdict)
 
 
+@dataclass
+class GradientResult(CheckResult):
+    """The gradient check's outcome; its ``numbers`` carry the probes' summary (probes, worst rel error,
+    tolerance, the numerical side's dtype …) that the report's line under the table shows."""
+
+
 class FlowVerdict(StrEnum):
     """How the gradient fares going back through time (``diagnostics.gradient_flow``)."""
 
@@ -127,6 +133,9 @@ class FlowDiagnostics:
     layers: list[LayerFlow] = field(default_factory=list)
     not_computed: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
     nonfinite_cause: str | None = None
+    twin: dict[str, Any] | None = (
+        None  # fused layers: how closely their unrolled twin, which records the states, reproduces them
+    )
 
     def __post_init__(self) -> None:
         if self.gradient_flow is not None:
@@ -140,6 +149,8 @@ class FlowDiagnostics:
         out["not_computed"] = self.not_computed
         if self.nonfinite_cause is not None:
             out["nonfinite_cause"] = self.nonfinite_cause
+        if self.twin is not None:
+            out["twin"] = self.twin
         return out
 
 

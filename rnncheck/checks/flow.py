@@ -60,20 +60,22 @@ class _Layer:
         self.state0 = None  # the state before the first step, where known
 
 
-def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None]:
-    """Run one recorded forward; return the layers, the loss tensor, findings and a reason if nothing to measure."""
+def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None, dict | None]:
+    """Run one recorded forward: the layers, the loss tensor, findings, a reason if nothing to measure,
+    and for fused layers how well their unrolled twin reproduces them."""
     values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
     params = {n: values[n] for n in target.param_names}
     args = tuple(_replace_inputs(target, values))
     if isinstance(case, CellCase):
-        return _record_cell_loop(target, values, params, args)
+        return (*_record_cell_loop(target, values, params, args), None)
     if not fused_layers(target.model):
         why = (
             "no nn.RNN/nn.LSTM/nn.GRU inside and not a CellCase: rnncheck cannot see the hidden states "
             "(wrap a custom cell in rnncheck.CellCase to get the profile)"
         )
-        return [], None, [], why
-    return _record_twins(target, values, params, args)
+        return [], None, [], why, None
+    layers, loss, findings, reason, twin = _record_twins(target, values, params, args)
+    return layers, loss, findings, reason, twin
 
 
 def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:
@@ -121,7 +123,7 @@ def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], objec
     return [layer], loss, [], None
 
 
-def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:
+def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None, dict]:
     """nn.RNN/LSTM/GRU: run the model with each fused layer swapped for its unrolled twin, which records the states."""
     findings: list[Finding] = []
     twin_model, twins = swap_fused(target.model)
@@ -142,22 +144,18 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
             ref_out = functional_call(target.model, {n: v.detach() for n, v in params.items()}, args)
     diff = _max_rel_diff(ref_out, out)
     eps = max(torch.finfo(next(iter(values.values())).dtype).eps, target.model_eps / 64)
-    if not (diff <= tolerances().twin_ulps * eps):
+    agreement = {
+        "fused_layers": len(twins),
+        "max_rel_diff": diff,
+        "reproduces": bool(diff <= tolerances().twin_ulps * eps),
+    }
+    if not agreement["reproduces"]:
         findings.append(
             Finding(
                 "twin_mismatch",
                 Verdict.WARN,
                 f"the unrolled twin does not reproduce the fused layers' output (max rel diff {diff:.2g}): "
                 "the profile describes the twin, which may not be the model",
-                numbers={"max_rel_diff": diff},
-            )
-        )
-    else:
-        findings.append(
-            Finding(
-                "twin",
-                Verdict.NOTE,
-                f"unrolled twin of {len(twins)} fused layer(s) reproduces the model's output (max rel diff {diff:.1g})",
                 numbers={"max_rel_diff": diff},
             )
         )
@@ -188,7 +186,7 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
             )
             layers[-1].packed = trace.packed
             layers[-1].state0 = trace.state0
-    return layers, loss, findings, None
+    return layers, loss, findings, None, agreement
 
 
 def _replace_inputs(target, values):
@@ -334,7 +332,7 @@ def check_flow(
     diagnostics = FlowDiagnostics(thresholds=fm.THRESHOLDS)
     if not target.records_states:
         return _numpy_flow(target, options, rng, diagnostics)
-    layers, loss, findings, reason = _collect(case, target)
+    layers, loss, findings, reason, diagnostics.twin = _collect(case, target)
     if reason:
         diagnostics.not_computed["all"] = reason
         return None, diagnostics

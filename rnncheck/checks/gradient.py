@@ -21,7 +21,7 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import block_scales, probe_direction, signs
-from ..findings import CheckResult, Finding, TensorRow, Verdict, worst
+from ..findings import CheckResult, Finding, GradientResult, TensorRow, Verdict, worst
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
 from .hints import find_hints
@@ -209,7 +209,7 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
     numbers["probe_details"] = [_probe_record(p) for p in probes]
     numbers["step"] = prober.step
     verdict = worst([f.verdict for f in findings] + ([Verdict.FAIL] if failing else []))
-    return CheckResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)
+    return GradientResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)
 
 
 #: the detection power is a median over entries; above this many it is taken over a random sample
@@ -436,6 +436,6 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
             )
     evals = target.evaluations - start
     verdict = worst(r.verdict for r in rows)
-    return CheckResult(
+    return GradientResult(
         "gradient", verdict, findings, rows, evaluations=evals, numbers={"mode": "full", "worst_rel_error": worst_rel}
     )

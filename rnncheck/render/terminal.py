@@ -5,6 +5,7 @@ Rich in a terminal; plain ASCII text when the output is not a terminal or NO_COL
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..findings import CaseResult, Report, Verdict
+from ..findings import CaseResult, CheckResult, GradientResult, Report, Verdict
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
@@ -137,37 +138,47 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
     if table is not None:
         console.print(table)
     for check in case.checks:
-        if check.name == "gradient":
-            n = check.numbers
-            if n.get("mode") == "full":
-                line = "every entry checked on its own"
-            else:
-                line = (
-                    f"{n.get('probes')} probe directions, worst rel err {_fmt(n.get('worst_rel_error'))} "
-                    f"(tolerance {_fmt(n.get('worst_rel_bound'))}); numerical side in {n.get('numeric_dtype')}, "
-                    f"gradient in {n.get('model_dtype')}"
-                )
-            console.print(Text(f"      {line}", style="dim"))
-            if verbosity > 0:
-                _render_probes(console, n)
-            for note in n.get("notes", []):
-                console.print(Text(f"      note: {printable(note)}", style="dim"))
-        for f in check.findings:
-            if f.kind == "twin":
-                continue  # said in the JSON; the flow lines speak for it
-            if f.verdict == Verdict.ERROR and f.message == case.error:
-                continue  # already the case's headline
-            if f.kind == "hint":
-                console.print(Text(f"      hint: {printable(f.message)}", style="cyan"), soft_wrap=plain)
-                continue
-            console.print(
-                Text(f"      {f.verdict}: {f.kind}: {printable(f.message)}", style=STYLE[f.verdict]), soft_wrap=plain
-            )
-            if f.hint and f.kind != "mismatch":  # a mismatch's hint is printed once, as its own line
-                console.print(Text(f"        hint: {printable(f.hint)}", style="cyan"), soft_wrap=plain)
-        if check.numbers.get("traceback"):
-            console.print(printable(check.numbers["traceback"], keep_newlines=True), markup=False, highlight=False)
+        render_check(check, console, case, verbosity)
     render_flow(console, case)
+
+
+@functools.singledispatch
+def render_check(check: CheckResult, console: Console, case: CaseResult, verbosity: int = 0) -> None:
+    """One check's findings, a line each; hints as their own lines."""
+    plain = getattr(console, "plain", False)
+    for f in check.findings:
+        if f.verdict == Verdict.ERROR and f.message == case.error:
+            continue  # already the case's headline
+        if f.kind == "hint":
+            console.print(Text(f"      hint: {printable(f.message)}", style="cyan"), soft_wrap=plain)
+            continue
+        console.print(
+            Text(f"      {f.verdict}: {f.kind}: {printable(f.message)}", style=STYLE[f.verdict]), soft_wrap=plain
+        )
+        if f.hint and f.kind != "mismatch":  # a mismatch's hint is printed once, as its own line
+            console.print(Text(f"        hint: {printable(f.hint)}", style="cyan"), soft_wrap=plain)
+    if check.numbers.get("traceback"):
+        console.print(printable(check.numbers["traceback"], keep_newlines=True), markup=False, highlight=False)
+
+
+@render_check.register
+def _render_gradient(check: GradientResult, console: Console, case: CaseResult, verbosity: int = 0) -> None:
+    """The gradient check: first the line under the table (probes, worst error, dtypes), then its findings."""
+    n = check.numbers
+    if n.get("mode") == "full":
+        line = "every entry checked on its own"
+    else:
+        line = (
+            f"{n.get('probes')} probe directions, worst rel err {_fmt(n.get('worst_rel_error'))} "
+            f"(tolerance {_fmt(n.get('worst_rel_bound'))}); numerical side in {n.get('numeric_dtype')}, "
+            f"gradient in {n.get('model_dtype')}"
+        )
+    console.print(Text(f"      {line}", style="dim"))
+    if verbosity > 0:
+        _render_probes(console, n)
+    for note in n.get("notes", []):
+        console.print(Text(f"      note: {printable(note)}", style="dim"))
+    render_check.dispatch(CheckResult)(check, console, case, verbosity)
 
 
 def render_flow(console: Console, case: CaseResult) -> None:

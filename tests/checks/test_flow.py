@@ -29,6 +29,8 @@ def test_twin_profile_equals_reference_total_adjoints(cls):
     result = _diagnose(rnncheck.TorchCase(module, inputs=(x,), loss=lambda out: (out[0] * w).sum()))
     layers = result.diagnostics.layers
     assert [layer.name for layer in layers] == ["rnn/l0", "rnn/l0_reverse", "rnn/l1", "rnn/l1_reverse"]
+    twin = result.diagnostics.twin  # the states come from an unrolled twin, which must reproduce the fused module
+    assert twin["fused_layers"] == 1 and twin["reproduces"] and twin["max_rel_diff"] < 1e-12
 
     spec, params = from_torch(module)
     _, _, cache = R.forward(spec, params, x.numpy())
