@@ -19,7 +19,7 @@ from .cases.cell_case import CellCase
 from .cases.numpy_case import NumpyCase
 from .cases.torch_case import TorchCase
 from .collect import case
-from .errors import CaseError, UsageError
+from .errors import CaseError, RnncheckFailure, UsageError
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict
 from .options import Options
 from .runner import verify, verify_case
@@ -36,6 +36,7 @@ __all__ = [
     "NumpyCase",
     "Options",
     "Report",
+    "RnncheckFailure",
     "Tolerances",
     "TorchCase",
     "UsageError",

@@ -54,3 +54,11 @@ def user_frame(exc: BaseException, user_file: str | None) -> str:
             return f" (at {mine[-1].filename}:{mine[-1].lineno})"
     theirs = [f for f in frames if not _library(f.filename) and not f.filename.startswith("<")]
     return f" (at {theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""
+
+
+class RnncheckFailure(Exception):
+    """What a collected model-file case raises in pytest when it fails or errors; ``.result`` is its CaseResult."""
+
+    def __init__(self, result) -> None:
+        super().__init__(f"{result.name}: {result.verdict}")
+        self.result = result

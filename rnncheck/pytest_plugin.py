@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from .errors import RnncheckFailure
 from .findings import Verdict
 
 
@@ -218,12 +219,6 @@ def pytest_collect_file(file_path: Path, parent):
     if file_path.name in SKIPPED_NAMES or not looks_like_model_file(file_path):
         return None
     return RnncheckFile.from_parent(parent, path=file_path)
-
-
-class RnncheckFailure(Exception):
-    def __init__(self, result) -> None:
-        super().__init__(result.verdict)
-        self.result = result
 
 
 class RnncheckFile(pytest.File):

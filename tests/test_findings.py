@@ -33,3 +33,9 @@ def test_a_report_counts_each_verdict():
     assert report.summary == {"pass": 1, "warn": 1, "fail": 2, "error": 0}
     assert not report.ok
     assert rnncheck.Report(cases[:2]).ok
+
+
+def test_the_plugins_failure_is_exported_with_its_result():
+    result = rnncheck.CaseResult("c", "f.py", "fail")
+    failure = rnncheck.RnncheckFailure(result)
+    assert failure.result is result and "c: fail" in str(failure)
