@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from .collect import CaseDef
 from .errors import BudgetExceeded, CaseError, UserCodeError
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict, worst
 from .options import Options
-from .threads import apply_policy
+from .threads import apply_policy, blas_threads
 from .tolerances import using
 from .usercode import CaseTimeout, call_user, case_guard
 
@@ -80,7 +81,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
     result = CaseResult(name, item.file, Verdict.PASS)
     target = None
     ctx = None
-    with case_guard(options.timeout) as state, using(options.tolerances):
+    with case_guard(options.timeout) as state, using(options.tolerances), ExitStack() as held:
         try:
             torch.manual_seed(options.seed)
             case, name, file = _build(item)
@@ -88,6 +89,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             clock.stage = "setup"
             target = case.bind(options)
             threads = apply_policy(target, options.threads)
+            held.enter_context(blas_threads(torch.get_num_threads()))
             ctx = Context(case, name, options, clock)
             for check in CHECKS:
                 if not check.applies(ctx):

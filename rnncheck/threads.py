@@ -15,13 +15,20 @@ One thread has no barrier to wait at.  So:
    signature in a process;
 4. the thread budget is the cores this process may use, divided among pytest-xdist's
    workers when it runs under them;
-5. whatever was set before the case is put back after it (:func:`rnncheck.usercode.case_guard`).
+5. NumPy's BLAS (OpenBLAS or MKL: the reference, NumPy cases' own code) is held to the same
+   count while the case runs (:func:`blas_threads`, through threadpoolctl): its threads spin
+   at barriers as OpenMP's do, and the reference's backward ran 2.6× slower beside one busy
+   process with them;
+6. whatever was set before the case is put back after it (:func:`rnncheck.usercode.case_guard`
+   for torch, :func:`blas_threads` for BLAS).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -109,3 +116,25 @@ def apply_policy(target, requested: int | None) -> str:
     threads, said = _MEASURED[key]
     torch.set_num_threads(threads)
     return said
+
+
+_CONTROLLER = None  # threadpoolctl's view of the loaded BLAS libraries, made on first use
+
+
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Hold NumPy's BLAS to ``n`` threads inside the block; put back what it was after."""
+    global _CONTROLLER
+    try:
+        if _CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER = ThreadpoolController()
+        limiter = _CONTROLLER.limit(limits=n, user_api="blas")
+    except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive: the case runs as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        limiter.restore_original_limits()

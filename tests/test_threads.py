@@ -72,3 +72,30 @@ def test_pytest_xdist_workers_share_the_cores(monkeypatch):
     assert policy.available_cores() == 1
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
     assert policy.available_cores() >= 1
+
+
+def test_numpys_blas_runs_on_the_cases_threads_and_is_put_back(monkeypatch):
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import rnncheck
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen = []
+
+    def loss(p):
+        seen.append(blas())
+        return float(p["w"] @ p["w"])
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas()
+        case = rnncheck.NumpyCase({"w": np.ones(3)}, loss=loss, grad=lambda p: {"w": 2 * p["w"]})
+        result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False))
+        assert result.verdict == "pass"
+        assert seen and all(counts == [1] * len(counts) for counts in seen[1:])  # a small model: one thread
+        assert blas() == before  # and what was set before is back
