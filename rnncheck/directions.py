@@ -46,6 +46,22 @@ def block_scales(theta: dict[str, np.ndarray], blocks: list[Block]) -> dict[Bloc
     return out
 
 
+_NORM_CACHE: dict[int, dict] = {}
+
+
+def _grad_norms(grad: dict[str, np.ndarray], blocks: list[Block]) -> dict[Block, float]:
+    """Each block's gradient norm, remembered for the last ``grad`` dict seen: every probe
+    direction of a check weights its blocks by the same gradient."""
+    memo = _NORM_CACHE.get(id(grad))
+    if memo is None or memo.get("__grad__") is not grad:
+        _NORM_CACHE.clear()
+        memo = _NORM_CACHE[id(grad)] = {"__grad__": grad}
+    for b in blocks:
+        if b not in memo:
+            memo[b] = float(np.sqrt(_sumsq(grad[b.tensor][b.rows])))
+    return {b: memo[b] for b in blocks}
+
+
 def _bits(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` random bits as uint8 0/1: eight from each random byte."""
     return np.unpackbits(np.frombuffer(rng.bytes((n + 7) // 8), dtype=np.uint8), count=n)
@@ -81,7 +97,8 @@ def probe_direction(
     terms' cancellation.  Against any other error it is as blind as random signs are.
     """
     scales = block_scales(theta, blocks)
-    share = {b: np.sqrt(_sumsq(grad[b.tensor][b.rows])) * scales[b] for b in blocks}
+    norms = _grad_norms(grad, blocks)
+    share = {b: norms[b] * scales[b] for b in blocks}
     top = max(share.values(), default=0.0)
     weight = {}
     for b in blocks:
