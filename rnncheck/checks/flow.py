@@ -78,6 +78,13 @@ def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | N
     return layers, loss, findings, reason, twin
 
 
+def _loss_through(target, model, params, args):
+    """``(output, loss)`` of ``model`` run on the case's values with autograd on: the recorders' one forward."""
+    with torch.enable_grad():
+        out = functional_call(model, params, args)
+        return out, target._loss_of(out)
+
+
 def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:
     """A CellCase: rnncheck's own loop records every state as it runs the user's cell."""
     loop: CellLoop = target.model if isinstance(target.model, CellLoop) else None
@@ -85,9 +92,7 @@ def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], objec
         return [], None, [], "the cell loop could not be found"
     loop.record = []
     try:
-        with torch.enable_grad():
-            out = functional_call(loop, params, args)
-            loss = target._loss_of(out)
+        _, loss = _loss_through(target, loop, params, args)
     finally:
         record, loop.record = loop.record, None
     states = [_as_tuple(s) for s in record]
@@ -130,9 +135,7 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
     for twin in twins.values():
         twin.traces = []
     try:
-        with torch.enable_grad():
-            out = functional_call(twin_model, params, args)
-            loss = target._loss_of(out)
+        out, loss = _loss_through(target, twin_model, params, args)
     finally:
         traces = {name: (tw, tw.traces) for name, tw in twins.items()}
         for tw in twins.values():

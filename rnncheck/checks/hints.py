@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..cases.base import Block
-from ..directions import block_indices, block_scales, probe_direction
+from ..directions import block_indices, block_scales, probe_direction, subset_direction
 from ..findings import Finding, Verdict
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
@@ -53,6 +53,11 @@ def _verify(prober: Prober, grad: dict[str, np.ndarray], blocks: list[Block], rn
         if check.run(v).status != Status.PASS:
             return False
     return True
+
+
+def _hint(message: str, tensor: str | None = None, **where) -> Finding:
+    """A verified hint: a note that moves no verdict."""
+    return Finding("hint", Verdict.NOTE, message, tensor=tensor, **where)
 
 
 def _replace(grad: dict[str, np.ndarray], name: str, rows: slice, new: np.ndarray) -> dict[str, np.ndarray]:
@@ -147,9 +152,7 @@ class ZeroGradient:
 
     def message(self, scene, where, guess, numeric):
         name = where[0].tensor
-        return Finding(
-            "hint",
-            Verdict.NOTE,
+        return _hint(
             f"{name}: the analytic gradient is exactly zero in every entry while the numerical one is not "
             f"(e.g. {numeric:.3g} along a probe): an accumulation typo — "
             "'=' where '+=' belongs, or the result written to the wrong variable",
@@ -177,9 +180,7 @@ class GateFactor:
     def message(self, scene, where, rb, evidence):
         (b,) = where
         what = "has its sign flipped" if abs(rb + 1) < 1e-3 else f"is {_nice(rb)}× the true one"
-        return Finding(
-            "hint",
-            Verdict.NOTE,
+        return _hint(
             f"{b.title}: this gate's gradient {what}, the other gates of {b.tensor} agree "
             f"(verified: with {b.title} divided by {_nice(rb)}, {VERIFY_PROBES} fresh probes pass)",
             tensor=b.tensor,
@@ -205,9 +206,7 @@ class Transposed:
 
     def message(self, scene, where, guess, evidence):
         (b,) = where
-        return Finding(
-            "hint",
-            Verdict.NOTE,
+        return _hint(
             f"{b.title}: the analytic gradient is the transpose of the true one "
             f"(verified: transposed, {VERIFY_PROBES} fresh probes pass) — the classic missing "
             "transpose, e.g. dh_prev = W_hh @ da instead of W_hh.T @ da",
@@ -234,22 +233,18 @@ class Clipped:
     def verify(self, scene, where, guess):
         (b,) = where
         _, at, rest = guess
-        g = scene.grad[b.tensor]
-        scale = block_scales(scene.prober.theta, [b])[b]
+        theta = scene.prober.theta
+        scale = block_scales(theta, [b])[b]
 
         def probe(sub):
-            v = np.zeros(g.size)
-            v[sub] = scene.rng.choice((-1.0, 1.0), size=len(sub)) * scale
-            return scene.prober.run({b.tensor: v.reshape(g.shape)})
+            return scene.prober.run(subset_direction(theta, b, sub, scale, scene.rng))
 
         return True if probe(rest).status == Status.PASS and probe(at).status == Status.FAIL else None
 
     def message(self, scene, where, guess, evidence):
         (b,) = where
         top, at, rest = guess
-        return Finding(
-            "hint",
-            Verdict.NOTE,
+        return _hint(
             f"{b.title}: {len(at)} entries sit exactly at ±{top:.4g} and disagree, the other {len(rest)} agree "
             f"(verified by probing each group): the gradient is clipped at {top:.4g} inside the gradient "
             "function — clipping belongs to the training step, after the gradient is checked",
@@ -288,9 +283,7 @@ class Broadcast:
     def message(self, scene, where, guess, numeric):
         (b,) = where
         value, _ = guess
-        return Finding(
-            "hint",
-            Verdict.NOTE,
+        return _hint(
             f"{b.title}: every entry of the analytic gradient is the same number ({value:.4g}), while the true entries "
             f"differ (verified: along a zero-sum direction the analytic slope is 0, the numerical {numeric:.3g}): "
             "a total summed over all entries and broadcast into each — a sum over every axis where one axis belongs",
@@ -373,9 +366,7 @@ def _factor_hint(what: str, c: float, context: dict, nblocks: int) -> Finding:
             if abs(c) > 1 or abs(1 / c) > 1
             else "a constant factor"
         )
-    return Finding(
-        "hint",
-        Verdict.NOTE,
+    return _hint(
         f"{text} (verified: divided by {_nice(c)}, {VERIFY_PROBES} fresh probes pass); likely cause: {cause}",
         tensor=None if what == "the whole gradient" else what,
         numbers={"factor": c},
