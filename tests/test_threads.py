@@ -99,3 +99,38 @@ def test_numpys_blas_runs_on_the_cases_threads_and_is_put_back(monkeypatch):
         assert result.verdict == "pass"
         assert seen and all(counts == [1] * len(counts) for counts in seen[1:])  # a small model: one thread
         assert blas() == before  # and what was set before is back
+
+
+def test_blas_threads_come_back_after_a_case_that_exits_hangs_or_sets_its_own(monkeypatch):
+    import sys
+
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import rnncheck
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    def exits(p):
+        sys.exit(0)
+
+    def hangs(p):
+        while True:
+            pass
+
+    def sets_its_own(p):
+        threadpool_limits(limits=1, user_api="blas")  # left in place, as careless code would
+        return float(p["w"] @ p["w"])
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas()
+        assert before and all(n == 2 for n in before)  # not the one thread a small case runs on
+        for loss, verdict in ((exits, "error"), (hangs, "error"), (sets_its_own, "pass")):
+            case = rnncheck.NumpyCase({"w": np.ones(3)}, loss=loss, grad=lambda p: {"w": 2 * p["w"]})
+            result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False, timeout=1.0))
+            assert result.verdict == verdict, (loss.__name__, result.error)
+            assert blas() == before, loss.__name__
