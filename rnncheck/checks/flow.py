@@ -537,6 +537,9 @@ def _structure(layer: _Layer) -> dict:
         out["not_computed"] = f"recurrent weight of shape {tuple(W.shape)} is not a stack of square blocks"
         return out
     blocks = W.shape[0] // H
+    if not bool(torch.isfinite(W).all()):
+        out["not_computed"] = "the recurrent weight has non-finite entries (see the non-finite location)"
+        return out
     names = names if len(names) == blocks else tuple(str(i) for i in range(blocks)) if blocks > 1 else ("",)
     for gname, (smax, rad, how) in zip(names, fm.spectral_blocks(W.reshape(blocks, H, H))):
         out[gname or "W_hh"] = {"sigma_max": smax, "spectral_radius": rad, "radius_method": how}

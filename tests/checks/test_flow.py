@@ -254,3 +254,48 @@ def test_power_iteration_finds_the_largest_singular_value():
 def test_sparkline_marks_zeros_blank_and_nan_loud():
     line = fm.sparkline(np.array([0.0, 1.0, -np.inf, np.nan, 2.0]))
     assert line[2] == " " and line[3] == "!" and line[0] == fm.SPARK[0] and line[-1] == fm.SPARK[-1]
+
+
+def test_lanczos_sigma_max_matches_the_svd_on_hard_spectra():
+    rng = np.random.default_rng(3)
+    n = 300
+    u = rng.normal(size=(n, 1))
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    blocks = np.stack(
+        [
+            rng.normal(size=(n, n)) / n**0.5,  # a random block: its top singular values crowd together
+            u @ u.T,  # rank one: the Krylov space is spent after one step
+            0.7 * np.eye(n),  # every singular value equal
+            q @ np.diag(np.linspace(0.1, 0.95, n)) @ q.T,  # a gap of 0.3% at the top
+        ]
+    )
+    exact = np.linalg.norm(blocks, ord=2, axis=(1, 2))
+    got64 = fm.sigma_max_lanczos(torch.from_numpy(blocks)).numpy()
+    got32 = fm.sigma_max_lanczos(torch.from_numpy(blocks).float()).numpy()  # float32 weights, exact in float64
+    assert np.all(np.abs(got64 - exact) <= 1e-9 * exact)
+    exact32 = np.linalg.norm(blocks.astype(np.float32).astype(np.float64), ord=2, axis=(1, 2))
+    assert np.all(np.abs(got32 - exact32) <= 1e-9 * exact32)
+    assert fm.sigma_max_lanczos(torch.from_numpy(blocks[:1]), max_steps=3) is None  # not settled: the caller's SVD decides
+
+
+def test_gelfand_radius_within_its_documented_bound_and_zero_for_nilpotent():
+    rng = np.random.default_rng(4)
+    n = 300
+    W = torch.from_numpy(np.stack([rng.normal(size=(n, n)) / n**0.5 * s for s in (0.5, 1.0, 3.0)]))
+    exact = torch.linalg.eigvals(W).abs().amax(dim=-1)
+    got = fm.gelfand_radius(W.float()).double()
+    assert torch.all((got - exact).abs() <= 0.03 * exact)
+    nilpotent = torch.triu(torch.randn(1, 200, 200), diagonal=1)  # W^200 = 0
+    assert float(fm.gelfand_radius(nilpotent)[0]) == 0.0
+    assert float(fm.gelfand_radius(torch.zeros(1, 200, 200))[0]) == 0.0
+
+
+def test_nonfinite_recurrent_weight_leaves_the_structure_uncomputed_and_the_location_reported():
+    model = torch.nn.RNN(3, 200)
+    with torch.no_grad():
+        model.weight_hh_l0[0, 0] = float("nan")
+    result = verify_case(rnncheck.TorchCase(model, inputs=(torch.randn(5, 2, 3),)), Options(gradient=False))
+    flow = next(c for c in result.checks if c.name == "flow")
+    assert flow.verdict != "error", [f.message for f in flow.findings]
+    assert "non-finite" in result.diagnostics.layers[0].structure["not_computed"]
+    assert any("weight_hh_l0[0, 0]" in f.message for f in flow.findings)
