@@ -116,6 +116,8 @@ GELFAND_POWER = 2**8
 GELFAND_SQUARINGS = 4
 #: random vectors for the Frobenius norm of W^256 (Hutchinson: E‖A g‖² = ‖A‖_F² for a Gaussian g)
 GELFAND_VECTORS = 8
+#: from this size on σ_max comes from Lanczos: below it, an SVD costs less than Lanczos's many small products
+LANCZOS_FROM = 384
 #: Lanczos stops when the largest Ritz value moved by less than this, relatively, over a few steps
 LANCZOS_RTOL = 1e-10
 LANCZOS_MAX_STEPS = 160
@@ -225,8 +227,8 @@ def gelfand_radius(Ws, power: int = GELFAND_POWER, squarings: int = GELFAND_SQUA
 def spectral_blocks(Ws) -> list[tuple[float, float, str]]:
     """:func:`spectral` for a stack of square blocks (k, n, n) at once, one transfer of results at the end.
 
-    Up to ``EIG_LIMIT`` rows: an SVD and an eigensolve.  Beyond, σ_max by Lanczos on WᵀW
-    (an SVD where it does not settle) and the radius by Gelfand's formula in float32, whose
+    Up to ``EIG_LIMIT`` rows: an SVD and an eigensolve.  Beyond, σ_max by an SVD, or from
+    ``LANCZOS_FROM`` rows by Lanczos on WᵀW (an SVD where it does not settle), and the radius by Gelfand's formula in float32, whose
     rounding its 256th root makes invisible.
     """
     import torch
@@ -238,7 +240,7 @@ def spectral_blocks(Ws) -> list[tuple[float, float, str]]:
         radius = torch.linalg.eigvals(Ws.cpu()).abs().amax(dim=-1)
         how = "eigenvalues"
     else:
-        sigma = sigma_max_lanczos(Ws)
+        sigma = sigma_max_lanczos(Ws) if Ws.shape[-1] >= LANCZOS_FROM else None
         if sigma is None:
             sigma = torch.linalg.matrix_norm(Ws.to(torch.float64), ord=2)
         radius = gelfand_radius(Ws.to(torch.float32))
@@ -254,8 +256,8 @@ def spectral(W: np.ndarray) -> tuple[float, float, str]:
     formula: four squarings, then sixteen products with a few random vectors, renormalized
     as it goes); its relative error is at most about (κ √n)^(1/256) - 1 for an eigenvector
     condition number κ and n rows (under 3% for κ ≤ 100, n ≤ 4096), and the random
-    vectors' spread adds well under 1%.  σ_max comes from Lanczos on WᵀW, to 1e-10
-    relatively.
+    vectors' spread adds well under 1%.  σ_max comes from an SVD, or for large blocks
+    from Lanczos on WᵀW, to 1e-10 relatively.
     """
     import torch
 
