@@ -71,11 +71,18 @@ class Probe:
         return self.bound / max(self.scale, abs(self.numeric), np.finfo(float).tiny)
 
 
-def _product(a: np.ndarray, b: np.ndarray):
-    """a ⊙ b, flat, as a torch tensor sharing nothing it must not (torch's threads for big arrays)."""
+def _flat(a: np.ndarray):
+    """``a`` as a flat torch tensor sharing its memory where it can."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1)) * torch.from_numpy(np.ascontiguousarray(b).reshape(-1))
+    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1))
+
+
+def _product(a: np.ndarray, b: np.ndarray, out=None):
+    """a ⊙ b, flat, as a torch tensor (torch's threads for big arrays), written into ``out`` when given."""
+    import torch
+
+    return torch.mul(_flat(a), _flat(b), out=out)
 
 
 class Prober:
@@ -94,6 +101,7 @@ class Prober:
         self.evaluations = 1
         self.step = default_step(self.eps_num)
         self._analytic_cache: dict = {}
+        self._buffers: dict = {}
         # below float64 the fourth-order bound pays for its two extra evaluations
         self.extended = target.numeric_dtype != np.float64
         #: the unit roundoff the loss showed, when it is far coarser than its dtype's (else None)
@@ -133,23 +141,34 @@ class Prober:
         gradient was also measured at ulp-moved parameters, the difference of the two
         (``analytic_noise``) is that rounding, observed.
         """
+        import torch
+
         key = id(v)
         if self._analytic_cache.get("key") == key and self._analytic_cache.get("v") is v:
             return self._analytic_cache["value"]
         a = scale = l2sq = noise = 0.0
         for n in v:
-            gv = _product(self.grad[n], v[n])
+            gv = _product(self.grad[n], v[n], out=self._scratch(n, v[n].size))
             a += float(gv.sum())
-            scale += float(gv.abs().sum())
+            scale += float(torch.linalg.vector_norm(gv, 1))
             l2sq += float(gv @ gv)
             if self.analytic_noise is not None and n in self.analytic_noise:
-                nv = _product(self.analytic_noise[n], v[n])
+                nv = _product(self.analytic_noise[n], v[n], out=gv)
                 noise += float(nv @ nv)
         err = 4 * self.eps_model * l2sq**0.5 + (
             tolerances().safety * noise**0.5 if self.analytic_noise is not None else 0.0
         )
         self._analytic_cache = {"key": key, "v": v, "value": (a, err, scale)}
         return a, err, scale
+
+    def _scratch(self, name: str, size: int):
+        """A float64 buffer of ``size`` entries kept for ``name``: a large model's products reuse it."""
+        import torch
+
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() != size:
+            buf = self._buffers[name] = torch.empty(size, dtype=torch.float64)
+        return buf
 
     def calibrate(self, v: dict[str, np.ndarray], first: Derivative | None = None, max_growth: int = 3) -> float:
         """Lengthen the step while rounding swamps truncation and the bound is far from what the dtype allows.

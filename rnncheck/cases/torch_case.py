@@ -248,12 +248,23 @@ class TorchTarget(Target):
         """The loss at θ + s·v, the sum formed on the model's device in float64.
 
         θ and each direction go to the device once (remembered by identity), so a probe
-        costs its forward passes and not a host-side copy of every parameter.
+        costs its forward passes and not a host-side copy of every parameter.  θ + s·v is
+        written into buffers kept for the purpose: a fresh allocation of a large model's
+        parameters costs more, in page faults, than the sum itself.
         """
         self.evaluations += 1
         base, step = self._on_device(theta), self._on_device(v)
         dtype = torch.float64 if self.numeric_dtype == np.float64 else None
-        values = {n: (base[n] + s * step[n]) if n in step else base[n] for n in base}
+        buffers = self.__dict__.setdefault("_offset_buffers", {})
+        values = {}
+        for n, b in base.items():
+            if n in step:
+                buf = buffers.get(n)
+                if buf is None or buf.shape != b.shape or buf.dtype != b.dtype or buf.device != b.device:
+                    buf = buffers[n] = torch.empty_like(b)
+                values[n] = torch.add(b, step[n], alpha=s, out=buf)
+            else:
+                values[n] = b
         values = {n: t.to(dtype or self.leaf_dtypes[n]) for n, t in values.items()}
         value = self.numeric.loss(values)
         self._check_untouched()
