@@ -23,6 +23,8 @@ echo "exit code $? (1 expected: the files hold planted bugs and user errors)" | 
 grep -E "^(PASS|WARN|FAIL|ERROR)" "$OUT/gpu_ordinary.txt"
 echo "== cost benchmark on cuda"
 python3 benchmarks/bench_cost.py --sizes 256 1024 --device cuda --limit 20 --json "$OUT/gpu_cost.json" 2>&1 | tee "$OUT/gpu_cost.txt"
+echo "== flow structure (σ_max, spectral radius) on cuda"
+python3 benchmarks/bench_structure.py --device cuda --json "$OUT/gpu_structure.json" 2>&1 | tee "$OUT/gpu_structure.txt"
 echo "== gate on cuda"
 python3 -m rnncheck verify ci/reference_models.py examples/lstm_module.py examples/flow_healthy_lstm.py --device cuda \
   --baseline "$OUT/gpu_baseline.json" --update-baseline --baseline-repeats 3 > "$OUT/gpu_gate.txt" 2>&1

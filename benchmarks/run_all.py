@@ -30,6 +30,7 @@ def main() -> None:
         ("bench_detection.py", []),
         ("bench_mutation.py", ["--seeds", "2" if args.quick else "10"]),
         ("bench_flow.py", []),
+        ("bench_structure.py", ["--sizes", "256", "512"] if args.quick else []),
         ("bench_threads.py", ["--rounds", "1" if args.quick else "3"]),
     ]
     failed = 0
