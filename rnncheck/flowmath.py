@@ -156,14 +156,14 @@ def sigma_max_lanczos(Ws, rtol: float = LANCZOS_RTOL, max_steps: int = LANCZOS_M
     q = torch.randn(k, n, generator=gen, dtype=Ws.dtype, device=Ws.device)
     q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(tiny)
     Q = torch.zeros(k, steps, n, dtype=Ws.dtype, device=Ws.device)
-    T = torch.zeros(k, steps, steps, dtype=torch.float64, device=Ws.device)
+    T = torch.zeros(k, steps, steps, dtype=torch.float64)  # tiny: its eigensolves run on the host, on a GPU too
     previous = None
     scale = torch.zeros(k, dtype=Ws.dtype, device=Ws.device)  # the largest |WᵀW q| met: the operator's size
     for j in range(steps):
         Q[:, j] = q
         z = (Wt @ (Ws @ q.unsqueeze(-1))).squeeze(-1)
         a = (q * z).sum(-1)
-        T[:, j, j] = a.double()
+        T[:, j, j] = a.double().cpu()
         scale = torch.maximum(scale, torch.linalg.vector_norm(z, dim=-1))
         Qj = Q[:, : j + 1]
         z = orthogonal(z, Qj)
@@ -183,7 +183,7 @@ def sigma_max_lanczos(Ws, rtol: float = LANCZOS_RTOL, max_steps: int = LANCZOS_M
             z = torch.where(spent[:, None], fresh, z)
             b = torch.where(spent, torch.zeros_like(b), b)
         q = z / torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(tiny)
-        T[:, j, j + 1] = T[:, j + 1, j] = b.double()
+        T[:, j, j + 1] = T[:, j + 1, j] = b.double().cpu()
     return None
 
 
