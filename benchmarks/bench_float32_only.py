@@ -51,9 +51,18 @@ def main() -> None:
     rows = []
     for given, dtype in GIVEN.items():
         for cell in CORRECT:
-            rows.append((given, cell, "correct", verdicts(lambda s: case_for(cell, seed=s, dtype=dtype, float32_only=True), args.seeds)))
+            rows.append(
+                (
+                    given,
+                    cell,
+                    "correct",
+                    verdicts(lambda s: case_for(cell, seed=s, dtype=dtype, float32_only=True), args.seeds),
+                )
+            )
             for tensor in TENSORS:
-                rows.append((given, cell, f"1% in {tensor}", verdicts(lambda s: planted(cell, tensor, s, dtype), args.seeds)))
+                rows.append(
+                    (given, cell, f"1% in {tensor}", verdicts(lambda s: planted(cell, tensor, s, dtype), args.seeds))
+                )
             print(*rows[-5:], sep="\n", flush=True)
     print(f"machine: {machine()}")
     for given in GIVEN:
@@ -64,8 +73,15 @@ def main() -> None:
         print(f"given {given}: 1% errors caught {caught}/{total}, false alarms {alarms}/{correct}")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"benchmark": "float32_only", "machine": machine(), "seeds": args.seeds,
-                        "rows": [{"given": g, "cell": c, "case": k, "verdicts": v} for g, c, k, v in rows]}, indent=2)
+            json.dumps(
+                {
+                    "benchmark": "float32_only",
+                    "machine": machine(),
+                    "seeds": args.seeds,
+                    "rows": [{"given": g, "cell": c, "case": k, "verdicts": v} for g, c, k, v in rows],
+                },
+                indent=2,
+            )
         )
 
 

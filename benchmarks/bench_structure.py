@@ -43,7 +43,9 @@ def full(Ws):
 
 def current(Ws):
     out = flowmath.spectral_blocks(Ws)
-    return torch.tensor([o[0] for o in out], dtype=torch.float64), torch.tensor([o[1] for o in out], dtype=torch.float64)
+    return torch.tensor([o[0] for o in out], dtype=torch.float64), torch.tensor(
+        [o[1] for o in out], dtype=torch.float64
+    )
 
 
 def measure(H: int, rounds: int, device: str) -> dict:

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import reference as R
 from ..findings import CheckResult, Finding, Verdict, worst
+from ..reductions import max_abs, max_abs_diff
 from ..reference.activations import sigmoid
 from ..tolerances import current as tolerances
 
@@ -306,8 +307,8 @@ def check_reference_link(
         g_case = case_grad.get(name)
         if g_case is None:
             continue
-        scale = max(float(np.abs(g_ref).max()), 1e-300)
-        err = float(np.abs(g_case - g_ref).max()) / scale
+        scale = max(max_abs(g_ref), 1e-300)
+        err = max_abs_diff(g_case, g_ref) / scale
         agrees = err <= tol
         numeric = numeric_rows.get(name, "unknown")
         if agrees:
@@ -424,10 +425,10 @@ def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -
         if ref is None:
             continue
         g = case_grad[name]
-        scale = max(float(np.abs(g).max()), 1e-300)
+        scale = max(max_abs(g), 1e-300)
         best = None
         for desc, grads in hyps:
-            err = float(np.abs(grads[ref] - g).max()) / scale
+            err = max_abs_diff(grads[ref], g) / scale
             if err <= tolerances().time_match and (best is None or err < best[1]):
                 best = (desc, err)
         if best is not None:

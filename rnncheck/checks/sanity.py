@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ..findings import CheckResult, Finding, Verdict, worst
+from ..reductions import all_finite, max_abs, max_abs_diff
 from ..tolerances import current as tolerances
 
 
@@ -62,7 +62,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         _, g2 = target.gradient()
 
     for name, g in g1.items():
-        if _all_finite(g):
+        if all_finite(g):
             continue
         bad = ~np.isfinite(g)
         if bad.any():
@@ -78,9 +78,9 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
             )
     for name in g1:
         a, b = g1[name], g2[name]
-        scale = max(_max_abs(a), _max_abs(b))
+        scale = max(max_abs(a), max_abs(b))
         # 1e3 ulps: room for a GPU's atomics, none for a state that doubles or shifts the result
-        if np.isfinite(scale) and _max_abs_diff(a, b) > tolerances().stateful_ulps * eps * scale:
+        if np.isfinite(scale) and max_abs_diff(a, b) > tolerances().stateful_ulps * eps * scale:
             ratio = _ratio(a, b)
             extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
             findings.append(
@@ -122,26 +122,6 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         l1,
         g1,
     )
-
-
-# The gradients of a large model hold millions of entries: torch reduces them on its threads
-# without the temporaries NumPy's abs, isfinite and subtraction would allocate.
-
-
-def _flat(a: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1))
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    return math.isfinite(_max_abs(a))  # the largest |entry| is NaN or inf exactly when some entry is
-
-
-def _max_abs(a: np.ndarray) -> float:
-    return float(torch.linalg.vector_norm(_flat(a), float("inf"))) if a.size else 0.0
-
-
-def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(torch.dist(_flat(a), _flat(b), float("inf"))) if a.size else 0.0
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> float | None:

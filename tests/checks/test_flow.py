@@ -275,7 +275,9 @@ def test_lanczos_sigma_max_matches_the_svd_on_hard_spectra():
     assert np.all(np.abs(got64 - exact) <= 1e-9 * exact)
     exact32 = np.linalg.norm(blocks.astype(np.float32).astype(np.float64), ord=2, axis=(1, 2))
     assert np.all(np.abs(got32 - exact32) <= 1e-9 * exact32)
-    assert fm.sigma_max_lanczos(torch.from_numpy(blocks[:1]), max_steps=3) is None  # not settled: the caller's SVD decides
+    assert (
+        fm.sigma_max_lanczos(torch.from_numpy(blocks[:1]), max_steps=3) is None
+    )  # not settled: the caller's SVD decides
     big = rng.normal(size=(1, fm.LANCZOS_FROM, fm.LANCZOS_FROM)) / fm.LANCZOS_FROM**0.5  # spectral_blocks' Lanczos path
     ((sigma, _, _),) = fm.spectral_blocks(torch.from_numpy(big).float())
     exact = np.linalg.norm(big[0].astype(np.float32).astype(np.float64), ord=2)

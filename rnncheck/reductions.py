@@ -1,0 +1,32 @@
+"""Reductions over large arrays without NumPy's temporaries.
+
+A large model's gradients hold millions of entries: ``np.abs(a - b).max()`` allocates two
+arrays of that size (and pays their page faults) to return one number.  torch reduces
+them in place on its threads.  Each function takes NumPy arrays of any shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def _flat(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1))
+
+
+def max_abs(a: np.ndarray) -> float:
+    """``max |a|`` (0 for an empty array; NaN or inf where ``a`` holds one)."""
+    return float(torch.linalg.vector_norm(_flat(a), float("inf"))) if a.size else 0.0
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b|`` for arrays of one shape (0 for empty ones)."""
+    return float(torch.dist(_flat(a), _flat(b), float("inf"))) if a.size else 0.0
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every entry is finite: the largest |entry| is NaN or inf exactly when some entry is."""
+    return math.isfinite(max_abs(a))
