@@ -22,6 +22,7 @@ import numpy as np
 from ..cases.base import Block
 from ..directions import block_scales, probe_direction, signs
 from ..findings import CheckResult, Finding, GradientResult, TensorRow, Verdict, worst
+from ..numerics import machine_eps
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
 from .hints import find_hints
@@ -74,9 +75,18 @@ def _directions(target, grad, blocks, rng, k, theta=None) -> list[dict[str, np.n
     """
     theta = target.theta if theta is None else theta
     directions = [probe_direction(theta, grad, blocks, rng) for _ in range(k)]
-    if target.numeric_dtype != np.float64:
+    if target.numeric_dtype != np.float64 or _coarse_model(target):
         directions += _per_tensor(theta, grad, blocks, rng, aligned=True)
     return directions
+
+
+def _coarse_model(target) -> bool:
+    """A float16 or bfloat16 model: its gradient's own rounding, not the numerical side, bounds the power.
+
+    A wrong tensor then shows best along its own gradient's signs, where every term adds
+    up, as it does for a loss computed in low precision.
+    """
+    return target.model_eps > machine_eps(np.float32)
 
 
 def _per_tensor(theta, grad, blocks, rng, aligned: bool = False) -> list[dict[str, np.ndarray]]:
@@ -124,7 +134,45 @@ def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, targe
         for p in failing:
             p.status = Status.UNRESOLVED
         return None
+    if not any(f.kind == "mismatch" for f in findings):
+        findings = _unlocalized(probes, directions, rows) + findings
     return rows, findings
+
+
+def _unlocalized(probes: list[Probe], directions, rows: list[TensorRow]) -> list[Finding]:
+    """Failing probes that no block probed alone reproduces, reported as they are, one finding per tensor.
+
+    An error spread thinly over a tensor (a common factor, a missing term's share) can show
+    along the tensor's own gradient signs and stay below what one block's random-sign
+    probe resolves; the fail stands, on the tensor when the probe covered one.
+    """
+    by_name = {r.name: r for r in rows}
+    groups: dict[str | None, list[Probe]] = {}
+    for p, v in zip(probes, directions):
+        if p.status == Status.FAIL:
+            covered = [n for n, a in v.items() if np.any(a)]
+            groups.setdefault(covered[0] if len(covered) == 1 else None, []).append(p)
+    out = []
+    for tensor, failed in groups.items():
+        p = max(failed, key=lambda q: q.mismatch / max(q.bound, np.finfo(float).tiny))
+        if tensor in by_name:
+            row = by_name[tensor]
+            row.verdict = Verdict.FAIL
+            row.error, row.tolerance = p.rel_error, p.rel_bound
+        over = f"{tensor}: a probe over {tensor} alone" if tensor else "a probe over several tensors"
+        more = f" ({len(failed)} such probes fail)" if len(failed) > 1 else ""
+        out.append(
+            Finding(
+                "mismatch",
+                Verdict.FAIL,
+                f"{over} disagrees{more}: analytic {p.analytic:.6g}, numeric {p.numeric:.6g}, "
+                f"rel err {p.rel_error:.2g}, bound {p.rel_bound:.1g}; no block probed alone reproduces it: the error is "
+                "spread thinly (a common factor, a missing term's share), below what one block's probe resolves",
+                tensor=tensor,
+                numbers={"analytic": p.analytic, "numeric": p.numeric, "rel_error": p.rel_error, "bound": p.bound},
+            )
+        )
+    return out
 
 
 def check_gradient(target, grad, options, rng, clock) -> CheckResult:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import EXAMPLES
+from helpers import EXAMPLES, load_module
 
 import rnncheck
 from rnncheck import main
@@ -53,3 +53,34 @@ def test_dtype_option_runs_a_float32_model_in_low_precision(tmp_path, dtype):
     assert verdicts["custom_lstm_no_forget"] == "fail"  # a grossly wrong derivative fails even in bfloat16
     gradient = next(c for c in json.loads(out.read_text())["cases"][0]["checks"] if c["name"] == "gradient")
     assert gradient["numbers"]["model_dtype"] == dtype
+
+
+def _fused_rnn_with_dw_hh_off_by(factor: float):
+    """The example's fused RNN Function, its dW_hh multiplied by ``factor`` (a 5% error in one tensor)."""
+    ex = load_module(EXAMPLES / "custom_rnn_vs_naive.py")
+
+    class OffFn(ex.FusedTanhRNNFn):
+        @staticmethod
+        def backward(ctx, d_out):
+            dx, dW_ih, dW_hh, db, none = ex.FusedTanhRNNFn.backward(ctx, d_out)
+            return dx, dW_ih, dW_hh * factor, db, none
+
+    class Off(ex.FusedTanhRNN):
+        def forward(self, x):
+            return OffFn.apply(x, self.weight_ih, self.weight_hh, self.bias, False)
+
+    return Off
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_five_percent_error_in_one_low_precision_tensor_fails(dtype, seed):
+    torch.manual_seed(seed)
+    model = _fused_rnn_with_dw_hh_off_by(1.05)(5, 12)
+    with torch.no_grad():
+        model.weight_hh.mul_(2.0)  # a recurrence that carries
+    case = rnncheck.TorchCase(model.to(dtype), inputs=(torch.randn(15, 3, 5).to(dtype),))
+    result = rnncheck.verify_case(case, rnncheck.Options(seed=seed, diagnostics=False))
+    gradient = next(c for c in result.checks if c.name == "gradient")
+    assert result.verdict == "fail", [f.message for f in result.findings]
+    assert [r.name for r in gradient.tensors if r.verdict == "fail"] == ["weight_hh"]

@@ -106,7 +106,10 @@ def test_a_tensor_the_probes_cannot_resolve_is_unchecked_and_the_case_a_warn():
     case = rnncheck.TorchCase(model, inputs=(torch.randn(5, 2, 3).to(torch.bfloat16),))
     result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False, reference=False))
     gradient = next(c for c in result.checks if c.name == "gradient")
-    assert {r.verdict for r in gradient.tensors} == {"unchecked"}
+    # the weights' power is several times 100% in bfloat16; the biases, probed along their own gradient's
+    # signs, may be resolved: every row is one or the other, never a plain pass of a weight
+    assert {r.name for r in gradient.tensors if r.verdict == "unchecked"} >= {"weight_ih_l0", "weight_hh_l0"}
+    assert {r.verdict for r in gradient.tensors} <= {"unchecked", "pass"}
     assert result.verdict == "warn"
     finding = next(f for f in gradient.findings if f.kind == "unchecked")
     assert "would pass unseen" in finding.message and "--probes" in finding.message
