@@ -107,8 +107,7 @@ def timescale(mean_gate: float) -> float:
     return math.inf if mean_gate >= 1 else 1.0 / (1.0 - mean_gate)
 
 
-#: above this size the spectral radius comes from Gelfand's formula instead of a full eigensolve,
-#: and the largest singular value from Lanczos instead of a full SVD
+#: above this size the spectral radius comes from Gelfand's formula instead of a full eigensolve
 EIG_LIMIT = 128
 GELFAND_POWER = 2**8
 #: Gelfand's power is reached by this many squarings of W, then by products of the result with a
@@ -198,38 +197,39 @@ def gelfand_radius(Ws, power: int = GELFAND_POWER, squarings: int = GELFAND_SQUA
     import torch
 
     k, n, _ = Ws.shape
+    tiny = torch.finfo(Ws.dtype).tiny
+    dead = torch.zeros(k, dtype=torch.bool, device=Ws.device)  # W^power is exactly 0 (a nilpotent block)
+
+    def renormalized(A):  # by the largest |entry|, which neither underflows nor overflows as a sum of squares would
+        top = A.abs().amax(dim=(-2, -1))
+        return A / top.clamp_min(tiny)[:, None, None], top.double().clamp_min(tiny).log(), top == 0
+
     log_scale = torch.zeros(k, dtype=torch.float64, device=Ws.device)
-    M, reached = Ws.clone(), 1
+    M, reached = Ws, 1
     for _ in range(squarings):
         if reached * 2 > power:
             break
-        norm = torch.linalg.matrix_norm(M).clamp_min(1e-300)
-        M = M / norm[:, None, None].to(M.dtype)
-        log_scale = 2 * (log_scale + norm.double().log())
+        M, log_norm, zero = renormalized(M)
+        log_scale, dead = 2 * (log_scale + log_norm), dead | zero
         M = M @ M
         reached *= 2
     gen = torch.Generator(device=Ws.device).manual_seed(1)
     G = torch.randn(k, n, vectors, generator=gen, dtype=Ws.dtype, device=Ws.device)
-    norm0 = torch.linalg.matrix_norm(G)
-    V = G / norm0[:, None, None]
-    log_v = norm0.double().log()
-    for _ in range(power // reached):  # V = W^power G / scale, log_v = log of that scale
-        V = M @ V
-        norm = torch.linalg.matrix_norm(V).clamp_min(1e-300)
-        V = V / norm[:, None, None].to(V.dtype)
-        log_v = log_v + norm.double().log()
-    log_v = log_v + (power // reached) * log_scale
-    dead = ~torch.isfinite(log_v) | (log_v < -690 * power)
+    V, log_v = G, torch.zeros(k, dtype=torch.float64, device=Ws.device)
+    for _ in range(power // reached):  # W^power G = e^(log_v) V
+        V, log_norm, zero = renormalized(M @ V)
+        log_v, dead = log_v + log_norm, dead | zero
+    log_v = log_v + (power // reached) * log_scale + torch.linalg.matrix_norm(V.double()).clamp_min(1e-300).log()
     radius = ((2 * log_v - math.log(vectors)) / (2 * power)).exp()
-    return torch.where(dead, torch.zeros_like(radius), radius)
+    return torch.where(dead | ~torch.isfinite(radius), torch.zeros_like(radius), radius)
 
 
 def spectral_blocks(Ws) -> list[tuple[float, float, str]]:
     """:func:`spectral` for a stack of square blocks (k, n, n) at once, one transfer of results at the end.
 
-    Up to ``EIG_LIMIT`` rows: an SVD and an eigensolve.  Beyond, σ_max by an SVD, or from
-    ``LANCZOS_FROM`` rows by Lanczos on WᵀW (an SVD where it does not settle), and the radius by Gelfand's formula in float32, whose
-    rounding its 256th root makes invisible.
+    Up to ``EIG_LIMIT`` rows: an SVD and an eigensolve.  Beyond: σ_max by an SVD, or from
+    ``LANCZOS_FROM`` rows by Lanczos on WᵀW (an SVD where it does not settle); the radius by
+    Gelfand's formula in float32, whose rounding its 256th root makes invisible.
     """
     import torch
 

@@ -294,6 +294,9 @@ def test_gelfand_radius_within_its_documented_bound_and_zero_for_nilpotent():
     nilpotent = torch.triu(torch.randn(1, 200, 200), diagonal=1)  # W^200 = 0
     assert float(fm.gelfand_radius(nilpotent)[0]) == 0.0
     assert float(fm.gelfand_radius(torch.zeros(1, 200, 200))[0]) == 0.0
+    for size in (1e-30, 1e30):  # far from 1 in float32: squares of the entries would under- or overflow
+        radius = float(fm.gelfand_radius(size * torch.eye(200).unsqueeze(0))[0])
+        assert abs(radius - size) <= 0.03 * size
 
 
 def test_nonfinite_recurrent_weight_leaves_the_structure_uncomputed_and_the_location_reported():
