@@ -31,6 +31,7 @@ from .numerics import (
     quantized_eps,
     richardson,
 )
+from .reductions import flat_tensor
 from .tolerances import current as tolerances
 
 
@@ -71,18 +72,11 @@ class Probe:
         return self.bound / max(self.scale, abs(self.numeric), np.finfo(float).tiny)
 
 
-def _flat(a: np.ndarray):
-    """``a`` as a flat torch tensor sharing its memory where it can."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1))
-
-
 def _product(a: np.ndarray, b: np.ndarray, out=None):
     """a ⊙ b, flat, as a torch tensor (torch's threads for big arrays), written into ``out`` when given."""
     import torch
 
-    return torch.mul(_flat(a), _flat(b), out=out)
+    return torch.mul(flat_tensor(a), flat_tensor(b), out=out)
 
 
 class Prober:

@@ -13,18 +13,19 @@ import numpy as np
 import torch
 
 
-def _flat(a: np.ndarray) -> torch.Tensor:
+def flat_tensor(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a flat torch tensor, sharing its memory where it is contiguous."""
     return torch.from_numpy(np.ascontiguousarray(a).reshape(-1))
 
 
 def max_abs(a: np.ndarray) -> float:
     """``max |a|`` (0 for an empty array; NaN or inf where ``a`` holds one)."""
-    return float(torch.linalg.vector_norm(_flat(a), float("inf"))) if a.size else 0.0
+    return float(torch.linalg.vector_norm(flat_tensor(a), float("inf"))) if a.size else 0.0
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """``max |a - b|`` for arrays of one shape (0 for empty ones)."""
-    return float(torch.dist(_flat(a), _flat(b), float("inf"))) if a.size else 0.0
+    return float(torch.dist(flat_tensor(a), flat_tensor(b), float("inf"))) if a.size else 0.0
 
 
 def all_finite(a: np.ndarray) -> bool:

@@ -260,8 +260,8 @@ class TorchTarget(Target):
         for n, b in base.items():
             if n in step:
                 buf = buffers.get(n)
-                if buf is None or buf.shape != b.shape or buf.dtype != b.dtype or buf.device != b.device:
-                    buf = buffers[n] = torch.empty_like(b)
+                if buf is None:
+                    buf = buffers[n] = torch.empty_like(b)  # θ is one dict per target: its shapes never change
                 values[n] = torch.add(b, step[n], alpha=s, out=buf)
             else:
                 values[n] = b

@@ -60,6 +60,11 @@ def _hint(message: str, tensor: str | None = None, **where) -> Finding:
     return Finding("hint", Verdict.NOTE, message, tensor=tensor, **where)
 
 
+def _block_hint(b: Block, message: str, **numbers) -> Finding:
+    """A verified hint about one block, located at its gate (None for a tensor without gates)."""
+    return _hint(message, tensor=b.tensor, location={"gate": b.label or None}, **numbers)
+
+
 def _replace(grad: dict[str, np.ndarray], name: str, rows: slice, new: np.ndarray) -> dict[str, np.ndarray]:
     out = dict(grad)
     out[name] = grad[name].copy()
@@ -206,12 +211,11 @@ class Transposed:
 
     def message(self, scene, where, guess, evidence):
         (b,) = where
-        return _hint(
+        return _block_hint(
+            b,
             f"{b.title}: the analytic gradient is the transpose of the true one "
             f"(verified: transposed, {VERIFY_PROBES} fresh probes pass) — the classic missing "
             "transpose, e.g. dh_prev = W_hh @ da instead of W_hh.T @ da",
-            tensor=b.tensor,
-            location={"gate": b.label or None},
         )
 
 
@@ -244,12 +248,11 @@ class Clipped:
     def message(self, scene, where, guess, evidence):
         (b,) = where
         top, at, rest = guess
-        return _hint(
+        return _block_hint(
+            b,
             f"{b.title}: {len(at)} entries sit exactly at ±{top:.4g} and disagree, the other {len(rest)} agree "
             f"(verified by probing each group): the gradient is clipped at {top:.4g} inside the gradient "
             "function — clipping belongs to the training step, after the gradient is checked",
-            tensor=b.tensor,
-            location={"gate": b.label or None},
             numbers={"clip": top, "entries_clipped": int(len(at))},
         )
 

@@ -65,17 +65,16 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         if all_finite(g):
             continue
         bad = ~np.isfinite(g)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            findings.append(
-                Finding(
-                    "nonfinite_gradient",
-                    Verdict.FAIL,
-                    f"the gradient of {name} has {int(bad.sum())} non-finite entries (first at {list(idx)}) while the loss is finite",
-                    tensor=name,
-                    location={"index": list(idx)},
-                )
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        findings.append(
+            Finding(
+                "nonfinite_gradient",
+                Verdict.FAIL,
+                f"the gradient of {name} has {int(bad.sum())} non-finite entries (first at {list(idx)}) while the loss is finite",
+                tensor=name,
+                location={"index": list(idx)},
             )
+        )
     for name in g1:
         a, b = g1[name], g2[name]
         scale = max(max_abs(a), max_abs(b))
