@@ -3,7 +3,7 @@
 For an ``nn.LSTM(H, H)``-sized W_hh (four H×H blocks), side by side in one process,
 alternating: the full computation (an SVD per block for σ_max, eight squarings for
 Gelfand's ‖W^256‖_F^(1/256)) against what ``rnncheck.flowmath.spectral_blocks`` does
-(an SVD below ``LANCZOS_FROM`` rows, Lanczos on WᵀW above; four squarings then products
+(the top eigenvalue of WᵀW below ``LANCZOS_FROM`` rows, Lanczos on WᵀW from there; four squarings then products
 with random vectors for the radius).  Also the accuracy of both against an eigensolve
 and an SVD.
 

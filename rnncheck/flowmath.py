@@ -115,17 +115,37 @@ GELFAND_POWER = 2**8
 GELFAND_SQUARINGS = 4
 #: random vectors for the Frobenius norm of W^256 (Hutchinson: E‖A g‖² = ‖A‖_F² for a Gaussian g)
 GELFAND_VECTORS = 8
-#: from this size on σ_max comes from Lanczos: below it, an SVD costs less than Lanczos's many small products
-LANCZOS_FROM = 384
+#: from this size on σ_max comes from Lanczos; below it, from the top eigenvalue of WᵀW, whose
+#: symmetric eigensolve on the CPU cost less than Lanczos's many small products up to 768 rows
+#: (22 against 39 ms at 256, 238 against 287 ms at 768) and the same at 1024 (benchmarks/README.md §14)
+LANCZOS_FROM = 1024
 #: Lanczos stops when the largest Ritz value moved by less than this, relatively, over a few steps
 LANCZOS_RTOL = 1e-10
 LANCZOS_MAX_STEPS = 160
 
 
 def spectral_torch(W) -> tuple[float, float, str]:
-    """:func:`spectral` for a torch tensor, computed where it lives (a GPU's SVD for large weights)."""
+    """:func:`spectral` for a torch tensor, computed where it lives (on a GPU for weights there)."""
     (out,) = spectral_blocks(W.unsqueeze(0))
     return out
+
+
+def sigma_max_gram(Ws):
+    """The largest singular value of each block of ``Ws`` (k, n, n): √λ_max(WᵀW) by a symmetric eigensolve.
+
+    Half an SVD's work or less, since no singular vectors and no bidiagonalization are
+    needed.  Forming WᵀW squares the condition number, which touches only the small
+    singular values: the largest eigenvalue's relative error stays about n·ε.  Each block
+    is first divided by its largest |entry|, so that WᵀW neither overflows nor underflows.
+    """
+    import torch
+
+    Ws = Ws.to(torch.float64)
+    top = Ws.abs().amax(dim=(-2, -1))
+    safe = top.clamp_min(torch.finfo(torch.float64).tiny)
+    U = Ws / safe[:, None, None]
+    lam = torch.linalg.eigvalsh(U.transpose(1, 2) @ U)[:, -1]
+    return torch.where(top > 0, lam.clamp_min(0).sqrt() * safe, torch.zeros_like(top))
 
 
 def sigma_max_lanczos(Ws, rtol: float = LANCZOS_RTOL, max_steps: int = LANCZOS_MAX_STEPS, check_every: int = 4):
@@ -227,22 +247,21 @@ def gelfand_radius(Ws, power: int = GELFAND_POWER, squarings: int = GELFAND_SQUA
 def spectral_blocks(Ws) -> list[tuple[float, float, str]]:
     """:func:`spectral` for a stack of square blocks (k, n, n) at once, one transfer of results at the end.
 
-    Up to ``EIG_LIMIT`` rows: an SVD and an eigensolve.  Beyond: σ_max by an SVD, or from
-    ``LANCZOS_FROM`` rows by Lanczos on WᵀW (an SVD where it does not settle); the radius by
-    Gelfand's formula in float32, whose rounding its 256th root makes invisible.
+    σ_max from the top eigenvalue of WᵀW (:func:`sigma_max_gram`), or from ``LANCZOS_FROM``
+    rows by Lanczos on WᵀW (the eigensolve where it does not settle).  The radius: up to
+    ``EIG_LIMIT`` rows from a nonsymmetric eigensolve; beyond, by Gelfand's formula in
+    float32, whose rounding its 256th root makes invisible.
     """
     import torch
 
     Ws = Ws.detach()
+    sigma = sigma_max_lanczos(Ws) if Ws.shape[-1] >= LANCZOS_FROM else None
+    if sigma is None:
+        sigma = sigma_max_gram(Ws)
     if Ws.shape[-1] <= EIG_LIMIT:
-        Ws = Ws.to(torch.float64)
-        sigma = torch.linalg.matrix_norm(Ws, ord=2)
-        radius = torch.linalg.eigvals(Ws.cpu()).abs().amax(dim=-1)
+        radius = torch.linalg.eigvals(Ws.to(torch.float64).cpu()).abs().amax(dim=-1)
         how = "eigenvalues"
     else:
-        sigma = sigma_max_lanczos(Ws) if Ws.shape[-1] >= LANCZOS_FROM else None
-        if sigma is None:
-            sigma = torch.linalg.matrix_norm(Ws.to(torch.float64), ord=2)
         radius = gelfand_radius(Ws.to(torch.float32))
         how = f"Gelfand ||W^{GELFAND_POWER}||_F^(1/{GELFAND_POWER})"
     return [(float(s_), float(r_), how) for s_, r_ in zip(sigma.cpu().tolist(), radius.cpu().tolist())]
@@ -256,8 +275,8 @@ def spectral(W: np.ndarray) -> tuple[float, float, str]:
     formula: four squarings, then sixteen products with a few random vectors, renormalized
     as it goes); its relative error is at most about (κ √n)^(1/256) - 1 for an eigenvector
     condition number κ and n rows (under 3% for κ ≤ 100, n ≤ 4096), and the random
-    vectors' spread adds well under 1%.  σ_max comes from an SVD, or for large blocks
-    from Lanczos on WᵀW, to 1e-10 relatively.
+    vectors' spread adds well under 1%.  σ_max comes from the top eigenvalue of WᵀW, or
+    for large blocks from Lanczos on WᵀW, to 1e-10 relatively.
     """
     import torch
 

@@ -277,11 +277,32 @@ def test_lanczos_sigma_max_matches_the_svd_on_hard_spectra():
     assert np.all(np.abs(got32 - exact32) <= 1e-9 * exact32)
     assert (
         fm.sigma_max_lanczos(torch.from_numpy(blocks[:1]), max_steps=3) is None
-    )  # not settled: the caller's SVD decides
+    )  # not settled: the caller's eigensolve decides
     big = rng.normal(size=(1, fm.LANCZOS_FROM, fm.LANCZOS_FROM)) / fm.LANCZOS_FROM**0.5  # spectral_blocks' Lanczos path
     ((sigma, _, _),) = fm.spectral_blocks(torch.from_numpy(big).float())
     exact = np.linalg.norm(big[0].astype(np.float32).astype(np.float64), ord=2)
     assert abs(sigma - exact) <= 1e-9 * exact
+
+
+def test_sigma_max_of_small_blocks_matches_the_svd_on_hard_spectra_and_extreme_scales():
+    rng = np.random.default_rng(5)
+    n = 200  # below LANCZOS_FROM: the eigensolve of WᵀW
+    u = rng.normal(size=(n, 1))
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    blocks = np.stack(
+        [
+            rng.normal(size=(n, n)) / n**0.5,
+            u @ u.T,  # rank one: every other eigenvalue of WᵀW is 0, some computed slightly negative
+            0.7 * np.eye(n),
+            q @ np.diag(np.linspace(1e-9, 0.95, n)) @ q.T,  # condition number 1e9: squared, 1e18
+            np.zeros((n, n)),
+        ]
+    )
+    for size in (1.0, 1e-200, 1e200):  # WᵀW alone would underflow or overflow float64
+        exact = np.linalg.norm(blocks * size, ord=2, axis=(1, 2))
+        got = np.array([s for s, _, _ in fm.spectral_blocks(torch.from_numpy(blocks * size))])
+        assert np.all(np.abs(got - exact) <= 1e-13 * np.maximum(exact, 1e-300)), (size, got, exact)
+    assert got[-1] == 0.0
 
 
 def test_gelfand_radius_within_its_documented_bound_and_zero_for_nilpotent():
