@@ -82,17 +82,21 @@ def _product(a: np.ndarray, b: np.ndarray, out=None):
 class Prober:
     """Runs probes against one target at one point θ with one analytic gradient."""
 
-    def __init__(self, target, theta, grad, analytic_noise=None, clock=None, long_steps: bool = True) -> None:
+    def __init__(
+        self, target, theta, grad, analytic_noise=None, clock=None, long_steps: bool = True, loss0: float | None = None
+    ) -> None:
+        """``loss0``: L(θ) where it is already known in the numerical side's own computation and dtype
+        (the sanity checks' value, where ``target.numeric_is_model``); else it is evaluated here."""
         self.target = target
         self.theta = theta
         self.grad = grad
         self.analytic_noise = analytic_noise  # name -> |g - g'| from a jittered evaluation, or None
         self.clock = clock
-        self.loss0 = self._loss(theta)  # first: it settles the target's numeric dtype
+        self.evaluations = 0 if loss0 is not None else 1
+        self.loss0 = loss0 if loss0 is not None else self._loss(theta)  # first: it settles the numeric dtype
         self.eps_num = machine_eps(target.numeric_dtype)
         self.eps_model = target.model_eps
         self.noise0 = evaluation_noise(self.loss0, self.eps_num)
-        self.evaluations = 1
         self.step = default_step(self.eps_num)
         self._analytic_cache: dict = {}
         self._buffers: dict = {}

@@ -130,6 +130,7 @@ class CheckTarget(Protocol):
 
     # the recurrent states and the model behind the target
     records_states: bool  # the model's hidden states can be recorded step by step (a torch module)
+    numeric_is_model: bool  # loss(θ) evaluates the very function gradient() differentiates, in its dtype
     last_output: object | None  # the model's output at the check point, kept by the first gradient call
     model: object | None  # the nn.Module, where there is one
     device: object | None  # where it runs, where that is a question
@@ -188,6 +189,15 @@ class Target:
 
     def close(self) -> None:
         """Undo anything the target changed in the user's objects."""
+
+    @property
+    def numeric_is_model(self) -> bool:
+        """Whether ``loss(θ)`` runs the very computation ``gradient()`` differentiates, in its dtype.
+
+        Where it does, the loss the sanity checks got from the gradient call is the
+        numerical side's value at θ, and the probes need not evaluate it again.
+        """
+        return False
 
     def loss_offset(self, theta: dict[str, np.ndarray], v: dict[str, np.ndarray], s: float) -> float:
         """The loss at θ + s·v (an adapter may form the sum where the model lives)."""

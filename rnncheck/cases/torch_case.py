@@ -10,9 +10,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..checks.reference import capturing
 from ..convert import mode_of
 from ..errors import CaseError, UserCodeError
 from ..numerics import BFLOAT16
+from ..twins import fused_layers
 from ..usercode import call_user
 from .base import Case, Target, check_gates, stacked_gates, suggest_gates
 from .torch_numeric import NumericModel
@@ -176,6 +178,10 @@ class TorchTarget(Target):
                 "the GPU may compute float32 in TF32 (10-bit mantissa): the analytic side's error model uses 2^-10"
             )
         target.numeric = NumericModel(target)
+        # the reference comparison needs each fused layer's inputs and upstream gradients at θ:
+        # the first gradient call there catches them on its way, sparing a forward and a backward
+        target._capture_layers = fused_layers(model) if options.reference else []
+        target.captured = None
         return target
 
     # --- evaluation ------------------------------------------------------------------
@@ -280,6 +286,11 @@ class TorchTarget(Target):
         del cache[:-4]  # θ and the few directions in use
         return dev
 
+    @property
+    def numeric_is_model(self) -> bool:
+        numeric = self.numeric
+        return numeric.checked and numeric.model is self.model and self.numeric_dtype == self.model_dtype
+
     def model_loss(self):
         self.evaluations += 1
         values = {n: t.clone() for n, t in self.saved.items()}
@@ -294,7 +305,8 @@ class TorchTarget(Target):
             values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
         else:
             values = {n: t.requires_grad_(True) for n, t in self._tensors(theta).items()}
-        with torch.enable_grad():
+        layers = self._capture_layers if theta is None and self.captured is None else []
+        with capturing(layers, upstream=True) as caught, torch.enable_grad():
             value = self._forward(self.model, values, self.inputs, keep_output=theta is None)
             if not value.requires_grad:
                 raise CaseError(
@@ -312,6 +324,8 @@ class TorchTarget(Target):
                 user_file=self.case.file or None,
             )
         self._check_untouched(values if theta is None else None)
+        if layers and all(t.requires_grad for _, _, tensors, _ in caught.values() for t in tensors):
+            self.captured = {name: (args, out, ups) for name, (args, out, _, ups) in caught.items()}
         result = {}
         for n, g in zip(names, grads):
             result[n] = np.zeros(self.theta[n].shape) if g is None else g.detach().to("cpu", torch.float64).numpy()

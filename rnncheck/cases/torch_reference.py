@@ -23,7 +23,7 @@ def reference_comparisons(target, grad, options) -> list:
 
     values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
     comparisons = fused_layer_comparisons(
-        target.model, values, lambda v: target._forward(target.model, v, target.inputs), options
+        target.model, values, lambda v: target._forward(target.model, v, target.inputs), options, caught=target.captured
     )
     if target.case.reference is not None:
         comparisons.append(own_reference(target, grad))

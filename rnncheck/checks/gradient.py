@@ -175,8 +175,14 @@ def _unlocalized(probes: list[Probe], directions, rows: list[TensorRow]) -> list
     return out
 
 
-def check_gradient(target, grad, options, rng, clock) -> CheckResult:
-    """Compare ``grad`` (the user's gradient at the check point) with numerical derivatives."""
+def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult:
+    """Compare ``grad`` (the user's gradient at the check point) with numerical derivatives.
+
+    ``known``: ``(loss, seconds)`` of the sanity checks' gradient call, where its loss is the
+    numerical side's own value at θ (``target.numeric_is_model``): the probes then start
+    from it, and count in the call's seconds, an over-estimate of one loss evaluation's
+    that errs toward fewer probes when a budget is tight.
+    """
     clock.stage = "the gradient probes"
     analytic_noise = None
     start = target.evaluations
@@ -184,8 +190,12 @@ def check_gradient(target, grad, options, rng, clock) -> CheckResult:
         _, g_j = target.gradient(_ulp_jitter(target.theta, target.model_eps, rng))
         analytic_noise = {n: np.abs(grad[n] - g_j[n]) for n in grad}
     t0 = time.perf_counter()
-    prober = Prober(target, target.theta, grad, analytic_noise, clock)
-    per_eval = time.perf_counter() - t0  # one loss evaluation: the unit the plan counts in
+    if known is not None and target.numeric_is_model:
+        prober = Prober(target, target.theta, grad, analytic_noise, clock, loss0=known[0])
+        per_eval = known[1]
+    else:
+        prober = Prober(target, target.theta, grad, analytic_noise, clock)
+        per_eval = time.perf_counter() - t0  # one loss evaluation: the unit the plan counts in
     blocks = target.blocks
     if options.full:
         return _full(prober, blocks, target, start, clock)

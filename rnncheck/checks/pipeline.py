@@ -8,6 +8,7 @@ module plus one line in :data:`CHECKS`.
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ class Context:
     clock: Any
     grad: dict[str, np.ndarray] | None = None  # the user's gradient at the check point (from sanity)
     loss: float | None = None
+    call_seconds: float = 0.0  # the sanity checks' time per call of the user's code
     diagnostics: FlowDiagnostics | None = None  # the flow diagnostics, when they ran
     results: list[CheckResult] = field(default_factory=list)
 
@@ -56,7 +58,9 @@ class Sanity:
     def run(self, target, ctx: Context) -> CheckResult:
         from .sanity import check_sanity
 
+        started, calls = time.perf_counter(), target.evaluations
         result, ctx.loss, ctx.grad = check_sanity(target)
+        ctx.call_seconds = (time.perf_counter() - started) / max(target.evaluations - calls, 1)
         return result
 
 
@@ -76,7 +80,8 @@ class Gradient:
             # a NaN poisons every probe it touches; as a zero it is one wrong entry the probes can pin down
             grad = {n: np.where(np.isfinite(g), g, 0.0) if n in nonfinite else g for n, g in grad.items()}
             notes.append(f"non-finite gradient entries of {', '.join(nonfinite)} probed as 0 (see nonfinite_gradient)")
-        result = check_gradient(target, grad, ctx.options, rng, ctx.clock)
+        known = (ctx.loss, ctx.call_seconds) if ctx.loss is not None else None
+        result = check_gradient(target, grad, ctx.options, rng, ctx.clock, known)
         result.numbers["notes"] = list(target.notes) + notes
         return result
 

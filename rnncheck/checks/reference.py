@@ -23,6 +23,8 @@ reference on the same weights and inputs:
 from __future__ import annotations
 
 import dataclasses
+import functools
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -513,43 +515,56 @@ def head_gradient(head, h: np.ndarray, params: dict[str, np.ndarray]) -> tuple[n
     return g, (err_sq**0.5 / norm if norm > 0 else 0.0)
 
 
-def _capture(model: nn.Module, layers, values, run_loss) -> dict[str, tuple]:
-    """Run the model once with hooks on every fused layer: ``name -> (args, output, upstream gradients)``.
+@contextmanager
+def capturing(layers, upstream: bool):
+    """Hooks on every fused layer for the forward passes inside: ``name -> (args, output, tensors, grads)``.
 
-    Layers are matched by the module that fired the hook, whatever order the forward
-    pass calls them in; the upstream gradients of each layer's output and final states
-    come from one backward pass.
+    ``tensors`` are the layer's output sequence and final states.  With ``upstream`` each
+    gets a tensor hook that keeps the gradient a later backward pass sends into it
+    (``grads``; None where none came).  The hooks only read: what the model computes, and
+    its gradient, stay as they are.  Layers are matched by the module that fired the hook,
+    whatever order the forward pass calls them in; a layer called twice keeps its last call.
     """
     caught: dict[str, tuple] = {}
-    hooks = []
-    for name, mod in layers:
 
-        def hook(mod, args, out, name=name):
-            caught[name] = (args, out)
+    def on_forward(mod, args, out, name):
+        seq, states = out[0], out[1] if isinstance(out[1], tuple) else (out[1],)
+        seq = seq.data if isinstance(seq, nn.utils.rnn.PackedSequence) else seq
+        tensors = [seq, *states]
+        grads: list = [None] * len(tensors)
+        caught[name] = (args, out, tensors, grads)
+        if upstream:
+            for i, t in enumerate(tensors):
+                if t.requires_grad:
+                    t.register_hook(functools.partial(_keep, grads, i))
 
-        hooks.append(mod.register_forward_hook(hook))
+    hooks = [mod.register_forward_hook(functools.partial(on_forward, name=name)) for name, mod in layers]
     try:
-        with torch.enable_grad():
-            loss = run_loss(values)
-            tensors: dict[str, list[torch.Tensor]] = {}
-            for name, (_, out) in caught.items():
-                seq, states = out[0], out[1] if isinstance(out[1], tuple) else (out[1],)
-                seq = seq.data if isinstance(seq, nn.utils.rnn.PackedSequence) else seq
-                tensors[name] = [seq, *states]
-            flat = [t for ts in tensors.values() for t in ts]
-            ups = (
-                torch.autograd.grad(loss, flat, allow_unused=True)
-                if flat and loss.requires_grad
-                else [None] * len(flat)
-            )
+        yield caught
     finally:
         for h in hooks:
             h.remove()
+
+
+def _keep(grads: list, i: int, g: torch.Tensor) -> None:
+    grads[i] = g.detach()  # returns None: the gradient passes on unchanged
+
+
+def _capture(layers, values, run_loss) -> dict[str, tuple]:
+    """Run the model once with hooks on every fused layer: ``name -> (args, output, upstream gradients)``.
+
+    The upstream gradients of each layer's output and final states come from one backward
+    pass.  Where the sanity checks' gradient call already caught them
+    (:attr:`TorchTarget.captured`), that call's are used instead.
+    """
+    with capturing(layers, upstream=False) as caught, torch.enable_grad():
+        loss = run_loss(values)
+        flat = [t for (_, _, tensors, _) in caught.values() for t in tensors]
+        ups = torch.autograd.grad(loss, flat, allow_unused=True) if flat and loss.requires_grad else [None] * len(flat)
     result, i = {}, 0
-    for name, ts in tensors.items():
-        args, out = caught[name]
-        result[name] = (args, out, ups[i : i + len(ts)])
-        i += len(ts)
+    for name, (args, out, tensors, _) in caught.items():
+        result[name] = (args, out, ups[i : i + len(tensors)])
+        i += len(tensors)
     return result
 
 
@@ -595,14 +610,15 @@ def _sub_batch(spec, args, out, ups, batch: int):
 
 
 def fused_layer_comparisons(
-    model: nn.Module, values: dict[str, torch.Tensor], run_loss, options, batch: int = 2
+    model: nn.Module, values: dict[str, torch.Tensor], run_loss, options, batch: int = 2, caught=None
 ) -> list[Comparison]:
     """Compare every nn.RNN/LSTM/GRU inside ``model`` with the reference on the first ``batch`` sequences.
 
     ``run_loss(values)`` runs the model and returns its loss; hooks catch each fused
     layer's input, initial state and output, and ∂L/∂output.  Each layer is then run
     again on a small sub-batch with that upstream gradient: its output and its weight
-    gradients (cuDNN's on a GPU) are compared with the reference's.
+    gradients (cuDNN's on a GPU) are compared with the reference's.  ``caught``: what an
+    earlier forward and backward pass already caught, in :func:`_capture`'s form.
     """
     from ..convert import has_param, spec_of
     from ..twins import fused_layers
@@ -610,7 +626,8 @@ def fused_layer_comparisons(
     layers = fused_layers(model)
     if not layers:
         return []
-    caught = _capture(model, layers, values, run_loss)
+    if caught is None:
+        caught = _capture(layers, values, run_loss)
     comparisons = []
     for name, mod in layers:
         if name not in caught:
