@@ -73,3 +73,37 @@ def test_a_float32_models_float64_copy_is_evaluated_at_the_check_point_once():
     assert result.verdict == rnncheck.Verdict.PASS
     # the user's float32 model: the sanity checks' two gradients (the numerical side runs a float64 copy)
     assert model.at_start == {True: 2, False: 0}
+
+
+class Encoder(nn.Module):
+    """A frozen nn.LSTM under a trainable nn.GRU, or the other way round: fine-tuning one layer."""
+
+    def __init__(self, frozen: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lstm = nn.LSTM(4, 6).double()
+        self.gru = nn.GRU(6, 5).double()
+        for p in getattr(self, frozen).parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        out, _ = self.gru(out)
+        return out
+
+
+@pytest.mark.parametrize("frozen, trainable", [("lstm", "gru"), ("gru", "lstm")])
+def test_a_frozen_layer_is_compared_on_its_forward_pass_and_the_trainable_one_in_full(frozen, trainable):
+    x = torch.randn(7, 3, 4, dtype=torch.float64)
+    result = rnncheck.verify_case(rnncheck.TorchCase(Encoder(frozen), inputs=(x,)), rnncheck.Options())
+    assert result.verdict == rnncheck.Verdict.PASS, result.error
+    [reference] = [c for c in result.checks if c.name == "reference"]
+    messages = [f.message for f in reference.findings]
+    assert sum("the forward pass matches" in m for m in messages) == 2
+    assert any(m.startswith(f"{frozen}: its weights are frozen") for m in messages)
+    # the trainable layer's own backward is still compared: a 5% error planted in it is found
+    model = Encoder(frozen)
+    getattr(model, trainable).weight_hh_l0.register_hook(lambda g: g * 1.05)
+    result = rnncheck.verify_case(rnncheck.TorchCase(model, inputs=(x,)), rnncheck.Options())
+    [bad] = [f for c in result.checks if c.name == "reference" for f in c.findings if f.kind == "fused_mismatch"]
+    assert bad.tensor == f"{trainable}.weight_hh_l0"

@@ -306,7 +306,7 @@ class TorchTarget(Target):
         else:
             values = {n: t.requires_grad_(True) for n, t in self._tensors(theta).items()}
         layers = self._capture_layers if theta is None and self.captured is None else []
-        with capturing(layers, upstream=True) as caught, torch.enable_grad():
+        with capturing(layers) as caught, torch.enable_grad():
             value = self._forward(self.model, values, self.inputs, keep_output=theta is None)
             if not value.requires_grad:
                 raise CaseError(
@@ -324,7 +324,7 @@ class TorchTarget(Target):
                 user_file=self.case.file or None,
             )
         self._check_untouched(values if theta is None else None)
-        if layers and all(t.requires_grad for _, _, tensors, _ in caught.values() for t in tensors):
+        if layers:  # a frozen layer's outputs, which no gradient reaches, keep None
             self.captured = {name: (args, out, ups) for name, (args, out, _, ups) in caught.items()}
         result = {}
         for n, g in zip(names, grads):

@@ -21,10 +21,8 @@ def reference_comparisons(target, grad, options) -> list:
     """The torch side of the reference comparison: fused layers inside, and the model itself if it names one."""
     from ..checks.reference import fused_layer_comparisons
 
-    values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
-    comparisons = fused_layer_comparisons(
-        target.model, values, lambda v: target._forward(target.model, v, target.inputs), options, caught=target.captured
-    )
+    # the fused layers' inputs and upstream gradients, caught on the sanity checks' gradient call
+    comparisons = fused_layer_comparisons(target.model, target.captured or {}, options)
     if target.case.reference is not None:
         comparisons.append(own_reference(target, grad))
     return comparisons

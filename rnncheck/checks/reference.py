@@ -516,10 +516,10 @@ def head_gradient(head, h: np.ndarray, params: dict[str, np.ndarray]) -> tuple[n
 
 
 @contextmanager
-def capturing(layers, upstream: bool):
+def capturing(layers):
     """Hooks on every fused layer for the forward passes inside: ``name -> (args, output, tensors, grads)``.
 
-    ``tensors`` are the layer's output sequence and final states.  With ``upstream`` each
+    ``tensors`` are the layer's output sequence and final states.  Each that requires grad
     gets a tensor hook that keeps the gradient a later backward pass sends into it
     (``grads``; None where none came).  The hooks only read: what the model computes, and
     its gradient, stay as they are.  Layers are matched by the module that fired the hook,
@@ -533,10 +533,9 @@ def capturing(layers, upstream: bool):
         tensors = [seq, *states]
         grads: list = [None] * len(tensors)
         caught[name] = (args, out, tensors, grads)
-        if upstream:
-            for i, t in enumerate(tensors):
-                if t.requires_grad:
-                    t.register_hook(functools.partial(_keep, grads, i))
+        for i, t in enumerate(tensors):
+            if t.requires_grad:
+                t.register_hook(functools.partial(_keep, grads, i))
 
     hooks = [mod.register_forward_hook(functools.partial(on_forward, name=name)) for name, mod in layers]
     try:
@@ -548,24 +547,6 @@ def capturing(layers, upstream: bool):
 
 def _keep(grads: list, i: int, g: torch.Tensor) -> None:
     grads[i] = g.detach()  # returns None: the gradient passes on unchanged
-
-
-def _capture(layers, values, run_loss) -> dict[str, tuple]:
-    """Run the model once with hooks on every fused layer: ``name -> (args, output, upstream gradients)``.
-
-    The upstream gradients of each layer's output and final states come from one backward
-    pass.  Where the sanity checks' gradient call already caught them
-    (:attr:`TorchTarget.captured`), that call's are used instead.
-    """
-    with capturing(layers, upstream=False) as caught, torch.enable_grad():
-        loss = run_loss(values)
-        flat = [t for (_, _, tensors, _) in caught.values() for t in tensors]
-        ups = torch.autograd.grad(loss, flat, allow_unused=True) if flat and loss.requires_grad else [None] * len(flat)
-    result, i = {}, 0
-    for name, (args, out, tensors, _) in caught.items():
-        result[name] = (args, out, ups[i : i + len(tensors)])
-        i += len(tensors)
-    return result
 
 
 def _sub_batch(spec, args, out, ups, batch: int):
@@ -609,16 +590,14 @@ def _sub_batch(spec, args, out, ups, batch: int):
     return x_sub.contiguous(), hx, d_out, d_states
 
 
-def fused_layer_comparisons(
-    model: nn.Module, values: dict[str, torch.Tensor], run_loss, options, batch: int = 2, caught=None
-) -> list[Comparison]:
+def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options, batch: int = 2) -> list[Comparison]:
     """Compare every nn.RNN/LSTM/GRU inside ``model`` with the reference on the first ``batch`` sequences.
 
-    ``run_loss(values)`` runs the model and returns its loss; hooks catch each fused
-    layer's input, initial state and output, and ∂L/∂output.  Each layer is then run
-    again on a small sub-batch with that upstream gradient: its output and its weight
-    gradients (cuDNN's on a GPU) are compared with the reference's.  ``caught``: what an
-    earlier forward and backward pass already caught, in :func:`_capture`'s form.
+    ``caught`` holds what :func:`capturing` caught of each fused layer on the gradient call at
+    the check point: ``name -> (args, output, upstream gradients)``, the layer's input,
+    initial state and output, and ∂L/∂output.  Each layer is then run again on a small
+    sub-batch with that upstream gradient: its output and its weight gradients (cuDNN's on
+    a GPU) are compared with the reference's.  A frozen layer's forward pass alone is.
     """
     from ..convert import has_param, spec_of
     from ..twins import fused_layers
@@ -626,8 +605,6 @@ def fused_layer_comparisons(
     layers = fused_layers(model)
     if not layers:
         return []
-    if caught is None:
-        caught = _capture(layers, values, run_loss)
     comparisons = []
     for name, mod in layers:
         if name not in caught:
@@ -639,12 +616,19 @@ def fused_layer_comparisons(
         x_sub, hx, d_out, d_states = picked
         prefix = f"{name}." if name else ""
         p_names = [n for n in spec.param_shapes() if has_param(mod, n)]
+        trainable = [n for n in p_names if getattr(mod, n).requires_grad]  # a frozen weight has no gradient to compare
+        fused_grads: tuple = ()
         with torch.enable_grad():
-            params = [getattr(mod, n) for n in p_names]
             out_sub, states_sub = mod(x_sub, hx)
             states_sub = states_sub if isinstance(states_sub, tuple) else (states_sub,)
             pairs = [(out_sub, d_out)] + [(s, d) for s, d in zip(states_sub, d_states) if d is not None]
-            fused_grads = torch.autograd.grad([o for o, _ in pairs], params, [d for _, d in pairs], allow_unused=True)
+            if trainable:
+                fused_grads = torch.autograd.grad(
+                    [o for o, _ in pairs],
+                    [getattr(mod, n) for n in trainable],
+                    [d for _, d in pairs],
+                    allow_unused=True,
+                )
         np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
         ref_params = {n: np64(getattr(mod, n)) for n in p_names}
         ref_params.update({n: np.zeros(shape) for n, shape in spec.param_shapes().items() if n not in ref_params})
@@ -659,27 +643,32 @@ def fused_layer_comparisons(
             label=name or type(mod).__name__,
         )
         case_grad = {
-            prefix + n: (np.zeros(ref_params[n].shape) if g is None else np64(g)) for n, g in zip(p_names, fused_grads)
+            prefix + n: (np.zeros(ref_params[n].shape) if g is None else np64(g))
+            for n, g in zip(trainable, fused_grads)
         }
         dt = out_sub.dtype
         eps = torch.finfo(dt).eps
         tol = max(tolerances().reference_floor, tolerances().reference_ulps * eps)
-        note = None
+        notes = []
+        if not trainable:
+            notes.append(
+                f"{link.label}: its weights are frozen (requires_grad=False): only the forward pass is compared"
+            )
         if out_sub.is_cuda and torch.backends.cudnn.allow_tf32:
-            tol, note = (
-                max(tol, 1e-2),
-                f"{link.label}: cuDNN may use TF32 (torch.backends.cudnn.allow_tf32 is True): compared to 1e-2",
+            tol = max(tol, 1e-2)
+            notes.append(
+                f"{link.label}: cuDNN may use TF32 (torch.backends.cudnn.allow_tf32 is True): compared to 1e-2"
             )
         comparisons.append(
             Comparison(
                 link,
                 case_grad,
-                tm(np64(d_out)),
+                tm(np64(d_out)) if trainable else None,
                 None if d_states[0] is None else np64(d_states[0]),
                 None if len(d_states) < 2 or d_states[1] is None else np64(d_states[1]),
                 tm(np64(out_sub)),
                 tol,
-                note,
+                "; ".join(notes) or None,
                 fused=True,
             )
         )
