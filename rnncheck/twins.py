@@ -112,15 +112,12 @@ class Twin(nn.Module):
             T, B = x.shape[0], x.shape[1]
             sizes, data, sorted_idx, unsorted_idx = [B] * T, x, None, None
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
-        if hx is None:
+        if hx is None:  # made with the batch axis an unbatched input lacks: it is not added again below
             zeros = data.new_zeros(L * D, B, spec.output_size)
             hx = (zeros, data.new_zeros(L * D, B, H)) if spec.mode == "lstm" else zeros
-        if spec.mode == "lstm":
-            h0, c0 = hx
-            if unbatched:
-                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-        else:
-            h0, c0 = (hx.unsqueeze(1) if unbatched else hx), None
+        elif unbatched:
+            hx = tuple(h.unsqueeze(1) for h in hx) if spec.mode == "lstm" else hx.unsqueeze(1)
+        h0, c0 = hx if spec.mode == "lstm" else (hx, None)
         if sorted_idx is not None:  # the states come in the caller's order, the packed rows in sorted order
             h0 = h0.index_select(1, sorted_idx)
             c0 = None if c0 is None else c0.index_select(1, sorted_idx)

@@ -153,3 +153,23 @@ def test_the_unrolled_twin_reproduces_layers_without_biases_or_with_projections(
     out_fused, _ = fused(x)
     out_twin, _ = rnncheck.twins.Twin(fused)(x)
     assert torch.allclose(out_fused, out_twin, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("given_state", [False, True])
+def test_an_unbatched_sequence_is_checked_and_its_flow_measured(kind, given_state):
+    # nn.LSTM(x) with x of shape (T, input): the twin used to add a batch axis to its own zero state twice
+    import torch
+
+    import rnncheck
+
+    torch.manual_seed(0)
+    layer = getattr(torch.nn, kind)(4, 5, num_layers=2).double()
+    inputs = [torch.randn(6, 4, dtype=torch.float64)]
+    if given_state:
+        state = torch.randn(2, 5, dtype=torch.float64)
+        inputs.append((state, state.clone()) if kind == "LSTM" else state)
+    result = rnncheck.verify_case(rnncheck.TorchCase(layer, inputs=tuple(inputs)), rnncheck.Options())
+    assert result.verdict == rnncheck.Verdict.PASS, result.error
+    assert result.diagnostics.twin["reproduces"]
+    assert len(result.diagnostics.layers) == 2 and all(len(f.profile) == 6 for f in result.diagnostics.layers)
