@@ -15,7 +15,13 @@ float32 (what people train).  For every hidden size, in one process:
 Methods that would take longer than ``--limit`` seconds are not run: their time is
 estimated from a timed sample of their evaluations and printed as skipped.
 
-    python benchmarks/bench_cost.py [--sizes 32 256 1024] [--device cpu] [--json FILE]
+``--dtype float64`` checks a float64 model instead (the numerical side is then the model
+itself); ``--threads N`` fixes torch's threads for the unit and the checks alike (rnncheck
+keeps an explicit choice); ``--rnncheck-only`` leaves out gradcheck, the textbook loop
+and ``--full``, for a quick side-by-side of two commits (``PYTHONPATH=<other checkout>``).
+
+    python benchmarks/bench_cost.py [--sizes 32 256 1024] [--device cpu] [--dtype float32]
+                                    [--threads N] [--rnncheck-only] [--repeats 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -49,11 +55,13 @@ def _timed(fn, repeats: int = 1) -> float:
     return best
 
 
-def measure(H: int, device: str, limit: float) -> dict:
+def measure(
+    H: int, device: str, limit: float, dtype: torch.dtype = torch.float32, peers: bool = True, repeats: int = 2
+) -> dict:
     torch.manual_seed(0)
-    model = torch.nn.LSTM(H, H).to(device)
-    x = torch.randn(T, B, H, device=device)
-    w = torch.randn(T, B, H, device=device) / (T * B * H) ** 0.5
+    model = torch.nn.LSTM(H, H).to(device, dtype)
+    x = torch.randn(T, B, H, device=device, dtype=dtype)
+    w = torch.randn(T, B, H, device=device, dtype=dtype) / (T * B * H) ** 0.5
     params = list(model.parameters())
     n_params = sum(p.numel() for p in params)
 
@@ -65,10 +73,14 @@ def measure(H: int, device: str, limit: float) -> dict:
     unit = _timed(fb, repeats=5)
     rows = {"fwd+bwd": unit}
     case = lambda: rnncheck.TorchCase(model, inputs=(x,), loss=lambda out: (out[0] * w).sum())  # noqa: E731
-    rows["rnncheck"] = _timed(lambda: verify_case(case(), Options(device=device)), repeats=2)
+    verify_case(case(), Options(device=device))  # the thread policy's one measurement per model, and warm-up
+    rows["rnncheck"] = _timed(lambda: verify_case(case(), Options(device=device)), repeats=repeats)
     rows["rnncheck probes only"] = _timed(
-        lambda: verify_case(case(), Options(device=device, diagnostics=False, reference=False)), repeats=2
+        lambda: verify_case(case(), Options(device=device, diagnostics=False, reference=False)), repeats=repeats
     )
+    rows["fwd+bwd"] = min(unit, _timed(fb, repeats=5))  # the unit again: the machine may have slowed meanwhile
+    if not peers:
+        return {"hidden": H, "params": n_params, "T": T, "B": B, "device": device, "dtype": str(dtype), "seconds": rows}
 
     # float64 functional loss for the element-wise methods
     model64 = torch.nn.LSTM(H, H).to(device).double()
@@ -122,7 +134,7 @@ def measure(H: int, device: str, limit: float) -> dict:
             rows[name] = {"skipped": True, "estimate_seconds": estimate}
         else:
             rows[name] = _timed(fn)
-    return {"hidden": H, "params": n_params, "T": T, "B": B, "device": device, "seconds": rows}
+    return {"hidden": H, "params": n_params, "T": T, "B": B, "device": device, "dtype": str(dtype), "seconds": rows}
 
 
 def table(results: list[dict]) -> str:
@@ -138,6 +150,7 @@ def table(results: list[dict]) -> str:
         f"{'method':<22}"
         + "".join(f"{'H=' + str(r['hidden']) + ' (' + format(r['params'], ',') + ' params)':>36}" for r in results)
     ]
+    methods = [m for m in methods if all(m in r["seconds"] for r in results)]
     lines.append(f"{'fwd+bwd (the unit)':<22}" + "".join(f"{r['seconds']['fwd+bwd'] * 1e3:>33.1f} ms" for r in results))
     for m in methods:
         cells = []
@@ -156,11 +169,23 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 256, 1024])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--limit", type=float, default=120.0, help="skip a method estimated to take longer (seconds)")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--threads", type=int, help="torch threads for the unit and the checks (default: as torch starts)")
+    ap.add_argument("--rnncheck-only", action="store_true", help="leave out gradcheck, the textbook loop and --full")
+    ap.add_argument("--repeats", type=int, default=2, help="each check is timed this many times, the best kept")
     ap.add_argument("--json")
     args = ap.parse_args()
-    results = [measure(H, args.device, args.limit) for H in args.sizes]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    results = [
+        measure(H, args.device, args.limit, dtype, not args.rnncheck_only, args.repeats) for H in args.sizes
+    ]
     print(f"machine: {machine()}" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""))
-    print(f"LSTM(H, H), T={T}, B={B}, float32 model; ratios to one fwd+bwd measured in the same run")
+    print(
+        f"LSTM(H, H), T={T}, B={B}, {args.dtype} model, {torch.get_num_threads()} torch threads; "
+        "ratios to one fwd+bwd measured in the same run"
+    )
     print(table(results))
     if args.json:
         Path(args.json).write_text(
