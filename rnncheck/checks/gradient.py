@@ -416,11 +416,31 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
     return findings + hints
 
 
+def _noise_floor(noise: dict[str, np.ndarray], blocks: list[Block]) -> dict[str, np.ndarray]:
+    """Each entry's measured rounding |g − g'|, raised to its block's root mean square.
+
+    One entry's difference is a single draw of its rounding, and may come out near zero by
+    chance when the error itself is not: alone it would be a bound that a correct low
+    precision gradient exceeds.  Entries of one block accumulate alike terms, so the
+    block's RMS is the level any of its entries' rounding is expected at.  A probe over
+    many entries sums those draws, which needs no floor.
+    """
+    floored = {n: np.array(a, dtype=np.float64, copy=True) for n, a in noise.items()}
+    for b in blocks:
+        if b.tensor in floored:
+            part = floored[b.tensor][b.rows]
+            if part.size:
+                np.maximum(part, np.sqrt(np.mean(np.square(part))), out=part)
+    return floored
+
+
 def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> CheckResult:
     """Every entry on its own: one central difference each (two evaluations), screened against the
     error model measured on the first entry; an entry the screen does not pass gets a full probe."""
     clock.stage = "the element-wise check"
     scales = block_scales(prober.theta, blocks)
+    if prober.analytic_noise is not None:
+        prober.analytic_noise = _noise_floor(prober.analytic_noise, blocks)
     rows, findings = [], []
     worst_rel = 0.0
     calibrated = False
@@ -451,7 +471,12 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
             status[j] = p.status
         fails = np.flatnonzero(status == Status.FAIL)
         kinks = np.flatnonzero(status == Status.KINK)
-        rel = errs / np.maximum(np.abs(g.ravel()), np.maximum(bounds, np.finfo(float).tiny))
+        # relative to |g_j|, or to the bound where g_j is smaller: an entry near 0 has no relative error of its own
+        denom = np.maximum(np.abs(g.ravel()), np.maximum(bounds, np.finfo(float).tiny))
+        rel = errs / denom
+        nonzero = np.abs(g.ravel()) > 0
+        # what one entry catches: its bound relative to its own size (the median over the tensor's entries)
+        catches = float(np.median(bounds[nonzero] / np.abs(g.ravel()[nonzero]))) if nonzero.any() else None
         j_worst = int(fails[np.argmax(rel[fails])]) if fails.size else int(np.argmax(rel))
         idx = tuple(int(i) for i in np.unravel_index(j_worst, g.shape))
         worst_rel = max(worst_rel, float(rel[j_worst]) if g.size else 0.0)
@@ -462,10 +487,10 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
                 tuple(g.shape),
                 float(np.linalg.norm(g)),
                 float(rel.max(initial=0)),
-                float((bounds / np.maximum(np.abs(g.ravel()), 1e-300)).max(initial=0)),
+                float((bounds / denom).max(initial=0)),
                 verdict,
                 f"{name}[{', '.join(map(str, idx))}]" if g.ndim else name,
-                0.0,
+                catches,
             )
         )
         if fails.size:
