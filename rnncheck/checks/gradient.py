@@ -80,6 +80,28 @@ def _directions(target, grad, blocks, rng, k, theta=None) -> list[dict[str, np.n
     return directions
 
 
+def _unrepeatable(prober: Prober, target) -> Finding | None:
+    """A float16 or bfloat16 model's randomness, seen where the sanity checks cannot see it.
+
+    Their repeat test allows a few hundred units in the model's last place, which in
+    float16 is 25% of the loss and in bfloat16 more than all of it: dropout left on passes.
+    The float64 copy the probes evaluate repeats to float64's precision, so one more
+    evaluation there, at the same parameters, shows any randomness the model draws.
+    """
+    if not (_coarse_model(target) and target.numeric_dtype == np.float64):
+        return None
+    first, again = prober.loss0, target.loss(target.theta)
+    if abs(first - again) <= tolerances().repeat_ulps * machine_eps(np.float64) * abs(first):
+        return None
+    return Finding(
+        "nondeterministic_loss",
+        Verdict.ERROR,
+        f"the loss is nondeterministic: two evaluations of the model's float64 copy at the same parameters gave "
+        f"{first:.10g} and {again:.10g}; disable dropout (model.eval()) or seed the randomness inside the loss",
+        numbers={"first": first, "second": again},
+    )
+
+
 def _coarse_model(target) -> bool:
     """A float16 or bfloat16 model: its gradient's own rounding, not the numerical side, bounds the power.
 
@@ -197,6 +219,9 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
         prober = Prober(target, target.theta, grad, analytic_noise, clock)
         per_eval = time.perf_counter() - t0  # one loss evaluation: the unit the plan counts in
     blocks = target.blocks
+    unrepeatable = _unrepeatable(prober, target)
+    if unrepeatable is not None:
+        return GradientResult("gradient", Verdict.ERROR, [unrepeatable], [], evaluations=target.evaluations - start)
     if options.full:
         return _full(prober, blocks, target, start, clock)
     k = plan_probes(options.probes, per_eval, clock.remaining)

@@ -167,13 +167,16 @@ def _render_gradient(check: GradientResult, console: Console, case: CaseResult, 
     n = check.numbers
     if n.get("mode") == "full":
         line = "every entry checked on its own"
+    elif "probes" not in n:  # stopped before any probe ran (its finding says why)
+        line = ""
     else:
         line = (
             f"{n.get('probes')} probe directions, worst rel err {_fmt(n.get('worst_rel_error'))} "
             f"(tolerance {_fmt(n.get('worst_rel_bound'))}); numerical side in {n.get('numeric_dtype')}, "
             f"gradient in {n.get('model_dtype')}"
         )
-    console.print(Text(f"      {line}", style="dim"))
+    if line:
+        console.print(Text(f"      {line}", style="dim"))
     if verbosity > 0:
         _render_probes(console, n)
     for note in n.get("notes", []):

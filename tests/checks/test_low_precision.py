@@ -4,6 +4,7 @@ the dtype hides an error the report says so (`unchecked`, with the power it had)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,40 @@ def test_full_mode_finds_one_entry_off_below_float64(dtype, factor, seed):
     result = rnncheck.verify_case(case, rnncheck.Options(seed=seed, full=True, diagnostics=False, reference=False))
     [bad] = [f for f in result.findings if f.kind == "mismatch"]
     assert result.verdict == "fail" and bad.tensor == "weight_hh" and bad.location["index"] == [3, 5]
+
+
+DROPOUT_MODEL = """
+import torch, rnncheck
+
+class Stack(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(4, 6, num_layers=2, dropout=0.3)  # left in training mode
+
+    def forward(self, x):
+        return self.lstm(x)[0]
+
+@rnncheck.case
+def dropout_on():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(Stack().to(torch.{dtype}), inputs=(torch.randn(6, 3, 4).to(torch.{dtype}),))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_dropout_left_on_in_low_precision_is_named_not_left_unresolved(tmp_path, dtype):
+    # the sanity checks' repeat test allows 256 ulps of the model's dtype: in float16 that is 25% of the loss
+    import jsonschema
+
+    model_file = tmp_path / "m.py"
+    model_file.write_text(DROPOUT_MODEL.format(dtype=dtype))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["verify", str(model_file), "--json", str(out)], catch_exceptions=False)
+    assert result.exit_code != 0 and "disable dropout (model.eval())" in result.output, result.output
+    assert "None probe directions" not in result.output
+    report = json.loads(out.read_text())
+    [case] = report["cases"]
+    assert case["verdict"] == "error"
+    assert any(f["kind"] == "nondeterministic_loss" for f in case["findings"])
+    schema = json.loads((Path(rnncheck.__file__).parent / "schemas" / "report.schema.json").read_text())
+    jsonschema.validate(report, schema)
