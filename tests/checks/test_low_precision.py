@@ -56,15 +56,19 @@ def test_dtype_option_runs_a_float32_model_in_low_precision(tmp_path, dtype):
     assert gradient["numbers"]["model_dtype"] == dtype
 
 
-def _fused_rnn_with_dw_hh_off_by(factor: float):
-    """The example's fused RNN Function, its dW_hh multiplied by ``factor`` (a 5% error in one tensor)."""
+def _fused_rnn_with_dw_hh_off_by(factor: float, entry=None):
+    """The example's fused RNN Function, its dW_hh (or one ``entry`` of it) multiplied by ``factor``."""
     ex = load_module(EXAMPLES / "custom_rnn_vs_naive.py")
 
     class OffFn(ex.FusedTanhRNNFn):
         @staticmethod
         def backward(ctx, d_out):
             dx, dW_ih, dW_hh, db, none = ex.FusedTanhRNNFn.backward(ctx, d_out)
-            return dx, dW_ih, dW_hh * factor, db, none
+            if entry is None:
+                return dx, dW_ih, dW_hh * factor, db, none
+            dW_hh = dW_hh.clone()
+            dW_hh[entry] *= factor
+            return dx, dW_ih, dW_hh, db, none
 
     class Off(ex.FusedTanhRNN):
         def forward(self, x):
@@ -101,29 +105,11 @@ def test_full_mode_never_fails_a_correct_layer_below_float64(dtype, kind, seed):
     assert all(r.detection is not None and 0 < r.detection < 1 for r in gradient.tensors)
 
 
-def _fused_rnn_with_one_entry_off_by(factor: float, entry=(3, 5)):
-    ex = load_module(EXAMPLES / "custom_rnn_vs_naive.py")
-
-    class OffFn(ex.FusedTanhRNNFn):
-        @staticmethod
-        def backward(ctx, d_out):
-            dx, dW_ih, dW_hh, db, none = ex.FusedTanhRNNFn.backward(ctx, d_out)
-            dW_hh = dW_hh.clone()
-            dW_hh[entry] *= factor
-            return dx, dW_ih, dW_hh, db, none
-
-    class Off(ex.FusedTanhRNN):
-        def forward(self, x):
-            return OffFn.apply(x, self.weight_ih, self.weight_hh, self.bias, False)
-
-    return Off
-
-
 @pytest.mark.parametrize("dtype, factor", [(torch.float32, 1.001), (torch.float16, 1.2)])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_full_mode_finds_one_entry_off_below_float64(dtype, factor, seed):
     torch.manual_seed(seed)
-    model = _fused_rnn_with_one_entry_off_by(factor)(5, 12)
+    model = _fused_rnn_with_dw_hh_off_by(factor, entry=(3, 5))(5, 12)
     with torch.no_grad():
         model.weight_hh.mul_(2.0)
     case = rnncheck.TorchCase(model.to(dtype), inputs=(torch.randn(15, 3, 5).to(dtype),))
