@@ -167,6 +167,7 @@ class TorchTarget(Target):
         target.saved = {n: t.detach().clone() for n, t in leaves.items()}
         target.saved_inputs = {p: t.detach().clone() for p, t in _leaves(inputs, "input")}
         target.seed = options.seed
+        target.dtype_option = options.dtype
         target._loss_weights = None
         if (
             device.type == "cuda"
@@ -198,6 +199,11 @@ class TorchTarget(Target):
                 raise CaseError(
                     f"{exc}; with --device {self.device} rnncheck moves every input tensor there: move one that "
                     "must stay on the CPU back inside the model (pack_padded_sequence(x, lengths.cpu()) …)"
+                ) from exc
+            if self.dtype_option and "dtype" in str(exc).lower():
+                raise CaseError(
+                    f"{exc}; with --dtype {self.dtype_option} rnncheck converts the model and its inputs, not tensors "
+                    "your code makes or captures: create them like the input (x.new_zeros(...), dtype=x.dtype)"
                 ) from exc
             raise
         if keep_output:

@@ -153,3 +153,51 @@ def test_dropout_left_on_in_low_precision_is_named_not_left_unresolved(tmp_path,
     assert any(f["kind"] == "nondeterministic_loss" for f in case["findings"])
     schema = json.loads((Path(rnncheck.__file__).parent / "schemas" / "report.schema.json").read_text())
     jsonschema.validate(report, schema)
+
+
+OWN_ZEROS = """
+import torch, rnncheck
+
+class Loop(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.GRUCell(3, 4)
+
+    def forward(self, x):
+        h = torch.zeros(x.shape[1], 4)  # float32 whatever the input's dtype
+        for x_t in x:
+            h = self.cell(x_t, h)
+        return h
+
+class Follows(Loop):
+    def forward(self, x):
+        h = x.new_zeros(x.shape[1], 4)
+        for x_t in x:
+            h = self.cell(x_t, h)
+        return h
+
+@rnncheck.case
+def own_zeros():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(Loop(), inputs=(torch.randn(5, 2, 3),))
+
+@rnncheck.case
+def follows():
+    torch.manual_seed(0)
+    return rnncheck.TorchCase(Follows(), inputs=(torch.randn(5, 2, 3),))
+"""
+
+
+def test_dtype_option_names_a_tensor_the_code_makes_in_its_own_dtype(tmp_path):
+    model_file = tmp_path / "m.py"
+    model_file.write_text(OWN_ZEROS)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        main,
+        ["verify", str(model_file), "--dtype", "bfloat16", "--no-flow", "--json", str(out)],
+        catch_exceptions=False,
+    )
+    cases = {c["name"]: c for c in json.loads(out.read_text())["cases"]}
+    assert cases["own_zeros"]["verdict"] == "error"
+    assert "with --dtype bfloat16" in cases["own_zeros"]["error"] and "x.new_zeros" in cases["own_zeros"]["error"]
+    assert cases["follows"]["verdict"] in ("pass", "warn"), result.output
