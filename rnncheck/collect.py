@@ -164,6 +164,22 @@ def _local_modules(before: set[str], folder: Path) -> list[str]:
     return local
 
 
+def _package_path(file: Path) -> tuple[Path, str | None]:
+    """``(base, dotted name)`` of a file inside a package (folders with ``__init__.py``), else ``(folder, None)``.
+
+    ``base`` is the first folder above the package's top that is not itself a package:
+    on ``sys.path`` there, ``pkg/sub/models.py`` is ``pkg.sub.models``.
+    """
+    parts = [file.stem]
+    folder = file.parent
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1 or not all(p.isidentifier() for p in parts):
+        return file.parent, None
+    return folder, ".".join(parts)
+
+
 def _shadowed(folder: Path) -> dict[str, object]:
     """Modules already imported from elsewhere under a name that a module in ``folder`` also has.
 
@@ -219,14 +235,23 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
     mod_name = "rnncheck_models." + re.sub(r"\W", "_", resolved)
     start = len(_REGISTRY)
     folder = path.resolve().parent
+    base, dotted = _package_path(path.resolve())
+    # a file inside a package is imported as pytest does, as base/pkg/…/name, so relative imports work
+    roots = [folder] if dotted is None else [folder, base / dotted.split(".")[0]]
     before = set(sys.modules)
-    aside = _shadowed(folder)
+    aside = _shadowed(folder) if dotted is None else {**_shadowed(folder), **_shadowed(base)}
+    added = [str(folder)] + ([] if dotted is None else [str(base)])
     with case_guard(timeout, keep_threads=True):
         try:
-            spec = importlib.util.spec_from_file_location(mod_name, resolved)
+            for entry in added:
+                sys.path.insert(0, entry)
+            if dotted is not None:
+                importlib.import_module(dotted.rpartition(".")[0])  # the packages above it, their __init__ first
+            spec = importlib.util.spec_from_file_location(dotted or mod_name, resolved)
             module = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = module
-            sys.path.insert(0, str(folder))
+            if dotted is not None:
+                sys.modules[dotted] = module
             spec.loader.exec_module(module)
         except SyntaxError as exc:
             return [], FileProblem(
@@ -244,11 +269,13 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
                 str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True
             )
         finally:
-            if str(folder) in sys.path:
-                sys.path.remove(str(folder))
-            for name in _local_modules(before, folder):
-                if name != mod_name:
-                    del sys.modules[name]
+            for entry in added:
+                if entry in sys.path:
+                    sys.path.remove(entry)
+            for root in roots:
+                for name in _local_modules(before, root):
+                    if name != mod_name and name in sys.modules:
+                        del sys.modules[name]
             sys.modules.update(aside)
     found = list(_REGISTRY[start:])
     del _REGISTRY[start:]

@@ -471,6 +471,33 @@ def test_same_named_helpers_in_two_folders_do_not_shadow_each_other(tmp_path):
     assert "2 passed" in out
 
 
+def test_a_model_file_inside_a_package_gets_its_relative_imports_and_its_own_package(tmp_path):
+    # a/pkg and b/pkg: two packages of one name, each file importing from its own with "from .layers import"
+    for folder, value in (("a", 1.0), ("b", 3.0)):
+        pkg = tmp_path / folder / "pkg"
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "layers.py").write_text(f"SCALE = {value}\n")
+        model(
+            tmp_path,
+            f"""
+            from .layers import SCALE
+            from pkg import layers
+
+            @rnncheck.case
+            def in_package_{folder}():
+                assert SCALE == layers.SCALE == {value}, f"got the other package: SCALE={{SCALE}}"
+                p = {{"w": np.ones(2)}}
+                return rnncheck.NumpyCase(p, loss=lambda q: float((q["w"] ** 2).sum()), grad=lambda q: {{"w": 2 * q["w"]}})
+            """,
+            name=f"{folder}/pkg/models.py",
+            fine=False,
+        )
+    code, out = run(tmp_path / "a" / "pkg" / "models.py", tmp_path / "b")
+    assert code == 0, out
+    assert "2 passed" in out
+
+
 FACTORY = """
 def make(scale):
     @rnncheck.case
