@@ -237,14 +237,14 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
     folder = path.resolve().parent
     base, dotted = _package_path(path.resolve())
     # a file inside a package is imported as pytest does, as base/pkg/…/name, so relative imports work
-    roots = [folder] if dotted is None else [folder, base / dotted.split(".")[0]]
+    places = [folder] if dotted is None else [folder, base]  # on sys.path while it imports
+    owned = [folder] if dotted is None else [folder, base / dotted.split(".")[0]]  # its modules, dropped after
     before = set(sys.modules)
-    aside = _shadowed(folder) if dotted is None else {**_shadowed(folder), **_shadowed(base)}
-    added = [str(folder)] + ([] if dotted is None else [str(base)])
+    aside = {name: module for place in places for name, module in _shadowed(place).items()}
     with case_guard(timeout, keep_threads=True):
         try:
-            for entry in added:
-                sys.path.insert(0, entry)
+            for place in places:
+                sys.path.insert(0, str(place))
             if dotted is not None:
                 importlib.import_module(dotted.rpartition(".")[0])  # the packages above it, their __init__ first
             spec = importlib.util.spec_from_file_location(dotted or mod_name, resolved)
@@ -269,13 +269,11 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
                 str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True
             )
         finally:
-            for entry in added:
-                if entry in sys.path:
-                    sys.path.remove(entry)
-            for root in roots:
-                for name in _local_modules(before, root):
-                    if name != mod_name and name in sys.modules:
-                        del sys.modules[name]
+            for place in places:
+                if str(place) in sys.path:
+                    sys.path.remove(str(place))
+            for name in {n for root in owned for n in _local_modules(before, root)} - {mod_name}:
+                del sys.modules[name]
             sys.modules.update(aside)
     found = list(_REGISTRY[start:])
     del _REGISTRY[start:]

@@ -11,12 +11,16 @@ step by step in plain torch ops, with the same parameter names, so that
   (Jacobian-product norms, Lyapunov exponents, time localization);
 - ``torch.func.vmap`` can batch it, which the fused kernels do not allow.
 
-``swap_fused(model)`` returns a copy of a model with every fused layer replaced by its twin.
+``swap_fused(model)`` returns a copy of a model with every fused layer replaced by its twin;
+``capturing(layers)`` records what the fused layers themselves are given and sent back
+during one forward and backward pass (the reference comparison's inputs).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -192,3 +196,37 @@ def swap_fused(model: nn.Module) -> tuple[nn.Module, dict[str, Twin]]:
         setattr(parent, child, twin)
         twins[name] = twin
     return twin_model, twins
+
+
+@contextmanager
+def capturing(layers):
+    """Hooks on every fused layer for the forward passes inside: ``name -> (args, output, tensors, grads)``.
+
+    ``tensors`` are the layer's output sequence and final states.  Each that requires grad
+    gets a tensor hook that keeps the gradient a later backward pass sends into it
+    (``grads``; None where none came).  The hooks only read: what the model computes, and
+    its gradient, stay as they are.  Layers are matched by the module that fired the hook,
+    whatever order the forward pass calls them in; a layer called twice keeps its last call.
+    """
+    caught: dict[str, tuple] = {}
+
+    def on_forward(mod, args, out, name):
+        seq, states = out[0], out[1] if isinstance(out[1], tuple) else (out[1],)
+        seq = seq.data if isinstance(seq, nn.utils.rnn.PackedSequence) else seq
+        tensors = [seq, *states]
+        grads: list = [None] * len(tensors)
+        caught[name] = (args, out, tensors, grads)
+        for i, t in enumerate(tensors):
+            if t.requires_grad:
+                t.register_hook(functools.partial(_keep, grads, i))
+
+    hooks = [mod.register_forward_hook(functools.partial(on_forward, name=name)) for name, mod in layers]
+    try:
+        yield caught
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _keep(grads: list, i: int, g: torch.Tensor) -> None:
+    grads[i] = g.detach()  # returns None: the gradient passes on unchanged

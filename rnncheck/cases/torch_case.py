@@ -10,11 +10,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..checks.reference import capturing
 from ..convert import mode_of
 from ..errors import CaseError, UserCodeError
 from ..numerics import BFLOAT16
-from ..twins import fused_layers
+from ..twins import capturing, fused_layers
 from ..usercode import call_user
 from .base import Case, Target, check_gates, stacked_gates, suggest_gates
 from .torch_numeric import NumericModel

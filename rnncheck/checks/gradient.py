@@ -27,6 +27,7 @@ from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
 from .hints import find_hints
 from .localize import attribute, narrow
+from .sanity import nondeterminism
 
 
 def _ulp_jitter(theta, eps, rng) -> dict[str, np.ndarray]:
@@ -90,16 +91,8 @@ def _unrepeatable(prober: Prober, target) -> Finding | None:
     """
     if not (_coarse_model(target) and target.numeric_dtype == np.float64):
         return None
-    first, again = prober.loss0, target.loss(target.theta)
-    if abs(first - again) <= tolerances().repeat_ulps * machine_eps(np.float64) * abs(first):
-        return None
-    return Finding(
-        "nondeterministic_loss",
-        Verdict.ERROR,
-        f"the loss is nondeterministic: two evaluations of the model's float64 copy at the same parameters gave "
-        f"{first:.10g} and {again:.10g}; disable dropout (model.eval()) or seed the randomness inside the loss",
-        numbers={"first": first, "second": again},
-    )
+    again = target.loss(target.theta)
+    return nondeterminism(prober.loss0, again, machine_eps(np.float64), " of the model's float64 copy")
 
 
 def _coarse_model(target) -> bool:

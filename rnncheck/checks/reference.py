@@ -23,8 +23,6 @@ reference on the same weights and inputs:
 from __future__ import annotations
 
 import dataclasses
-import functools
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -515,40 +513,6 @@ def head_gradient(head, h: np.ndarray, params: dict[str, np.ndarray]) -> tuple[n
     return g, (err_sq**0.5 / norm if norm > 0 else 0.0)
 
 
-@contextmanager
-def capturing(layers):
-    """Hooks on every fused layer for the forward passes inside: ``name -> (args, output, tensors, grads)``.
-
-    ``tensors`` are the layer's output sequence and final states.  Each that requires grad
-    gets a tensor hook that keeps the gradient a later backward pass sends into it
-    (``grads``; None where none came).  The hooks only read: what the model computes, and
-    its gradient, stay as they are.  Layers are matched by the module that fired the hook,
-    whatever order the forward pass calls them in; a layer called twice keeps its last call.
-    """
-    caught: dict[str, tuple] = {}
-
-    def on_forward(mod, args, out, name):
-        seq, states = out[0], out[1] if isinstance(out[1], tuple) else (out[1],)
-        seq = seq.data if isinstance(seq, nn.utils.rnn.PackedSequence) else seq
-        tensors = [seq, *states]
-        grads: list = [None] * len(tensors)
-        caught[name] = (args, out, tensors, grads)
-        for i, t in enumerate(tensors):
-            if t.requires_grad:
-                t.register_hook(functools.partial(_keep, grads, i))
-
-    hooks = [mod.register_forward_hook(functools.partial(on_forward, name=name)) for name, mod in layers]
-    try:
-        yield caught
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def _keep(grads: list, i: int, g: torch.Tensor) -> None:
-    grads[i] = g.detach()  # returns None: the gradient passes on unchanged
-
-
 def _sub_batch(spec, args, out, ups, batch: int):
     """The first ``batch`` sequences of a layer's call, as plain tensors in the layer's own layout.
 
@@ -593,7 +557,7 @@ def _sub_batch(spec, args, out, ups, batch: int):
 def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options, batch: int = 2) -> list[Comparison]:
     """Compare every nn.RNN/LSTM/GRU inside ``model`` with the reference on the first ``batch`` sequences.
 
-    ``caught`` holds what :func:`capturing` caught of each fused layer on the gradient call at
+    ``caught`` holds what :func:`rnncheck.twins.capturing` caught of each fused layer on the gradient call at
     the check point: ``name -> (args, output, upstream gradients)``, the layer's input,
     initial state and output, and ∂L/∂output.  Each layer is then run again on a small
     sub-batch with that upstream gradient: its output and its weight gradients (cuDNN's on

@@ -44,16 +44,9 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         l2, g2 = target.gradient()
     else:
         l2 = target.model_loss()
-    if abs(l1 - l2) > tolerances().repeat_ulps * eps * abs(l1):
-        findings.append(
-            Finding(
-                "nondeterministic_loss",
-                Verdict.ERROR,
-                f"the loss is nondeterministic: two evaluations at the same parameters gave {l1:.10g} and {l2:.10g}; "
-                "disable dropout (model.eval()) or seed the randomness inside the loss",
-                numbers={"first": l1, "second": l2},
-            )
-        )
+    unrepeatable = nondeterminism(l1, l2, eps)
+    if unrepeatable is not None:
+        findings.append(unrepeatable)
         return CheckResult("sanity", Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
     if own:
         gl1 = None  # nothing separate to compare
@@ -120,6 +113,23 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         CheckResult("sanity", verdict, findings, evaluations=target.evaluations - start, numbers={"loss": l1}),
         l1,
         g1,
+    )
+
+
+def nondeterminism(first: float, second: float, eps: float, what: str = "") -> Finding | None:
+    """The ``nondeterministic_loss`` error when two evaluations at one point differ by more than rounding.
+
+    ``eps`` is the unit roundoff of the arithmetic that computed them; ``what`` names what
+    was evaluated, where that is not the loss as the user's code computes it.
+    """
+    if abs(first - second) <= tolerances().repeat_ulps * eps * abs(first):
+        return None
+    return Finding(
+        "nondeterministic_loss",
+        Verdict.ERROR,
+        f"the loss is nondeterministic: two evaluations{what} at the same parameters gave {first:.10g} and "
+        f"{second:.10g}; disable dropout (model.eval()) or seed the randomness inside the loss",
+        numbers={"first": first, "second": second},
     )
 
 
