@@ -175,7 +175,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="each check is timed this many times, the best kept")
     ap.add_argument("--json")
     args = ap.parse_args()
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads {args.threads}: give 1 or more threads")
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     results = [
