@@ -180,9 +180,7 @@ def main() -> None:
             ap.error(f"--threads {args.threads}: give 1 or more threads")
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    results = [
-        measure(H, args.device, args.limit, dtype, not args.rnncheck_only, args.repeats) for H in args.sizes
-    ]
+    results = [measure(H, args.device, args.limit, dtype, not args.rnncheck_only, args.repeats) for H in args.sizes]
     print(f"machine: {machine()}" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""))
     print(
         f"LSTM(H, H), T={T}, B={B}, {args.dtype} model, {torch.get_num_threads()} torch threads; "

@@ -17,11 +17,13 @@ __version__ = "0.1.0"
 
 from .cases.cell_case import CellCase
 from .cases.numpy_case import NumpyCase
+from .cases.scan_case import FunctionCase, StepCase
 from .cases.torch_case import TorchCase
 from .collect import case
 from .errors import CaseError, RnncheckFailure, UsageError
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict
 from .options import Options
+from .recording import record
 from .runner import verify, verify_case
 from .tolerances import Tolerances
 from .usercode import CaseTimeout
@@ -33,10 +35,12 @@ __all__ = [
     "CellCase",
     "CheckResult",
     "Finding",
+    "FunctionCase",
     "NumpyCase",
     "Options",
     "Report",
     "RnncheckFailure",
+    "StepCase",
     "Tolerances",
     "TorchCase",
     "UsageError",
@@ -44,6 +48,7 @@ __all__ = [
     "__version__",
     "case",
     "main",
+    "record",
     "verify",
     "verify_case",
 ]

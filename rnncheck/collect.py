@@ -275,13 +275,29 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
             for name in {n for root in owned for n in _local_modules(before, root)} - {mod_name}:
                 del sys.modules[name]
             sys.modules.update(aside)
-    found = list(_REGISTRY[start:])
+    found = [c for c in _REGISTRY[start:] if _defined_here(c, path)]
     del _REGISTRY[start:]
     for c in found:
         c.file = str(path)
     if not found:
         return [], FileProblem(str(path), "no cases found: mark a function with @rnncheck.case", False)
     return _unique_names(found, path), None
+
+
+def _defined_here(c: CaseDef, path: Path) -> bool:
+    """A case belongs to the file being imported unless another model file defines it.
+
+    A model file that imports another for its helpers would otherwise collect that file's
+    cases a second time under its own name; pytest, likewise, collects a test only where it
+    is defined.  Cases a plain helper module registers for the file still count as its own.
+    """
+    try:
+        defined = Path(c.file).resolve()
+    except (OSError, RuntimeError):
+        return True
+    if defined == path.resolve() or not defined.is_file():
+        return True
+    return not looks_like_model_file(defined)
 
 
 def _unique_names(found: list[CaseDef], path: Path) -> list[CaseDef]:

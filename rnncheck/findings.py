@@ -122,6 +122,7 @@ class LayerFlow:
     lyapunov: dict[str, Any] | None = None
     nonfinite: dict[str, Any] | None = None  # the first NaN/Inf: pass, step, tensor, cause
     source: str | None = None  # where the states came from, when not the model's own forward
+    channels: dict[str, Any] | None = None  # a diagonal linear recurrence: per-channel decay and horizons
 
 
 @dataclass
@@ -143,7 +144,7 @@ class FlowDiagnostics:
 
     def to_json(self) -> dict[str, Any]:
         """The report's ``diagnostics`` object; optional fields that were not measured are left out."""
-        optional = ("profile_c", "lyapunov", "nonfinite", "source")
+        optional = ("profile_c", "lyapunov", "nonfinite", "source", "channels")
         layers = [{k: v for k, v in asdict(la).items() if v is not None or k not in optional} for la in self.layers]
         out = {"gradient_flow": self.gradient_flow, "thresholds": self.thresholds, "layers": layers}
         out["not_computed"] = self.not_computed

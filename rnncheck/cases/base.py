@@ -63,6 +63,8 @@ class Case:
     reference_map: dict[str, str] | None = None
 
     reference_module = None  # a user's own naive implementation (TorchCase only)
+    case_notes: tuple[str, ...] | list[str] = ()  # said in the report: how the case was read (FunctionCase …)
+    time_dim: int = 0  # the time axis of the outputs a reference comparison reads (nn.LSTM's layout)
 
     def _set_reference(self, reference, reference_map: dict[str, str] | None) -> None:
         if reference is not None and not isinstance(reference, str) and hasattr(reference, "named_parameters"):

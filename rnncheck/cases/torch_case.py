@@ -160,6 +160,7 @@ class TorchTarget(Target):
         hint = suggest_gates(target.shapes, target.gates)
         if hint:
             target.notes.append(hint)
+        target.notes.extend(case.case_notes)
         target.case, target.model, target.inputs = case, model, inputs
         target.device, target.param_names, target.input_names = device, list(params), list(input_leaves)
         target.leaf_dtypes = {n: t.dtype for n, t in leaves.items()}

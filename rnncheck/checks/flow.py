@@ -24,6 +24,7 @@ The verdict (``diagnostics.gradient_flow``) comes with the thresholds that decid
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -36,8 +37,10 @@ from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
 from ..convert import mode_of
 from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
+from ..recording import recording
 from ..tolerances import current as tolerances
 from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
+from .flow_recorded import measure_stacked
 
 
 def _as_tuple(state) -> tuple[torch.Tensor, ...]:
@@ -58,24 +61,77 @@ class _Layer:
         self.gates = gates  # gate -> list of activations (processing order), may be empty
         self.packed = False  # fed a PackedSequence: inputs and states differ in batch rows
         self.state0 = None  # the state before the first step, where known
+        self.source = None  # where the states came from, when not a twin or the cell loop
 
 
-def _collect(case, target) -> tuple[list[_Layer], object, list[Finding], str | None, dict | None]:
-    """Run one recorded forward: the layers, the loss tensor, findings, a reason if nothing to measure,
-    and for fused layers how well their unrolled twin reproduces them."""
+def _collect(case, target) -> tuple[list[_Layer], list, object, dict, list[Finding], str | None, dict | None]:
+    """Run one recorded forward: the layers recorded step by step, the stacked records, the loss tensor,
+    the leaves it was computed from, findings, a reason if nothing to measure, and for fused layers how well
+    their unrolled twin reproduces them."""
     values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
     params = {n: values[n] for n in target.param_names}
     args = tuple(_replace_inputs(target, values))
     if isinstance(case, CellCase):
-        return (*_record_cell_loop(target, values, params, args), None)
-    if not fused_layers(target.model):
-        why = (
-            "no nn.RNN/nn.LSTM/nn.GRU inside and not a CellCase: rnncheck cannot see the hidden states "
-            "(wrap a custom cell in rnncheck.CellCase to get the profile)"
+        layers, loss, findings, reason = _record_cell_loop(target, values, params, args)
+        return layers, [], loss, values, findings, reason, None
+    layers, loss, findings, twin, recorder = _record_model(case, target, values, params, args)
+    if any(r.stacked is not None and r.decay is None for r in recorder.records.values()):
+        # the inputs' influence needs every floating input as a leaf: one more forward, with them
+        values = {**values, **_input_leaves(target)}
+        args = tuple(_replace_inputs(target, values, every=True))
+        layers, loss, findings, twin, recorder = _record_model(case, target, values, params, args)
+    layers += [_recorded_layer(r) for r in recorder.records.values() if r.stacked is None and len(r.steps)]
+    stacked = [r for r in recorder.records.values() if r.stacked is not None]
+    findings += [Finding("record_problem", Verdict.WARN, p) for p in recorder.problems]
+    reason = None
+    if not layers and not stacked:
+        reason = (
+            "no nn.RNN/nn.LSTM/nn.GRU inside, not a CellCase, and no rnncheck.record(...) call in forward: "
+            "rnncheck cannot see the hidden states (call rnncheck.record(h, name=...) on each step's state, "
+            "or on the stacked states with time_dim=, and decay= for a diagonal linear recurrence)"
         )
-        return [], None, [], why, None
-    layers, loss, findings, reason, twin = _record_twins(target, values, params, args)
-    return layers, loss, findings, reason, twin
+    return layers, stacked, loss, values, findings, reason, twin
+
+
+def _record_model(case, target, values, params, args):
+    """One forward with every record() call kept, fused layers swapped for their recording twins."""
+    with recording() as recorder:
+        if fused_layers(target.model):
+            layers, loss, findings, _, twin = _record_twins(target, values, params, args)
+        else:
+            out, loss = _loss_through(target, _flow_model(case, target), params, args)
+            layers, findings, twin = [], [], None
+            if not recorder.records and hasattr(case, "output_states"):  # a FunctionCase: its output is the states
+                case.output_states(recorder, out, values)
+    return layers, loss, findings, twin, recorder
+
+
+def _flow_model(case, target):
+    """The module whose states the flow check records: a StepCase's step form (rnncheck loops it), else the model."""
+    model = getattr(case, "step_model", None)
+    if model is None:
+        return target.model
+    dtype = getattr(torch, target.dtype_option) if target.dtype_option else None
+    if target.device.type != "cpu" or dtype is not None:
+        model = copy.deepcopy(model).to(device=target.device, dtype=dtype)
+    return model
+
+
+def _input_leaves(target) -> dict[str, torch.Tensor]:
+    """Every floating input the case does not already check, as a leaf that requires grad."""
+    return {
+        p: t.detach().clone().requires_grad_(True)
+        for p, t in target.saved_inputs.items()
+        if t.is_floating_point() and p not in target.input_names
+    }
+
+
+def _recorded_layer(record) -> _Layer:
+    """States recorded one step at a time: a layer whose states sit in the recurrence's own graph."""
+    layer = _Layer(record.name, None, list(record.steps), [], lambda dtype: None, {}, {})
+    layer.step = None
+    layer.source = "rnncheck.record, one state per step"
+    return layer
 
 
 def _loss_through(target, model, params, args):
@@ -192,10 +248,11 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
     return layers, loss, findings, None, agreement
 
 
-def _replace_inputs(target, values):
+def _replace_inputs(target, values, every: bool = False):
     from ..cases.torch_case import _replace
 
-    return _replace(target.inputs, "input", {n: values[n] for n in target.input_names}, lambda t: t)
+    names = [n for n in values if n in target.saved_inputs] if every else target.input_names
+    return _replace(target.inputs, "input", {n: values[n] for n in names}, lambda t: t)
 
 
 def _max_rel_diff(a, b) -> float:
@@ -223,7 +280,13 @@ def _groups(tensors: list, size: int = 256):
 
 
 def _norms(tensors) -> np.ndarray:
-    return np.array([float(t.detach().double().norm()) if t is not None else 0.0 for t in tensors])
+    """‖t‖ of each tensor (None: 0), scaled so that a gradient that decayed to 1e-262 is not 0.0."""
+    return np.array(
+        [
+            float(fm.scaled_norms(t.detach().double().reshape(1, -1).cpu().numpy())[0]) if t is not None else 0.0
+            for t in tensors
+        ]
+    )
 
 
 def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
@@ -335,11 +398,11 @@ def check_flow(
     diagnostics = FlowDiagnostics(thresholds=fm.THRESHOLDS)
     if not target.records_states:
         return _numpy_flow(target, options, rng, diagnostics)
-    layers, loss, findings, reason, diagnostics.twin = _collect(case, target)
+    layers, stacked, loss, leaves, findings, reason, diagnostics.twin = _collect(case, target)
     if reason:
         diagnostics.not_computed["all"] = reason
-        return None, diagnostics
-    T = len(layers[0].states) if layers else 0
+        return (CheckResult("flow", worst(f.verdict for f in findings), findings) if findings else None), diagnostics
+    T = len(layers[0].states) if layers else stacked[0].stacked.shape[stacked[0].time_dim]
     if T < 2:
         diagnostics.not_computed["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
         return (CheckResult("flow", Verdict.PASS, findings) if findings else None), diagnostics
@@ -375,6 +438,23 @@ def check_flow(
             causes.append(flow.nonfinite.get("cause"))
             findings.append(_nonfinite_finding(flow.nonfinite))
 
+    for record in stacked:
+        flow = measure_stacked(record, loss, leaves, rng)
+        _fit(flow, np.asarray(flow.propagation if flow.propagation else [np.nan] * flow.steps, dtype=float))
+        _not_measured(flow, "stacked states recorded by rnncheck.record")
+        diagnostics.layers.append(flow)
+        if not bool(torch.isfinite(record.stacked).all()) or not np.all(np.isfinite(flow.propagation + flow.profile)):
+            nonfinite = True
+        if flow.channels is not None:
+            findings.append(
+                Finding(
+                    "flow_channels",
+                    Verdict.NOTE,
+                    f"{flow.name}: {fm.describe_channels(flow.channels)}",
+                    numbers={"channels": flow.channels["channels"]},
+                )
+            )
+
     spans = [flow.span for flow in diagnostics.layers]
     cause = next((c for c in causes if c), source["cause"] if source else None)
     verdict = fm.flow_verdict(spans, nonfinite, cause)
@@ -408,6 +488,11 @@ def measure_layer(layer: _Layer, adjoint: dict, propagation: dict, options, rng,
     flow.structure = _structure(layer)
     flow.gates = _gates(layer, T)
 
+    if layer.step is None:  # states recorded by rnncheck.record: no step function to differentiate
+        flow.source, flow.structure = layer.source, {}
+        _not_measured(flow, "states recorded by rnncheck.record")
+        flow.nonfinite = _backward_nonfinite(layer, adjoint, h, time_of) or _first_nonfinite_forward(layer, time_of)
+        return flow
     packed_why = {"not_computed": "a PackedSequence changes the batch between steps: step maps are not square"}
     skipped = {"not_computed": f"skipped: --budget {options.budget} s leaves too little time"}
     if layer.packed and (options.jacobian or options.lyapunov):
@@ -422,22 +507,19 @@ def measure_layer(layer: _Layer, adjoint: dict, propagation: dict, options, rng,
         bad.update(_nonfinite_cause(layer, bad, source))
         bad["pass"] = "forward"
     else:
-        for k in range(T - 1, -1, -1):  # the order the backward pass visits
-            gk = adjoint.get(id(h[k]))
-            if gk is not None and not torch.isfinite(gk).all():
-                bad = {
-                    "layer": layer.name,
-                    "step": time_of(k),
-                    "tensor": "dL/dh",
-                    "pass": "backward",
-                    "cause": "overflow",
-                    "explanation": "the forward pass is finite: the gradient grew past the dtype's range going back",
-                }
-                break
+        bad = _backward_nonfinite(layer, adjoint, h, time_of)
     flow.nonfinite = bad
     if options.lyapunov and not layer.packed:
         flow.lyapunov = _lyapunov(layer, rng) if extras_fit else skipped
     return flow
+
+
+def _not_measured(flow: LayerFlow, what: str) -> None:
+    """What recorded states cannot show: no weights, gates or step function of rnncheck's knowing."""
+    why = f"{what}: rnncheck sees the states, not the weights or the step that made them"
+    flow.structure = flow.structure or {"not_computed": why}
+    flow.gates = {"not_computed": why}
+    flow.jacobian = {"not_computed": why}
 
 
 def _fit(flow: LayerFlow, p: np.ndarray) -> None:
@@ -446,6 +528,22 @@ def _fit(flow: LayerFlow, p: np.ndarray) -> None:
     decay = fm.fit_decay(p)
     flow.rho, flow.horizon, flow.lag_1e3 = decay.rho, decay.horizon, decay.lag_1e3
     flow.span, flow.fit_intercept = decay.span, decay.intercept
+
+
+def _backward_nonfinite(layer: _Layer, adjoint: dict, h: list, time_of) -> dict | None:
+    """The first non-finite dL/dh_t in the order the backward pass visits the steps."""
+    for k in range(len(h) - 1, -1, -1):
+        gk = adjoint.get(id(h[k]))
+        if gk is not None and not torch.isfinite(gk).all():
+            return {
+                "layer": layer.name,
+                "step": time_of(k),
+                "tensor": "dL/dh",
+                "pass": "backward",
+                "cause": "overflow",
+                "explanation": "the forward pass is finite: the gradient grew past the dtype's range going back",
+            }
+    return None
 
 
 def _nonfinite_finding(bad: dict) -> Finding:
@@ -478,7 +576,8 @@ def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow]) -> Finding:
         message += f"; horizon τ = {_fmt(layer.horizon)} steps"
     if layer.lag_1e3 is not None:
         message += f"; below 1e-3 after {layer.lag_1e3} steps"
-    words = fm.plain_words(verdict, layer.rho, layer.steps, layer.mode, layer.lag_1e3)
+    mode = "linear" if layer.channels is not None else layer.mode
+    words = fm.plain_words(verdict, layer.rho, layer.steps, mode, layer.lag_1e3)
     if words:
         message += f". In plain words: {words}"
     return Finding(

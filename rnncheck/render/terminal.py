@@ -190,7 +190,7 @@ def render_flow(console: Console, case: CaseResult) -> None:
 
     import numpy as np
 
-    from ..flowmath import sparkline
+    from ..flowmath import describe_channels, sparkline
 
     plain = getattr(console, "plain", False)
     d = case.diagnostics
@@ -220,6 +220,8 @@ def render_flow(console: Console, case: CaseResult) -> None:
             ),
             soft_wrap=True,
         )
+        if layer.channels is not None:
+            console.print(Text(f"          channels: {describe_channels(layer.channels)}"), soft_wrap=True)
     if len(d.layers) > 8:
         console.print(Text(f"        ... {len(d.layers) - 8} more layers in the JSON report", style="dim"))
 
