@@ -9,6 +9,7 @@ isolated from the others.  Nothing here prints.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from .cases.base import Case
 from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
-from .errors import BudgetExceeded, CaseError, UserCodeError
+from .errors import BudgetExceeded, CaseError, UserCodeError, user_frame
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict, worst
 from .options import Options
 from .threads import apply_policy, blas_threads
@@ -45,12 +46,31 @@ def _build(item: CaseDef | Case) -> tuple[Case, str, str]:
     return built, item.name, item.file
 
 
-def _reason(exc: BaseException, during: str | None = None) -> str:
-    """The one-line reason a case or check stopped: the user's error as it is, or rnncheck's own bug, said plainly."""
+def _reason(exc: BaseException, during: str | None = None, user_file: str | None = None) -> str:
+    """The one-line reason a case or check stopped: the user's error as it is, or rnncheck's own bug, said plainly.
+
+    An exception raised in the user's own file is the user's, named with its line, whichever
+    of rnncheck's checks was calling when it happened.
+    """
     if isinstance(exc, CaseError):
         return str(exc)
+    mine = user_frame(exc, user_file) if user_file else ""
+    if mine and user_file and os.path.realpath(user_file) in mine:
+        what = f"{during} ran your code, which" if during else "your code"
+        return f"{what} raised {type(exc).__name__}: {_safe_str(exc)}{mine}"
     where = f"{during} stopped on an internal error in rnncheck" if during else "internal error in rnncheck"
-    return f"{where}: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)"
+    return (
+        f"{where}: {type(exc).__name__}: {_safe_str(exc)} (rerun with --debug for the traceback, and please report it)"
+    )
+
+
+def _safe_str(exc: BaseException) -> str:
+    """``str(exc)``'s first line, or a placeholder where its ``__str__`` itself raises."""
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:
+        return "(its message could not be read)"
+    return text[0] if text else "(no message)"
 
 
 def _traceback(exc: BaseException) -> str:
@@ -59,11 +79,17 @@ def _traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(original))
 
 
-def _check_error(check, exc: BaseException, debug: bool) -> CheckResult:
-    """A check that raised: its own ``error`` result, with the one-line reason."""
-    result = CheckResult(
-        check.name, Verdict.ERROR, [Finding(f"{check.name}_error", Verdict.ERROR, _reason(exc, check.stage))]
-    )
+def _check_error(check, exc: BaseException, debug: bool, user_file: str | None = None) -> CheckResult:
+    """A check that raised: its own result, with the one-line reason.
+
+    A check that judges the gradient is then ``error``.  An advisory one (the flow
+    diagnostics) is ``warn``: it cannot overturn the verdict of the checks that judged.
+    """
+    verdict = Verdict.WARN if getattr(check, "advisory", False) else Verdict.ERROR
+    reason = _reason(exc, check.stage, user_file)
+    if verdict == Verdict.WARN:
+        reason += "; the other checks' verdicts stand"
+    result = CheckResult(check.name, verdict, [Finding(f"{check.name}_error", verdict, reason)])
     if debug:
         result.numbers["traceback"] = _traceback(exc)
     return result
@@ -100,7 +126,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 except (BudgetExceeded, CaseTimeout):
                     raise
                 except Exception as exc:  # one check's failure is that check's error, never the others'
-                    outcome = _check_error(check, exc, options.debug)
+                    outcome = _check_error(check, exc, options.debug, file)
                 if outcome is not None:
                     ctx.results.append(outcome)
                     result.checks.append(outcome)

@@ -11,14 +11,13 @@ step by step in plain torch ops, with the same parameter names, so that
   (Jacobian-product norms, Lyapunov exponents, time localization);
 - ``torch.func.vmap`` can batch it, which the fused kernels do not allow.
 
-``swap_fused(model)`` returns a copy of a model with every fused layer replaced by its twin;
+``swap_fused(model)`` runs every fused layer of a model as its twin inside a ``with`` block;
 ``capturing(layers)`` records what the fused layers themselves are given and sent back
 during one forward and backward pass (the reference comparison's inputs).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ class Trace:
     state0: tuple[torch.Tensor, ...] = ()
     reverse: bool = False
     packed: bool = False  # fed a PackedSequence: step t advances only its first batch_sizes[t] rows
+    params: dict[str, torch.Tensor] = field(default_factory=dict)  # the weights this call used, detached
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -81,23 +81,33 @@ def _record(gates_out: dict | None, mode: str, acts) -> None:
             gates_out.setdefault(k, []).append(v)
 
 
-class Twin(nn.Module):
-    """The unrolled twin of a fused recurrent module (same parameter names and shapes)."""
+class Twin:
+    """The unrolled twin of a fused recurrent module: its equations step by step, on its weights.
+
+    The weights are read from the fused module each time the twin runs, as the module itself
+    would read them then: a weight that a wrapper rewrites in ``forward`` (AWD-LSTM's
+    WeightDrop), or that ``weight_norm``, ``spectral_norm`` or ``torch.nn.utils.parametrize``
+    compute on access, is the one the twin uses, and a ``functional_call`` that swaps the
+    module's parameters swaps the twin's too.
+    """
 
     def __init__(self, fused: nn.RNNBase) -> None:
-        super().__init__()
+        self.fused = fused
         self.spec = spec_of(fused)
-        for name, shape in self.spec.param_shapes().items():
-            if has_param(fused, name):
-                source = getattr(fused, name)
-                setattr(self, name, nn.Parameter(source.detach().clone(), requires_grad=source.requires_grad))
-            else:  # bias=False: the equations with zero biases
-                ref = fused.weight_hh_l0
-                self.register_buffer(name, torch.zeros(shape, dtype=ref.dtype, device=ref.device))
         self.traces: list[Trace] | None = None  # set to [] to record the next forward
 
     def layer_params(self, layer: int, direction: int) -> dict[str, torch.Tensor]:
-        return {short: getattr(self, long) for short, long in self.spec.param_names(layer, direction).items()}
+        out = {}
+        for short, long in self.spec.param_names(layer, direction).items():
+            if has_param(self.fused, long):
+                out[short] = getattr(self.fused, long)
+            else:  # bias=False: the equations with zero biases
+                ref = getattr(self.fused, self.spec.param_names(layer, direction)["W_hh"])
+                out[short] = ref.new_zeros(self.spec.param_shapes()[long])
+        return out
+
+    def __call__(self, input, hx=None):
+        return self.forward(input, hx)
 
     def forward(self, input, hx=None):
         """The fused layer's equations step by step; a PackedSequence advances only its active rows at each step."""
@@ -138,6 +148,7 @@ class Twin(nn.Module):
                     trace = Trace(
                         f"l{layer}" + ("_reverse" if d else ""), spec.mode, state0=state, reverse=bool(d), packed=packed
                     )
+                    trace.params = {k: v.detach() for k, v in p.items()}
                     self.traces.append(trace)
                 projected = project_inputs(spec.mode, layer_in, p)
                 xp = torch.split(projected, sizes) if packed else projected
@@ -183,19 +194,28 @@ def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
     return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.RNN | nn.LSTM | nn.GRU)]
 
 
-def swap_fused(model: nn.Module) -> tuple[nn.Module, dict[str, Twin]]:
-    """A deep copy of ``model`` with every fused recurrent layer replaced by its twin."""
-    twin_model = copy.deepcopy(model)
+@contextmanager
+def swap_fused(model: nn.Module):
+    """Inside the block every fused recurrent layer of ``model`` runs as its twin; ``name -> Twin``.
+
+    The layers are not copied: each one's ``forward`` is its twin's for the duration, so the
+    model's own code (wrappers that rewrite weights, hooks, parametrizations) runs as it is.
+    """
     twins: dict[str, Twin] = {}
-    for name, mod in fused_layers(twin_model):
-        twin = Twin(mod).to(next(mod.parameters()).device)
-        if name == "":
-            return twin, {"": twin}
-        parent_name, _, child = name.rpartition(".")
-        parent = twin_model.get_submodule(parent_name) if parent_name else twin_model
-        setattr(parent, child, twin)
-        twins[name] = twin
-    return twin_model, twins
+    patched = []
+    try:
+        for name, mod in fused_layers(model):
+            twin = twins[name] = Twin(mod)
+            had = "forward" in mod.__dict__
+            patched.append((mod, had, mod.__dict__.get("forward")))
+            mod.forward = twin.forward
+        yield twins
+    finally:
+        for mod, had, old in patched:
+            if had:
+                mod.forward = old
+            else:
+                del mod.forward
 
 
 @contextmanager

@@ -136,6 +136,7 @@ class CheckTarget(Protocol):
     last_output: object | None  # the model's output at the check point, kept by the first gradient call
     model: object | None  # the nn.Module, where there is one
     device: object | None  # where it runs, where that is a question
+    user_file: str | None  # the model file the case came from, to point at the user's own lines
 
     # the reference links
     def reference_comparisons(self, grad: dict[str, np.ndarray], options) -> list: ...
@@ -167,6 +168,12 @@ class Target:
     def model_eps(self) -> float:
         """The unit roundoff of the arithmetic the user's gradient runs in (TF32 on a GPU is coarser than float32)."""
         return getattr(self, "_model_eps", None) or machine_eps(self.model_dtype)
+
+    @property
+    def user_file(self) -> str | None:
+        """The model file the case came from (the collector sets it), or None for a case built in a script."""
+        case = self.__dict__.get("case")
+        return getattr(case, "file", None) or None
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:

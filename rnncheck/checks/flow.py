@@ -40,6 +40,7 @@ from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, Layer
 from ..recording import recording
 from ..tolerances import current as tolerances
 from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
+from ..usercode import call_user
 from .flow_recorded import measure_stacked
 
 
@@ -137,7 +138,7 @@ def _recorded_layer(record) -> _Layer:
 def _loss_through(target, model, params, args):
     """``(output, loss)`` of ``model`` run on the case's values with autograd on: the recorders' one forward."""
     with torch.enable_grad():
-        out = functional_call(model, params, args)
+        out = call_user("the model's forward", functional_call, model, params, args, user_file=target.case.file or None)
         return out, target._loss_of(out)
 
 
@@ -187,15 +188,15 @@ def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], objec
 def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None, dict]:
     """nn.RNN/LSTM/GRU: run the model with each fused layer swapped for its unrolled twin, which records the states."""
     findings: list[Finding] = []
-    twin_model, twins = swap_fused(target.model)
-    for twin in twins.values():
-        twin.traces = []
-    try:
-        out, loss = _loss_through(target, twin_model, params, args)
-    finally:
-        traces = {name: (tw, tw.traces) for name, tw in twins.items()}
-        for tw in twins.values():
-            tw.traces = None
+    with swap_fused(target.model) as twins:
+        for twin in twins.values():
+            twin.traces = []
+        try:
+            out, loss = _loss_through(target, target.model, params, args)
+        finally:
+            traces = {name: (tw, tw.traces) for name, tw in twins.items()}
+            for tw in twins.values():
+                tw.traces = None
     # the twin must reproduce the fused model's own output (kept from the gradient call)
     ref_out = target.last_output
     if ref_out is None:
@@ -221,12 +222,7 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
     layers = []
     for name, (twin, tr) in traces.items():
         for trace in tr:
-            layer, d = int(trace.name.split("_")[0][1:]), int(trace.reverse)
-            own = twin.layer_params(layer, d)
-            p = {}
-            for k, long in twin.spec.param_names(layer, d).items():
-                key = f"{name}.{long}" if name else long
-                p[k] = (params[key] if key in params else own[k]).detach()
+            p = trace.params  # the weights the layer used in this very forward
 
             def step_in(dtype, mode=twin.spec.mode, p=p):
                 pd = p if dtype is None else {k: v.to(dtype) for k, v in p.items()}

@@ -92,7 +92,7 @@ def _unrepeatable(prober: Prober, target) -> Finding | None:
     if not (_coarse_model(target) and target.numeric_dtype == np.float64):
         return None
     again = target.loss(target.theta)
-    return nondeterminism(prober.loss0, again, machine_eps(np.float64), " of the model's float64 copy")
+    return nondeterminism(prober.loss0, again, machine_eps(np.float64), " of the model's float64 copy", target)
 
 
 def _coarse_model(target) -> bool:

@@ -114,6 +114,7 @@ class ReferenceModule:
 
 class Flow:
     name, stage = "flow", "the gradient-flow diagnostics"
+    advisory = True  # it measures, it does not judge the gradient: its own failure is a warn, never an error
 
     def applies(self, ctx: Context) -> bool:
         # a non-finite loss is when locating the first non-finite value matters most

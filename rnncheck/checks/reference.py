@@ -582,7 +582,9 @@ def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options,
         p_names = [n for n in spec.param_shapes() if has_param(mod, n)]
         trainable = [n for n in p_names if getattr(mod, n).requires_grad]  # a frozen weight has no gradient to compare
         fused_grads: tuple = ()
-        with torch.enable_grad():
+        # a parametrized weight (torch.nn.utils.parametrize) is computed anew on each access: cached, the
+        # forward and the gradient see one tensor, the weight the layer really used
+        with torch.enable_grad(), torch.nn.utils.parametrize.cached():
             out_sub, states_sub = mod(x_sub, hx)
             states_sub = states_sub if isinstance(states_sub, tuple) else (states_sub,)
             pairs = [(out_sub, d_out)] + [(s, d) for s, d in zip(states_sub, d_states) if d is not None]
@@ -593,8 +595,8 @@ def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options,
                     [d for _, d in pairs],
                     allow_unused=True,
                 )
-        np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-        ref_params = {n: np64(getattr(mod, n)) for n in p_names}
+            np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+            ref_params = {n: np64(getattr(mod, n)) for n in p_names}
         ref_params.update({n: np.zeros(shape) for n, shape in spec.param_shapes().items() if n not in ref_params})
         tm = (lambda a: np.swapaxes(a, 0, 1)) if spec.batch_first else (lambda a: a)
         link = Link(

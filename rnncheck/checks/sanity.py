@@ -12,6 +12,7 @@ Each problem is its own named finding, never a "mismatch":
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         l2, g2 = target.gradient()
     else:
         l2 = target.model_loss()
-    unrepeatable = nondeterminism(l1, l2, eps)
+    unrepeatable = nondeterminism(l1, l2, eps, target=target)
     if unrepeatable is not None:
         findings.append(unrepeatable)
         return CheckResult("sanity", Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
@@ -116,21 +117,108 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     )
 
 
-def nondeterminism(first: float, second: float, eps: float, what: str = "") -> Finding | None:
+def nondeterminism(first: float, second: float, eps: float, what: str = "", target=None) -> Finding | None:
     """The ``nondeterministic_loss`` error when two evaluations at one point differ by more than rounding.
 
     ``eps`` is the unit roundoff of the arithmetic that computed them; ``what`` names what
-    was evaluated, where that is not the loss as the user's code computes it.
+    was evaluated, where that is not the loss as the user's code computes it.  With the
+    ``target``, the advice fits the model: dropout left on in training mode is named as such;
+    randomness drawn while no module is in training mode is a bug of its own (a dropout mask
+    that ignores ``self.training``), named with the op and the user's line where they can be
+    seen.
     """
     if abs(first - second) <= tolerances().repeat_ulps * eps * abs(first):
         return None
+    advice, numbers = _randomness_advice(target)
     return Finding(
         "nondeterministic_loss",
         Verdict.ERROR,
         f"the loss is nondeterministic: two evaluations{what} at the same parameters gave {first:.10g} and "
-        f"{second:.10g}; disable dropout (model.eval()) or seed the randomness inside the loss",
-        numbers={"first": first, "second": second},
+        f"{second:.10g}; {advice}",
+        numbers={"first": first, "second": second, **numbers},
     )
+
+
+def _randomness_advice(target) -> tuple[str, dict]:
+    """What draws the random numbers, and what to do about it."""
+    model = target.model if target is not None else None
+    if model is None:
+        return "disable dropout (model.eval()) or seed the randomness inside the loss", {}
+    import torch
+
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    dropouts = [
+        f"{name or type(m).__name__} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if m.training
+        and isinstance(m, torch.nn.modules.dropout._DropoutNd | torch.nn.RNNBase)
+        and getattr(m, "p", getattr(m, "dropout", 0))
+    ]
+    draws = _random_draws(target)
+    where = f": {draws[0]}" if draws else ""
+    if training:
+        which = (
+            f"dropout in {', '.join(dropouts[:3])}"
+            if dropouts
+            else f"modules in training mode ({', '.join(training[:3])})"
+        )
+        return (
+            f"{len(training)} module(s) are in training mode, and {which} draws new random numbers on every "
+            f"call{where}; disable dropout (model.eval()) in the case, or give the model a fixed mask",
+            {"training_modules": training[:8], "random_ops": draws},
+        )
+    return (
+        f"no module is in training mode, yet something draws random numbers in eval mode{where or ' (not a torch op: NumPy or random?)'}; "
+        "a dropout or noise that ignores self.training is a bug (pass training=self.training), and model.eval() "
+        "cannot fix it",
+        {"training_modules": [], "random_ops": draws},
+    )
+
+
+#: torch functions that draw random numbers; dropout's only when asked to train
+_RANDOM = {
+    "rand", "randn", "rand_like", "randn_like", "randint", "randint_like", "randperm", "bernoulli", "bernoulli_",
+    "normal", "normal_", "uniform_", "multinomial", "exponential_", "geometric_", "cauchy_", "log_normal_",
+    "random_", "poisson", "rrelu", "rrelu_",
+}  # fmt: skip
+_DROPOUT = {"dropout", "dropout_", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
+
+
+def _random_draws(target) -> list[str]:
+    """The random ops one forward of the model calls, each with the line of the user's code that called it."""
+    import traceback
+
+    from torch.overrides import TorchFunctionMode
+
+    from ..errors import _library
+
+    user_file = target.user_file
+
+    class Watch(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            trains = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else None))
+            if name in _RANDOM or (name in _DROPOUT and trains is True):
+                frames = [f for f in traceback.extract_stack()[:-1] if not _library(f.filename)]
+                mine = [f for f in frames if user_file and os.path.realpath(f.filename) == os.path.realpath(user_file)]
+                at = f" at {mine[-1].filename}:{mine[-1].lineno}" if mine else ""
+                entry = f"{name}{at}"
+                if entry not in self.seen:
+                    self.seen.append(entry)
+            return func(*args, **kwargs)
+
+    watch = Watch()
+    try:
+        with watch:
+            target.model_loss()
+    except Exception:  # the forward was already run twice; a third that fails says nothing new
+        pass
+    return watch.seen[:4]
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -1,0 +1,91 @@
+"""Sanity's advice fits the model: dropout left on, and randomness drawn in eval mode, are told apart."""
+
+from __future__ import annotations
+
+import textwrap
+
+from click.testing import CliRunner
+
+from rnncheck import main
+
+MODELS = """
+import torch
+import torch.nn.functional as F
+import rnncheck
+
+
+class EvalDropout(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(3, 4).double()
+
+    def forward(self, x):
+        h = self.rnn(x)[0]
+        return F.dropout(h, 0.3, training=True)  # ignores self.training
+
+
+class Noise(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(3, 4).double()
+
+    def forward(self, x):
+        h = self.rnn(x)[0]
+        return h + 0.1 * torch.randn_like(h)
+
+
+def x():
+    return torch.randn(5, 2, 3, dtype=torch.float64)
+
+
+@rnncheck.case
+def eval_dropout():
+    return rnncheck.TorchCase(EvalDropout().eval(), inputs=(x(),))
+
+
+@rnncheck.case
+def eval_noise():
+    return rnncheck.TorchCase(Noise().eval(), inputs=(x(),))
+
+
+@rnncheck.case
+def train_dropout():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5)).double()
+    return rnncheck.TorchCase(m, inputs=(x(),))
+"""
+
+
+def _line(marker: str) -> int:
+    return next(i for i, line in enumerate(textwrap.dedent(MODELS).splitlines(), 1) if marker in line)
+
+
+def _errors(tmp_path):
+    path = tmp_path / "random_models.py"
+    path.write_text(textwrap.dedent(MODELS))
+    result = CliRunner().invoke(main, ["verify", str(path), "-q", "--no-color"])
+    assert result.exit_code == 1
+    lines = {}
+    for line in result.output.splitlines():
+        if line.startswith("ERROR"):
+            name = line.split("::")[1].split()[0]
+            lines[name] = line
+    return lines, path
+
+
+def test_randomness_in_eval_mode_is_a_finding_with_the_op_and_the_line(tmp_path):
+    lines, path = _errors(tmp_path)
+    assert "no module is in training mode" in lines["eval_dropout"]
+    assert (
+        f"dropout at {path}:{_line('# ignores self.training')}" in lines["eval_dropout"]
+        and "model.eval() cannot fix it" in lines["eval_dropout"]
+    )
+    assert f"randn_like at {path}:{_line('randn_like')}" in lines["eval_noise"]
+
+
+def test_dropout_in_training_mode_is_told_to_call_eval(tmp_path):
+    lines, _ = _errors(tmp_path)
+    assert "training mode" in lines["train_dropout"] and "dropout in 1 (Dropout)" in lines["train_dropout"]
+    assert (
+        "disable dropout (model.eval())" in lines["train_dropout"]
+        and "no module is in training mode" not in lines["train_dropout"]
+    )
