@@ -63,6 +63,7 @@ class _Layer:
         self.packed = False  # fed a PackedSequence: inputs and states differ in batch rows
         self.state0 = None  # the state before the first step, where known
         self.source = None  # where the states came from, when not a twin or the cell loop
+        self.finite = False  # known to hold only finite states (set by _all_finite)
 
 
 def _collect(case, target) -> tuple[list[_Layer], list, object, dict, list[Finding], str | None, dict | None]:
@@ -276,16 +277,28 @@ def _groups(tensors: list, size: int = 256):
 
 
 def _norms(tensors) -> np.ndarray:
-    """‖t‖ of each tensor (None: 0), scaled so that a gradient that decayed to 1e-262 is not 0.0."""
-    return np.array(
-        [
-            float(fm.scaled_norms(t.detach().double().reshape(1, -1).cpu().numpy())[0]) if t is not None else 0.0
-            for t in tensors
-        ]
-    )
+    """‖t‖ of each tensor (None: 0), scaled so that a gradient that decayed to 1e-262 is not 0.0.
+
+    Same-shaped runs are stacked and reduced at once: one pass per run, not one per step.
+    """
+    out = np.zeros(len(tensors))
+    present = [(i, t) for i, t in enumerate(tensors) if t is not None]
+    start = 0
+    for group in _groups([t for _, t in present]):
+        rows = torch.stack([t.detach().reshape(-1) for t in group]).double()
+        big = rows.abs().amax(dim=1)
+        safe = torch.where(torch.isfinite(big) & (big > 0), big, torch.ones_like(big))
+        norms = safe * (rows / safe[:, None]).pow(2).sum(dim=1).sqrt()
+        norms = torch.where(torch.isfinite(big), norms, big)
+        for k, value in enumerate(norms.cpu().tolist()):
+            out[present[start + k][0]] = value
+        start += len(group)
+    return out
 
 
 def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
+    if layer.finite:  # the recurrence carries a NaN or Inf forward: finite last states were finite all along
+        return None
     everything = [t for s in layer.states for t in s] + [t for acts in layer.gates.values() for t in acts]
     if all(
         bool(torch.isfinite(torch.cat([t.detach().reshape(-1) for t in group])).all()) for group in _groups(everything)
@@ -302,7 +315,18 @@ def _first_nonfinite_forward(layer: _Layer, time_of) -> dict | None:
 
 
 def _all_finite(layers) -> bool:
-    return all(bool(torch.isfinite(t).all()) for layer in layers for s in layer.states for t in s)
+    """Whether every recorded state is finite, looked at once per layer.
+
+    A NaN or Inf in a step's state or gates reaches every later state through the recurrence,
+    so a layer whose last states are finite (with a packed input, every sequence's own last
+    step, which the last states of the batch hold) held finite values throughout.
+    """
+    for layer in layers:
+        last = [t for t in layer.states[-1]] if layer.states else []
+        layer.finite = bool(all(bool(torch.isfinite(t).all()) for t in last)) and not layer.packed
+        if not layer.finite and not all(bool(torch.isfinite(t).all()) for s in layer.states for t in s):
+            return False
+    return True
 
 
 def _nonfinite_source(target) -> dict | None:
