@@ -67,6 +67,57 @@ def _bits(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(rng.bytes((n + 7) // 8), dtype=np.uint8), count=n)
 
 
+def fill_weights(out: np.ndarray, rng: np.random.Generator, size: float) -> None:
+    """Write random signs times magnitudes drawn from [size/2, 3·size/2) into ``out`` in place.
+
+    Signs alone have atoms: an error that sums to zero over two entries ([+e, −e], what a
+    flipped sign under a softmax or a normalization gives) cancels in half of all ±1
+    probes, and three probes miss it one time in eight.  With continuous magnitudes
+    e·v vanishes only on a set of measure zero, so no error of any size hides by cancelling;
+    every entry still weighs within 2× of the block's size.
+    """
+    flat = out.reshape(-1)
+    fill_signs(flat, rng, 1.0)
+    flat *= rng.random(flat.size, dtype=np.float32) + np.float32(0.5)
+    flat *= size
+
+
+class EntryDirection(dict):
+    """A direction along one entry of a small tensor (``entry`` names it, e.g. ``b[1]``)."""
+
+    entry: str = ""
+
+
+def spanning_directions(theta: dict[str, np.ndarray], blocks: list[Block]) -> list[dict[str, np.ndarray]]:
+    """One direction per entry of every tensor of at most ``SMALL_TENSOR`` entries.
+
+    For a small tensor random directions buy little and a design that spans its whole space
+    costs little: every entry probed alone, an error in it shows at its full size whatever
+    the other entries do (a gradient given for a parameter the loss ignores, one missing
+    for a parameter it uses, a sign flipped under a softmax).
+    """
+    scales = block_scales(theta, blocks)
+    out = []
+    for name in dict.fromkeys(b.tensor for b in blocks):
+        size = theta[name].size
+        if size > SMALL_TENSOR:
+            continue
+        scale = max(scales[b] for b in blocks if b.tensor == name)
+        shape = theta[name].shape
+        for i in range(size):
+            v = np.zeros(size)
+            v[i] = scale
+            d = EntryDirection({name: v.reshape(shape)})
+            index = np.unravel_index(i, shape) if shape else ()
+            d.entry = f"{name}[{', '.join(str(int(j)) for j in index)}]" if index else name
+            out.append(d)
+    return out
+
+
+#: tensors of at most this many entries are probed entry by entry
+SMALL_TENSOR = 8
+
+
 def signs(rng: np.random.Generator, shape, size: float = 1.0) -> np.ndarray:
     """Random ±size (float64), eight signs from each random byte: far cheaper than ``rng.choice``."""
     out = np.empty(shape, dtype=np.float64)
@@ -91,10 +142,12 @@ def probe_direction(
 ) -> dict[str, np.ndarray]:
     """A direction over ``blocks`` (zero elsewhere), normalized so its largest relative entry is 1.
 
-    ``aligned``: the signs are the gradient's own (random where it is 0), so every term of
-    g·v adds up: a gradient wrong by a common factor over a block moves the probe by that
-    whole factor, where random signs would show it only as far as g·v rises above its
-    terms' cancellation.  Against any other error it is as blind as random signs are.
+    Entries are random signs times continuous magnitudes (:func:`fill_weights`), so that no
+    error cancels exactly.  ``aligned``: the signs are the gradient's own (random where it
+    is 0), so every term of g·v adds up: a gradient wrong by a common factor over a block,
+    a flipped sign, or a gradient where the true one is zero moves the probe by its whole
+    size, where random signs would show it only as far as g·v rises above its terms'
+    cancellation.
     """
     scales = block_scales(theta, blocks)
     norms = _grad_norms(grad, blocks)
@@ -109,13 +162,13 @@ def probe_direction(
         arr = v.setdefault(b.tensor, np.zeros(theta[b.tensor].shape))
         sub = arr[b.rows]
         size = scales[b] * weight[b] / wmax
+        weights = np.empty(sub.shape)
+        fill_weights(weights, rng, size)
         if aligned:
             g = grad[b.tensor][b.rows]
-            sub[...] = np.where(g > 0, size, np.where(g < 0, -size, signs(rng, np.shape(g), size)))
-        elif sub.flags.c_contiguous:
-            fill_signs(sub, rng, size)
+            sub[...] = np.where(g > 0, np.abs(weights), np.where(g < 0, -np.abs(weights), weights))
         else:
-            sub[...] = signs(rng, sub.shape, size)
+            sub[...] = weights
     return v
 
 

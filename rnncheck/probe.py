@@ -55,6 +55,7 @@ class Probe:
     status: Status
     derivative: Derivative | None = None
     evaluations: int = 0
+    floor: float = 0.0  # the loss's own gradient scale, for a direction along which the gradient is zero
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -65,11 +66,11 @@ class Probe:
 
     @property
     def rel_error(self) -> float:
-        return self.mismatch / max(self.scale, abs(self.numeric), np.finfo(float).tiny)
+        return self.mismatch / max(self.scale, abs(self.numeric), self.floor, np.finfo(float).tiny)
 
     @property
     def rel_bound(self) -> float:
-        return self.bound / max(self.scale, abs(self.numeric), np.finfo(float).tiny)
+        return self.bound / max(self.scale, abs(self.numeric), self.floor, np.finfo(float).tiny)
 
 
 def _product(a: np.ndarray, b: np.ndarray, out=None):
@@ -106,6 +107,9 @@ class Prober:
         self.measured_eps: float | None = None
         #: whether a low-precision loss may get long steps (ε^(1/4)): not where kinks are dense
         self.long_steps = long_steps
+        # a direction along which the true gradient is zero (a parameter the loss ignores, a symmetric
+        # point) has no size of its own: it is judged against the lead probe's, the loss's own scale
+        self.scale_floor = 0.0
 
     def _richardson(self, phi, h: float) -> Derivative:
         return richardson(phi, h, self.loss0, self.noise0, self.extended)
@@ -205,6 +209,7 @@ class Prober:
         the screen.
         """
         self.lead = self._lead(directions[0])
+        self.scale_floor = self.lead.scale
         return [self.lead] + self.run_rest(directions[1:])
 
     def _lead(self, v: dict[str, np.ndarray]) -> Probe:
@@ -268,9 +273,9 @@ class Prober:
         d = (phi(h) - phi(-h)) / (2 * h)
         truncation = 0.0 if truncation_per_scale is None else 3 * truncation_per_scale * scale
         bound = tolerances().safety * (self.noise0 / h + truncation) + a_err
-        useless = bound > tolerances().useless_bound * max(scale, abs(d), np.finfo(float).tiny)
+        useless = bound > tolerances().useless_bound * max(scale, abs(d), self.scale_floor, np.finfo(float).tiny)
         if abs(a - d) <= bound and not useless:
-            return Probe(a, d, bound, scale, Status.PASS, None, 2)
+            return Probe(a, d, bound, scale, Status.PASS, None, 2, self.scale_floor)
         return None
 
     def run(
@@ -300,18 +305,20 @@ class Prober:
                 floor = max(self.noise0, evaluation_noise(self.loss0, self.eps_num))
                 above_noise = min(abs(prev.fourth_difference), abs(d.fourth_difference)) > 20 * floor
                 if above_noise and kink_scaling(prev.fourth_difference, d.fourth_difference) == "kink":
-                    return Probe(a, d.value, bound, scale, Status.KINK, d, evals)
+                    return Probe(a, d.value, bound, scale, Status.KINK, d, evals, self.scale_floor)
             rough = (
                 d.truncation > 100 * d.rounding or abs(d.fourth_difference) > 10 * FOURTH_DIFFERENCE_NOISE * self.noise0
             )
-            useless = bound > tolerances().useless_bound * max(scale, abs(d.value), np.finfo(float).tiny)
+            useless = bound > tolerances().useless_bound * max(
+                scale, abs(d.value), self.scale_floor, np.finfo(float).tiny
+            )
             if agrees and not useless and not (rough and stage < 2):
-                return Probe(a, d.value, bound, scale, Status.PASS, d, evals)
+                return Probe(a, d.value, bound, scale, Status.PASS, d, evals, self.scale_floor)
             if (
                 prev is not None
                 and not agrees
                 and abs(prev.value - d.value) <= tolerances().safety * (prev.error + d.error)
             ):
-                return Probe(a, d.value, bound, scale, Status.FAIL, d, evals)
+                return Probe(a, d.value, bound, scale, Status.FAIL, d, evals, self.scale_floor)
             prev = d
-        return Probe(a, d.value, bound, scale, Status.UNRESOLVED, d, evals)
+        return Probe(a, d.value, bound, scale, Status.UNRESOLVED, d, evals, self.scale_floor)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..cases.base import Block
-from ..directions import block_scales, probe_direction, signs
+from ..directions import EntryDirection, block_scales, probe_direction, signs, spanning_directions
 from ..findings import CheckResult, Finding, GradientResult, TensorRow, Verdict, worst
 from ..numerics import machine_eps
 from ..probe import Probe, Prober, Status
@@ -43,9 +43,10 @@ def _jitter(theta, blocks, rng, size) -> dict[str, np.ndarray]:
     return moved
 
 
-def _probe_record(p: Probe) -> dict:
+def _probe_record(p: Probe, v: dict | None = None) -> dict:
     """What ``-v`` shows of one probe: both sides, the bound and where it came from."""
     record = {
+        "entry": getattr(v, "entry", None),  # a small tensor's entry probed alone, else None
         "status": p.status,
         "analytic": p.analytic,
         "numeric": p.numeric,
@@ -75,10 +76,13 @@ def _directions(target, grad, blocks, rng, k, theta=None) -> list[dict[str, np.n
     so each tensor also gets a probe of its own.
     """
     theta = target.theta if theta is None else theta
-    directions = [probe_direction(theta, grad, blocks, rng) for _ in range(k)]
+    directions = [probe_direction(theta, grad, blocks, rng) for _ in range(max(k - 1, 1))]
+    # the last shared probe runs along the gradient's own signs: a flipped sign, or a gradient given where the
+    # true one is zero, shows there in full
+    directions.append(probe_direction(theta, grad, blocks, rng, aligned=True))
     if target.numeric_dtype != np.float64 or _coarse_model(target):
         directions += _per_tensor(theta, grad, blocks, rng, aligned=True)
-    return directions
+    return directions + spanning_directions(theta, blocks)
 
 
 def _unrepeatable(prober: Prober, target) -> Finding | None:
@@ -220,8 +224,10 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     k = plan_probes(options.probes, per_eval, clock.remaining)
     directions, probes = _probe_all(prober, target, grad, blocks, rng, k)
     findings: list[Finding] = []
+    entries = sum(isinstance(v, EntryDirection) for v in directions)
     numbers = {
-        "probes": len(directions),
+        "probes": len(directions) - entries,
+        "entry_probes": entries,
         "numeric_dtype": str(target.numeric_dtype),
         "model_dtype": str(target.model_dtype),
     }
@@ -282,7 +288,7 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     worst_row = max(rows, key=lambda r: r.error, default=None)
     numbers["worst_rel_error"] = worst_row.error if worst_row else max(p.rel_error for p in probes)
     numbers["worst_rel_bound"] = worst_row.tolerance if worst_row else max(p.rel_bound for p in probes)
-    numbers["probe_details"] = [_probe_record(p) for p in probes]
+    numbers["probe_details"] = [_probe_record(p, v) for p, v in zip(probes, directions)]
     numbers["step"] = prober.step
     verdict = worst([f.verdict for f in findings] + ([Verdict.FAIL] if failing else []))
     return GradientResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)

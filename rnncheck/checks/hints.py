@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..cases.base import Block
-from ..directions import block_indices, block_scales, probe_direction, subset_direction
+from ..directions import block_indices, block_scales, probe_direction, spanning_directions, subset_direction
 from ..findings import Finding, Verdict
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
@@ -48,11 +48,10 @@ def _verify(prober: Prober, grad: dict[str, np.ndarray], blocks: list[Block], rn
     """Fresh probes over ``blocks`` with the transformed gradient all pass."""
     check = Prober(prober.target, prober.theta, grad, prober.analytic_noise, prober.clock)
     check.step = prober.step
-    for _ in range(VERIFY_PROBES):
-        v = probe_direction(prober.theta, grad, blocks, rng)
-        if check.run(v).status != Status.PASS:
-            return False
-    return True
+    directions = [probe_direction(prober.theta, grad, blocks, rng) for _ in range(VERIFY_PROBES - 1)]
+    directions.append(probe_direction(prober.theta, grad, blocks, rng, aligned=True))
+    directions += spanning_directions(prober.theta, blocks)  # a small tensor: every entry, so no claim rests on luck
+    return all(check.run(v).status == Status.PASS for v in directions)
 
 
 def _hint(message: str, tensor: str | None = None, **where) -> Finding:
@@ -195,7 +194,7 @@ class GateFactor:
 
 
 class Transposed:
-    """A square block holding the transpose of the true gradient: the classic missing ``.T``."""
+    """A square block holding the transpose of the true gradient: an outer product taken the wrong way round."""
 
     scope = "block"
 
@@ -214,8 +213,8 @@ class Transposed:
         return _block_hint(
             b,
             f"{b.title}: the analytic gradient is the transpose of the true one "
-            f"(verified: transposed, {VERIFY_PROBES} fresh probes pass) — the classic missing "
-            "transpose, e.g. dh_prev = W_hh @ da instead of W_hh.T @ da",
+            f"(verified: transposed, fresh probes pass) — the outer product taken the wrong way round, "
+            "e.g. dW += np.outer(h_prev, da) instead of np.outer(da, h_prev)",
         )
 
 

@@ -227,6 +227,32 @@ def time_shares(link: Link, d_out: np.ndarray, d_hn=None, d_cn=None) -> tuple[di
     return shares, swapped
 
 
+def _untransposed_recursion(link: Link, d_out, d_hn, d_cn) -> dict[str, np.ndarray] | None:
+    """The reference's gradients when the backward carries dL/dh back through W_hh, not W_hhᵀ.
+
+    The recursion dh_(t-1) = W_hhᵀ da_t is the only place the reference's backward reads
+    W_hh, so the same backward with each square gate block of W_hh transposed in its cache
+    is exactly the hand-written bug ``dh_prev = W_hh @ da``.  One layer, one direction,
+    no projection.
+    """
+    import copy
+
+    spec = link.spec
+    if spec.num_layers != 1 or spec.bidirectional or spec.proj_size:
+        return None
+    _, _, cache = link.forward()
+    lc = copy.copy(cache.layer_caches[0][0])
+    W = lc.W_hh
+    H = W.shape[1]
+    if W.shape[0] % H:
+        return None
+    lc.W_hh = W.reshape(-1, H, H).transpose(0, 2, 1).reshape(W.shape)
+    final = (d_hn[0] if d_hn is not None else None, d_cn[0] if d_cn is not None else None)
+    grads, _, _, _ = R.backward_layer(spec, d_out, final, lc)
+    names = spec.param_names(0, 0)
+    return {names[k]: v for k, v in grads.items() if k in names}
+
+
 def time_hypotheses(shares: dict[str, np.ndarray], swapped: np.ndarray, w_hh: str, T: int):
     """The classic partial sums of the (τ, s) shares: ``(description, {ref name: gradient})`` pairs."""
     tau = np.arange(T)[:, None]
@@ -418,7 +444,17 @@ def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -
     T = link.x.shape[0]
     w_hh = link.spec.param_names(0, 0)["W_hh"]
     hyps = time_hypotheses(shares, swapped, w_hh, T)
+    untransposed = _untransposed_recursion(link, d_out, d_hn, d_cn)
+    if untransposed is not None:
+        hyps.append(
+            (
+                "full BPTT with W_hh where W_hhᵀ belongs in the recursion (dh_prev = W_hh @ da instead of "
+                "W_hh.T @ da: the missing transpose)",
+                untransposed,
+            )
+        )
     out = []
+    matched: dict[str, list[tuple[str, float]]] = {}
     inverse = {case: ref for ref, case in link.names.items()}
     for name in wrong:
         ref = inverse.get(name)
@@ -432,17 +468,22 @@ def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -
             if err <= tolerances().time_match and (best is None or err < best[1]):
                 best = (desc, err)
         if best is not None:
-            out.append(
-                Finding(
-                    "hint",
-                    Verdict.NOTE,
-                    f"{name}: the analytic gradient equals {best[0]} (verified against the reference's per-step shares "
-                    f"over {T} steps: max rel diff {best[1]:.1e})",
-                    tensor=name,
-                    numbers={"time_hypothesis": best[0], "rel_diff": best[1]},
-                )
+            matched.setdefault(best[0], []).append((name, best[1]))
+    for desc, hits in matched.items():  # one line per verified hypothesis, naming every tensor it explains
+        names = ", ".join(n for n, _ in hits)
+        worst_diff = max(d for _, d in hits)
+        grads = "gradient equals" if len(hits) == 1 else "gradients equal"
+        out.append(
+            Finding(
+                "hint",
+                Verdict.NOTE,
+                f"{names}: the analytic {grads} {desc} (verified against the reference's backward over {T} steps: "
+                f"max rel diff {worst_diff:.1e})",
+                tensor=hits[0][0],
+                numbers={"time_hypothesis": desc, "rel_diff": worst_diff, "tensors": [n for n, _ in hits]},
             )
-    explained = {f.tensor for f in out}
+        )
+    explained = {n for f in out for n in f.numbers["tensors"]}
     return out + [f for f in spans if f.tensor not in explained]
 
 

@@ -170,8 +170,9 @@ def _render_gradient(check: GradientResult, console: Console, case: CaseResult, 
     elif "probes" not in n:  # stopped before any probe ran (its finding says why)
         line = ""
     else:
+        entries = f" (+ {n['entry_probes']} single entries of small tensors)" if n.get("entry_probes") else ""
         line = (
-            f"{n.get('probes')} probe directions, worst rel err {_fmt(n.get('worst_rel_error'))} "
+            f"{n.get('probes')} probe directions{entries}, worst rel err {_fmt(n.get('worst_rel_error'))} "
             f"(tolerance {_fmt(n.get('worst_rel_bound'))}); numerical side in {n.get('numeric_dtype')}, "
             f"gradient in {n.get('model_dtype')}"
         )
@@ -230,9 +231,12 @@ def _render_probes(console: Console, numbers: dict) -> None:
     """``-v``: every probe with both sides and the error model's parts."""
     if numbers.get("threads"):
         console.print(Text(f"      threads: {numbers['threads']}", style="dim"))
-    for i, p in enumerate(numbers.get("probe_details", []), 1):
+    shared = [p for p in numbers.get("probe_details", []) if not p.get("entry")]
+    entries = [p for p in numbers.get("probe_details", []) if p.get("entry")]
+    for i, p in enumerate(shared + entries, 1):
+        label = f"entry probe {p['entry']}" if p.get("entry") else f"probe {i}"
         parts = [
-            f"probe {i}: {p['status']}",
+            f"{label}: {p['status']}",
             f"analytic {p['analytic']:.10g}",
             f"numeric {p['numeric']:.10g}",
             f"rel err {_fmt(p['rel_error'])}",
