@@ -95,6 +95,19 @@ def _check_error(check, exc: BaseException, debug: bool, user_file: str | None =
     return result
 
 
+def _case_verdict(checks: list[CheckResult]) -> Verdict:
+    """The case's verdict: a check that found the gradient wrong outranks another check that could not run.
+
+    A case with three failing rows and a reference comparison stopped by a missing map is a
+    failure (the setup problem keeps its own error row), not an error the summary would count
+    as zero failures.
+    """
+    verdicts = [c.verdict for c in checks]
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    return worst(verdicts)
+
+
 def verify_case(item: CaseDef | Case, options: Options | None = None, progress: Progress | None = None) -> CaseResult:
     """Check one case.  Never raises for problems in the user's code: they become an ``error`` verdict.
 
@@ -135,9 +148,9 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             gradient = ctx.result("gradient")
             if gradient is not None:
                 gradient.numbers["threads"] = threads
-            result.verdict = worst(c.verdict for c in result.checks)
+            result.verdict = _case_verdict(result.checks)
             errors = [f.message for c in result.checks for f in c.findings if f.verdict == Verdict.ERROR]
-            if errors:
+            if errors and result.verdict == Verdict.ERROR:  # a failing case's setup problem stays its own row
                 result.error = errors[0]
             if options.fingerprint and result.verdict != Verdict.ERROR:
                 result.fingerprint = fingerprint(result, ctx.grad)

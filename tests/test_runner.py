@@ -36,3 +36,31 @@ def test_an_exception_in_the_flow_check_leaves_a_passed_case_a_warn_named_as_the
     message = next(f.message for c in result.checks if c.name == "flow" for f in c.findings)
     assert "ValueError: boom in forward" in message and __file__ in message and "internal error" not in message
     assert result.error is None
+
+
+def test_a_failure_outranks_a_setup_error_which_keeps_its_own_row_and_names_every_missing_parameter():
+    import sys
+
+    from helpers import MODELS
+
+    sys.path.insert(0, str(MODELS))
+    try:
+        import numpy_bptt_bugs as M
+    finally:
+        sys.path.remove(str(MODELS))
+    case = rnncheck.NumpyCase(
+        M.params(),
+        M.loss,
+        lambda p: M.bptt(p, transpose=False),
+        reference="rnn_tanh",
+        reference_map={"weight_ih_l0": "W_xh"},  # W_hh and b_h left out
+        inputs=M.X[:, None, :],
+    )
+    result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False))
+    verdicts = {c.name: c.verdict for c in result.checks}
+    assert result.verdict == "fail" and verdicts["gradient"] == "fail" and verdicts["reference"] == "error"
+    message = next(f.message for c in result.checks if c.name == "reference" for f in c.findings)
+    assert "weight_hh_l0, bias_ih_l0, bias_hh_l0" in message and "W_xh, W_hh, b_h" in message
+    assert result.error is None
+    report = rnncheck.verify([case], rnncheck.Options(diagnostics=False))
+    assert report.summary["fail"] == 1 and report.summary["error"] == 0

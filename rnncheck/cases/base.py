@@ -221,6 +221,21 @@ class Target:
         return None
 
 
+#: the reference's first-layer parameters, as a reference_map names them
+REFERENCE_LAYER0 = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+def unmapped_reference(reference: str, names: dict[str, str], theta) -> CaseError:
+    """One error naming every reference parameter the case lacks under the map, with the map to write."""
+    missing = [ref for ref in REFERENCE_LAYER0 if names.get(ref, ref) not in theta]
+    example = ", ".join(f"{ref!r}: 'your name'" for ref in missing)
+    mine = ", ".join(list(theta)[:8]) + (" …" if len(theta) > 8 else "")
+    return CaseError(
+        f"reference={reference!r}: the case has no parameter for {', '.join(missing)} (its parameters: {mine}); "
+        f"pass reference_map={{{example}}} (a bias the case does not have may stay unmapped: it is taken as zero)"
+    )
+
+
 def check_gates(gates: dict[str, tuple[str, ...]], shapes: dict[str, tuple[int, ...]]) -> None:
     """Every tensor ``gates=`` names exists and splits evenly into its gates."""
     for name, names in gates.items():

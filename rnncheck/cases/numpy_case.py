@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import CaseError
 from ..tolerances import current as tolerances
 from ..usercode import call_user
-from .base import Case, Target, check_gates, suggest_gates
+from .base import Case, Target, check_gates, suggest_gates, unmapped_reference
 
 
 class NumpyCase(Case):
@@ -218,10 +218,7 @@ class NumpyTarget(Target):
         names = dict(case.reference_map or {})
         probe = names.get("weight_hh_l0", "weight_hh_l0")
         if probe not in self.theta:
-            raise CaseError(
-                f"reference={case.reference!r}: the case has no parameter {probe!r} for the reference's weight_hh_l0; "
-                "pass reference_map={'weight_hh_l0': 'your name', ...}"
-            )
+            raise unmapped_reference(case.reference, names, self.theta)
         spec = R.Spec(case.reference, I, self.theta[probe].shape[-1])
         params, link_names, missing = map_parameters(spec, self.theta, names)
         return Link(spec, params, link_names, case.inputs, label=""), missing

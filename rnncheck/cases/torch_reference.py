@@ -14,6 +14,7 @@ from torch.func import functional_call
 from ..errors import CaseError
 from ..numerics import machine_eps
 from ..tolerances import current as tolerances
+from .base import unmapped_reference
 from .torch_case import _leaves, _replace
 
 
@@ -59,10 +60,7 @@ def own_reference(target, grad):
     h_case = tm(np64(first))
     w_hh = names.get("weight_hh_l0", "weight_hh_l0")
     if w_hh not in target.theta:
-        raise CaseError(
-            f"reference={case.reference!r}: the model has no parameter {w_hh!r}; "
-            "pass reference_map={'weight_hh_l0': 'its name', ...}"
-        )
+        raise unmapped_reference(case.reference, names, target.theta)
     spec = R.Spec(case.reference, x.shape[-1], target.theta[w_hh].shape[-1])
     ref_params, link_names, missing = map_parameters(spec, target.theta, names)
     tol = max(tolerances().reference_floor, tolerances().reference_ulps * machine_eps(target.model_dtype))

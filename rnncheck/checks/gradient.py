@@ -348,6 +348,15 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
 ERROR_PROBES = 16
 
 
+def block_errors(prober: Prober, blocks: list[Block], rng, probes: int = 8) -> dict[Block, float]:
+    """Each gate block's own ``‖g − g_true‖ / ‖g_true‖``, from random-sign probes over that block alone.
+
+    Probed one at a time, every block of a tensor whose recurrence carries a wrong gate's
+    error back fails; their own errors say which one is wrong (f: 107%, the others 3%).
+    """
+    return {b: _normwise_error(prober, b.tensor, b.rows, rng, probes)[0] for b in blocks}
+
+
 def tensor_error(prober: Prober, blocks: list[Block], name: str, rng) -> tuple[float, float]:
     """``‖g − g_true‖ / ‖g_true‖`` for one tensor, estimated from probes over that tensor alone, and its bound.
 
@@ -359,14 +368,23 @@ def tensor_error(prober: Prober, blocks: list[Block], name: str, rng) -> tuple[f
     as large as g itself that difference is not small, and mean(n²)/s², which does not
     depend on g, estimates ‖g_true‖² instead.
     """
-    scale = max(block_scales(prober.theta, [b for b in blocks if b.tensor == name]).values())
-    g = prober.grad[name]
+    return _normwise_error(prober, name, Ellipsis, rng, ERROR_PROBES)
+
+
+def _normwise_error(prober: Prober, name: str, rows, rng, count: int) -> tuple[float, float]:
+    """:func:`tensor_error` over the rows ``rows`` of one tensor (``...``: all of it)."""
+    block = Block(name, "") if rows is Ellipsis else Block(name, "part", rows.start, rows.stop)
+    scale = block_scales(prober.theta, [block])[block]
+    g = prober.grad[name][rows]
     shape = prober.theta[name].shape
-    mismatch, shift, bound, numeric_sq = [], [], [], []
     h = prober.step
-    for _ in range(ERROR_PROBES):
+    if g.size <= count:  # no more central differences than the estimate would take: each entry, exactly
+        return _entrywise_error(prober, name, rows, scale)
+    mismatch, shift, bound, numeric_sq = [], [], [], []
+    for _ in range(count):
         # one central difference at the calibrated step: this estimate needs ~10%, not the fail's proof
-        v = {name: signs(rng, shape, scale)}
+        v = {name: np.zeros(shape)}
+        v[name][rows] = signs(rng, np.shape(g), scale)
         a, a_err, _ = prober.analytic(v)
         phi = prober.phi(v)
         n = (phi(h) - phi(-h)) / (2 * h)
@@ -382,6 +400,26 @@ def tensor_error(prober: Prober, blocks: list[Block], name: str, rng) -> tuple[f
         truth_sq = float(np.mean(numeric_sq)) / scale**2
     truth_sq = max(truth_sq, np.finfo(float).tiny)
     return float(np.sqrt(error_sq / truth_sq)), float(np.sqrt(np.mean(bound) / scale**2 / truth_sq))
+
+
+def _entrywise_error(prober: Prober, name: str, rows, scale: float) -> tuple[float, float]:
+    """``‖g − g_true‖ / ‖g_true‖`` of a small block from one central difference per entry."""
+    shape = prober.theta[name].shape
+    idx = np.arange(int(np.prod(shape))).reshape(shape)[rows].ravel() if shape else np.arange(1)
+    h = prober.step
+    err_sq = truth_sq = bound_sq = 0.0
+    for j in idx:
+        v = np.zeros(int(np.prod(shape)) if shape else 1)
+        v[j] = scale
+        d = {name: v.reshape(shape)}
+        a, a_err, _ = prober.analytic(d)
+        phi = prober.phi(d)
+        n = (phi(h) - phi(-h)) / (2 * h)
+        err_sq += (a - n) ** 2
+        truth_sq += n**2
+        bound_sq += (tolerances().safety * prober.noise0 / h + a_err) ** 2
+    truth_sq = max(truth_sq, np.finfo(float).tiny)
+    return float(np.sqrt(err_sq / truth_sq)), float(np.sqrt(bound_sq / truth_sq))
 
 
 def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, context: dict) -> list[Finding]:
@@ -400,15 +438,18 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
         if bad:  # the column then says how wrong the tensor is, as ‖g − g_true‖ / ‖g_true‖
             row.error, row.tolerance = tensor_error(prober, blocks, row.name, rng)
         every_gate = len(bad) > 1 and len(bad) == len(results)
-        if every_gate:  # a formula wrong for the whole tensor: one line, narrowed in its worst gate
-            bad = [max(bad, key=lambda bp: bp[1].mismatch / max(bp[1].bound, 1e-300))]
+        ranking = ""
+        if every_gate:  # one line, narrowed in the gate whose own error is largest
+            own = block_errors(prober, [b for b, _ in bad], rng)
+            bad = [max(bad, key=lambda bp: own[bp[0]])]
+            ranking = _gate_ranking(own)
         for b, p in bad:
             place = narrow(prober, b, rng)
             row.worst = place.where()
             total = sum(q.evaluations for _, q in results) + place.evaluations
             spread = " — the error is spread over the block (both halves disagree)" if place.spread else ""
             if every_gate:
-                spread += f"; all {len(results)} gate blocks of {b.tensor} disagree"
+                spread += f"; all {len(results)} gate blocks of {b.tensor} disagree, {ranking}"
             findings.append(
                 Finding(
                     "mismatch",
@@ -417,7 +458,13 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
                     f"rel err {place.rel_error:.2g}, bound {place.bound:.1g}{spread} "
                     f"({total} evaluations to localize)",
                     tensor=b.tensor,
-                    location={"gate": b.label or None, "index": list(place.index), "block_rel_error": p.rel_error},
+                    location={
+                        "gate": b.label or None,
+                        "index": list(place.index),  # in the whole tensor
+                        "gate_index": list(place.gate_index),  # within the gate block, as the entry is printed
+                        "entry": place.where(),
+                        "block_rel_error": p.rel_error,
+                    },
                     numbers={
                         "analytic": place.analytic,
                         "numeric": place.numeric,
@@ -438,6 +485,31 @@ def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, c
             ):
                 f.hint = h.message
     return findings + hints
+
+
+#: a gate whose own error is this many times every other gate's is the one named wrong
+GATE_DOMINANCE = 5.0
+
+
+def _gate_ranking(own: dict[Block, float]) -> str:
+    """The gate blocks ranked by their own error, and what the ranking says (measured, not guessed)."""
+    ranked = sorted(own.items(), key=lambda kv: -kv[1])
+    listed = ", ".join(f"{b.label} {_percent(e)}" for b, e in ranked)
+    top, second = ranked[0][1], ranked[1][1]
+    if second > 0 and top >= GATE_DOMINANCE * second or second == 0 and top > 0:
+        return (
+            f"ranked by their own error: {listed}: the {ranked[0][0].label} gate's gradient is wrong, "
+            f"{top / max(second, 1e-300):.3g}× any other's; the other gates' smaller errors are consistent with "
+            "what the recurrence carries back from it"
+        )
+    return (
+        f"no one gate accounting for it ({listed}, each its own ‖g − g_true‖/‖g_true‖): the error is consistent "
+        "with one upstream of the gates, in what reaches all of them (dL/dh or dL/dc carried back from later steps)"
+    )
+
+
+def _percent(e: float) -> str:
+    return f"{100 * e:.0f}%" if e >= 0.1 else f"{100 * e:.2g}%"
 
 
 def _noise_floor(noise: dict[str, np.ndarray], blocks: list[Block]) -> dict[str, np.ndarray]:

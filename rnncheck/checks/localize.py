@@ -32,11 +32,17 @@ class Place:
     def rel_error(self) -> float:
         return abs(self.analytic - self.numeric) / max(abs(self.numeric), abs(self.analytic), np.finfo(float).tiny)
 
-    def where(self) -> str:
-        """``weight_hh_l0[f-gate][3, 7]``: the index within the gate block."""
+    @property
+    def gate_index(self) -> tuple[int, ...]:
+        """The index within the gate block (the whole tensor's for a tensor without gates)."""
         idx = list(self.index)
         if self.block.label and idx and self.block.start is not None:
             idx[0] -= self.block.start
+        return tuple(idx)
+
+    def where(self) -> str:
+        """``weight_hh_l0[f-gate][3, 7]``: the gate named, and the index within the gate block."""
+        idx = self.gate_index
         return f"{self.block.title}[{', '.join(map(str, idx))}]" if idx else self.block.title
 
 

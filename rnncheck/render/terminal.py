@@ -75,15 +75,15 @@ def case_table(case: CaseResult, plain: bool) -> Table | None:
     ):
         table.add_column(col, justify=justify, no_wrap=True)
     for r in rows:
-        table.add_row(
-            r.name,
+        table.add_row(  # Text, not markup: "[f-gate]" in a name is an index, not a style tag
+            Text(r.name),
             "x".join(map(str, r.shape)) or "scalar",
             _fmt(r.norm, ".3g"),
             _fmt(r.error),
             _fmt(r.tolerance),
             "-" if r.detection is None else f">= {r.detection:.1e}",
             Text(r.verdict, style=STYLE[r.verdict]),
-            r.worst,
+            Text(r.worst),
         )
     return table
 
