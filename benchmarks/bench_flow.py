@@ -5,6 +5,10 @@ diagnostics (what ``rnncheck verify`` runs by default) against one forward+backw
 the same model, interleaved in one process; and the opt-in extras (``--jacobian``,
 ``--lyapunov``) separately.
 
+A second family: minGRU (``examples/linear_scans.py``) computed as a log-space parallel scan
+whose forward shows its states with ``rnncheck.record(h, time_dim=1, decay=a)``, the flow
+then exact from the decay, against one forward+backward of the same model.
+
     python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--json FILE]
 """
 
@@ -67,6 +71,29 @@ def run(H: int, T: int, B: int, device: str = "cpu", repeats: int = 5) -> dict:
     }
 
 
+def run_scan(H: int, T: int, B: int, repeats: int = 5) -> dict:
+    """minGRU with recorded states and decay: the flow check against one forward+backward."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import linear_scans as L
+
+    torch.manual_seed(0)
+    model = L.MinGRU(H, H)
+    x, h0, w = torch.randn(B, T, H), torch.full((B, H), 0.5), torch.randn(B, T, H)
+    case = rnncheck.TorchCase(model, inputs=(x, h0), loss=lambda out: (out * w).sum())
+    target = case.bind(Options())
+    target.gradient()
+    params = list(model.parameters())
+    rng = np.random.default_rng(0)
+    t = best_of(
+        {
+            "fwd+bwd": lambda: torch.autograd.grad((model(x, h0) * w).sum(), params),
+            "flow (default)": lambda: check_flow(case, target, Options(), rng),
+        },
+        repeats=repeats,
+    )
+    return {"config": {"hidden": H, "steps": T, "batch": B}, "seconds": t, "ratio": t["flow (default)"] / t["fwd+bwd"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hidden", type=int, default=256)
@@ -89,8 +116,18 @@ def main() -> None:
     print(
         f"  + --lyapunov (opt-in)  {r['seconds']['flow + --lyapunov'] * 1e3:8.1f} ms   ratio {r['ratio_lyapunov']:.1f}"
     )
+    scans = [run_scan(args.hidden, 2 * args.steps, b) for b in sorted({8, args.batch})]
+    for sr in scans:
+        c = sr["config"]
+        print(
+            f"minGRU({c['hidden']}) with record(decay=), T={c['steps']}, B={c['batch']}: fwd+bwd "
+            f"{sr['seconds']['fwd+bwd'] * 1e3:.1f} ms, flow {sr['seconds']['flow (default)'] * 1e3:.1f} ms, "
+            f"ratio {sr['ratio']:.2f}  (target <= 3)"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"benchmark": "flow", "machine": machine(), **r}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"benchmark": "flow", "machine": machine(), **r, "scans": scans}, indent=2)
+        )
 
 
 if __name__ == "__main__":
