@@ -15,18 +15,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .cases.cell_case import CellCase
-from .cases.numpy_case import NumpyCase
-from .cases.scan_case import FunctionCase, StepCase
-from .cases.torch_case import TorchCase
-from .collect import case
-from .errors import CaseError, RnncheckFailure, UsageError
-from .findings import CaseResult, CheckResult, Finding, Report, Verdict
-from .options import Options
-from .recording import record
-from .runner import verify, verify_case
-from .tolerances import Tolerances
-from .usercode import CaseTimeout
+#: the public names, each imported from its module on first use: ``import rnncheck`` (and the command's
+#: --help and --version) does not import torch until a name that needs it is used
+_LAZY = {
+    "CaseError": ".errors",
+    "UsageError": ".errors",
+    "RnncheckFailure": ".errors",
+    "CaseResult": ".findings",
+    "CheckResult": ".findings",
+    "Finding": ".findings",
+    "Report": ".findings",
+    "Verdict": ".findings",
+    "Options": ".options",
+    "Tolerances": ".tolerances",
+    "record": ".recording",
+    "case": ".collect",
+    "CellCase": ".cases.cell_case",
+    "NumpyCase": ".cases.numpy_case",
+    "TorchCase": ".cases.torch_case",
+    "FunctionCase": ".cases.scan_case",
+    "StepCase": ".cases.scan_case",
+    "verify": ".runner",
+    "verify_case": ".runner",
+    "CaseTimeout": ".usercode",
+    "main": ".cli",
+}
 
 __all__ = [
     "CaseError",
@@ -55,9 +68,16 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``rnncheck.main``: the ``rnncheck`` command as a click object (for ``CliRunner``), imported on first use."""
-    if name == "main":
-        from .cli import main
+    """Every public name, imported from its module on first use (``rnncheck.main`` is the click command)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rnncheck' has no attribute {name!r}")
+    import importlib
 
-        return main
-    raise AttributeError(f"module 'rnncheck' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

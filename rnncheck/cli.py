@@ -14,15 +14,21 @@ from rich.text import Text
 
 from . import __version__
 from .collect import collect, keyword_matcher
-from .errors import UsageError
-from .findings import Report, Verdict
-from .gate import Gate, gate_verdict, id_root
+from .errors import NoneSelected, UsageError
+from .findings import Report, Verdict, gate_state, gate_verdict
+from .ids import id_root
 from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
 from .render.junit import to_junit
 from .render.terminal import LEGEND, make_console, printable, render_case, summary_line
-from .runner import error_result, run_meta, verify_case
-from .usercode import hard_timeout_available
+
+
+def _heavy(module: str):
+    """A module that imports torch, imported when a command runs: --help and --version answer without torch."""
+    import importlib
+
+    return importlib.import_module(f"rnncheck.{module}")
+
 
 EPILOG = """\b
 Examples:
@@ -351,7 +357,7 @@ class Application:
                 self.load_gate()
             except UsageError as exc:
                 self._usage(exc)
-                return 2
+                return exc.exit_code
             except KeyboardInterrupt:
                 self.interrupted = True
                 selected = []
@@ -363,17 +369,22 @@ class Application:
         self.outputs = self.make_outputs()
         _check_device(self.options.device)
         self.match = keyword_matcher(self.keyword) if self.keyword else (lambda s: True)
-        if self.options.timeout is not None and not hard_timeout_available():
+        if self.options.timeout is not None and not _heavy("usercode").hard_timeout_available():
             self.notes.append("--timeout needs SIGALRM on the main thread, which this platform lacks: no hard limit")
 
     def collect(self) -> list:
+        # the runner (and the thread policy, which notes torch's thread count as it loads) before any model file
+        _heavy("runner")
         cases, problems = collect(self.paths, self.options.timeout)
         selected = [c for c in cases if self.match(c.name)]
         self.notes += [f"{p.file}: {p.message}" for p in problems if not p.fatal]
-        errors = [error_result(Path(p.file).name, p.file, p.message) for p in problems if p.fatal]
+        errors = [_heavy("runner").error_result(Path(p.file).name, p.file, p.message) for p in problems if p.fatal]
         if not selected and not errors:
-            why = f"no case matches -k {self.keyword!r}" if cases else "no cases found"
-            raise UsageError(f"{why} in {' '.join(self.paths)}: mark functions with @rnncheck.case")
+            if cases:
+                raise NoneSelected(
+                    f"{len(cases)} case(s) collected, none selected: no case name matches -k {self.keyword!r}"
+                )
+            raise UsageError(f"no cases found in {' '.join(self.paths)}: mark functions with @rnncheck.case")
         for result in errors:
             self._finished(result)
         return selected
@@ -390,7 +401,9 @@ class Application:
         if self.outputs.baseline is None:
             return
         try:
-            self.gate = Gate(self.outputs.baseline, update=self.update, repeats=self.repeats, root=self.root())
+            self.gate = _heavy("gate").Gate(
+                self.outputs.baseline, update=self.update, repeats=self.repeats, root=self.root()
+            )
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
 
@@ -405,7 +418,7 @@ class Application:
                     if self.gate is not None:
                         result = self.gate.run(c, self.options, advance)
                     else:
-                        result = verify_case(c, self.options, progress=advance)
+                        result = _heavy("runner").verify_case(c, self.options, progress=advance)
                 except KeyboardInterrupt:
                     self.interrupted = True
                     break
@@ -428,6 +441,9 @@ class Application:
         render_case(self.console, result, self.view.verbosity, flow_first=self.view.command == "diagnose")
         if self._failed(result) and result.file and self.view.verbosity >= 0:
             self.console.print(Text(f"      rerun: {self.rerun_command(result)}", style="dim"), soft_wrap=True)
+            if self.gate is not None and not self.update and gate_state(result) in ("moved", "new"):
+                accept = f"{self.rerun_command(result)} --baseline {shlex.quote(str(self.outputs.baseline_shown))} --update-baseline"
+                self.console.print(Text(f"      accept: {accept}", style="dim"), soft_wrap=True)
         self.console.file.flush()
 
     def rerun_command(self, result) -> str:
@@ -449,7 +465,7 @@ class Application:
         return " ".join(words)
 
     def report(self) -> None:
-        report = Report(self.results, meta=run_meta(self.options, self.started))
+        report = Report(self.results, meta=_heavy("runner").run_meta(self.options, self.started))
         if self.interrupted:
             report.meta["interrupted"] = True
             self.notes.append(f"interrupted: {len(self.results)} result(s) reported, the rest did not run")
@@ -471,10 +487,11 @@ class Application:
         self._write(self.outputs.json, lambda: dumps(report))
         self._write(self.outputs.junit, lambda: to_junit(report, verdict_of))
         if self.gate is not None and not self.update:
-            gated = [verdict_of(c) for c in report.cases]
+            states = [gate_state(c) for c in report.cases]
+            counts = [f"{states.count(s)} {s}" for s in ("moved", "new", "error") if states.count(s)]
             self.console.print(
-                f"gate: {sum(v in ('pass', 'warn') for v in gated)} of {len(gated)} cases match "
-                f"{self.outputs.baseline_shown}",
+                f"gate: {states.count('matches')} of {len(states)} cases match {self.outputs.baseline_shown}"
+                + (f" ({', '.join(counts)})" if counts else ""),
                 markup=False,
             )
         self.report_obj = report

@@ -28,6 +28,14 @@ class BudgetExceeded(CaseError):
 class UsageError(Exception):
     """Bad command-line use (exit code 2)."""
 
+    exit_code = 2
+
+
+class NoneSelected(UsageError):
+    """Cases were collected and ``-k`` selected none: exit code 5, as pytest's "no tests ran"."""
+
+    exit_code = 5
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()

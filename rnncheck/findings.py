@@ -181,6 +181,12 @@ class CaseResult:
 
         return html_view(self)
 
+    def __str__(self) -> str:
+        """``print(result)``: the plain-text report of this case."""
+        from .render.terminal import text_view
+
+        return text_view(self)
+
     def __rich_console__(self, console, options):
         from .render.terminal import rich_view
 
@@ -211,6 +217,12 @@ class Report:
 
         return html_view(self)
 
+    def __str__(self) -> str:
+        """``print(report)`` in a script: the plain-text table, findings and summary, as a log shows them."""
+        from .render.terminal import text_view
+
+        return text_view(self)
+
     def __rich_console__(self, console, options):
         from .render.terminal import rich_view
 
@@ -223,3 +235,24 @@ def finite_or_none(x: float | None) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def gate_state(result: CaseResult) -> str | None:
+    """``matches``, ``moved``, ``new`` (not in the baseline) or ``error``; None where no gate ran."""
+    checks = [c for c in result.checks if c.name == "baseline"]
+    if not checks:
+        return None
+    kinds = {f.kind for c in checks for f in c.findings}
+    if "baseline_missing" in kinds:
+        return "new"
+    if "baseline_error" in kinds:
+        return "error"
+    return "moved" if any(c.verdict in (Verdict.FAIL, Verdict.ERROR) for c in checks) else "matches"
+
+
+def gate_verdict(result: CaseResult) -> str:
+    """A case passes the gate when its baseline check passes, whatever its own verdict was."""
+    checks = [c for c in result.checks if c.name == "baseline"]
+    if not checks:
+        return result.verdict
+    return worst(c.verdict for c in checks)

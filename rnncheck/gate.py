@@ -20,7 +20,14 @@ import torch
 
 from . import __version__
 from .baseline import Baseline, gate_check, spread
-from .findings import CaseResult, CheckResult, Finding, Verdict, worst
+from .findings import (
+    CaseResult,
+    CheckResult,
+    Finding,
+    Verdict,
+    gate_verdict,  # noqa: F401
+)
+from .ids import case_id, id_root  # noqa: F401 - the gate's ids, also imported from here
 from .options import Options
 from .runner import verify_case
 
@@ -28,33 +35,6 @@ try:
     import fcntl
 except ImportError:  # not on Windows: writes there are atomic but not locked
     fcntl = None
-
-
-def id_root(paths: list[str]) -> Path:
-    """What case ids are relative to, as pytest's rootdir: the folder of the nearest pyproject.toml
-    above the paths' common folder, else that common folder."""
-    if not paths:
-        return Path.cwd()
-    resolved = [Path(p).resolve() for p in paths]
-    common = Path(os.path.commonpath([str(p if p.is_dir() else p.parent) for p in resolved]))
-    for folder in [common, *common.parents]:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return common
-
-
-def case_id(result: CaseResult, root: Path | None = None) -> str:
-    """``file::case`` with the file relative to ``root`` (default: the working directory), so that baselines travel."""
-    if not result.file:
-        return f"::{result.name}"
-    path = Path(result.file)
-    base = (root or Path.cwd()).resolve()
-    try:
-        rel = Path(os.path.relpath(path.resolve(), base))
-        path = rel if not rel.as_posix().startswith("..") else path
-    except ValueError:  # another drive
-        pass
-    return f"{path.as_posix()}::{result.name}"
 
 
 @contextmanager
@@ -165,11 +145,3 @@ class Gate:
 def settings_of(options: Options) -> dict:
     """The run settings a baseline is only comparable under."""
     return {"seed": options.seed, "device": options.device, "dtype": options.dtype or "model's own"}
-
-
-def gate_verdict(result: CaseResult) -> str:
-    """A case passes the gate when its baseline check passes, whatever its own verdict was."""
-    checks = [c for c in result.checks if c.name == "baseline"]
-    if not checks:
-        return result.verdict
-    return worst(c.verdict for c in checks)

@@ -15,7 +15,10 @@ def test_workflow_is_valid_yaml_with_real_steps():
     runs = "\n".join(s.get("run", "") for s in steps)
     assert any(u.startswith("actions/checkout@") for u in uses)
     assert any(u.startswith("actions/setup-python@") for u in uses)
-    assert "pip install rnncheck" in runs and "rnncheck verify" in runs and "--baseline" in runs
+    # not `pip install rnncheck`, which finds nothing on PyPI: from the repository, as the README installs it
+    assert "pip install rnncheck\n" not in runs + "\n" and '"rnncheck @ ${RNNCHECK_FROM}"' in runs
+    assert wf["env"]["RNNCHECK_FROM"].startswith("git+https://")
+    assert "rnncheck verify" in runs and "--baseline" in runs
     assert all("name" in s for s in steps)
 
 

@@ -54,7 +54,7 @@ def test_keyword_expression_selects_like_pytest(tmp_path):
     code, out = run(f, "-k", "quadratic and not bad")
     assert code == 0 and "good_quadratic" in out and "bad_quadratic" not in out
     code, out = run(f, "-k", "(good or bad) and not quad")
-    assert code == 2 and "no case matches" in out
+    assert code == 5 and "collected, none selected" in out
     code, out = run(f, "-k", "good and (")
     assert code == 2 and "-k" in out
 
@@ -238,3 +238,32 @@ def test_plain_output_when_not_a_terminal(tmp_path):
     f = write(tmp_path, "models.py", GOOD)
     _, out = run(f)
     assert "\x1b[" not in out  # no colour codes
+
+
+def test_help_and_version_answer_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from rnncheck.cli import main\n"
+        "for args in (['--version'], ['--help'], ['verify', '--help'], ['diagnose', '--help']):\n"
+        "    try:\n"
+        "        main.main(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().endswith("NO TORCH") and "Usage:" in out
+
+
+def test_k_matching_nothing_exits_5_saying_how_many_were_collected(tmp_path):
+    model = tmp_path / "m.py"
+    model.write_text(
+        "import numpy as np\nimport rnncheck\n\n\n@rnncheck.case\ndef quad():\n"
+        "    return rnncheck.NumpyCase({'w': np.ones(2)}, lambda p: float((p['w'] ** 2).sum()), lambda p: {'w': 2 * p['w']})\n"
+    )
+    result = CliRunner().invoke(main, ["verify", str(model), "-k", "lstm"])
+    assert result.exit_code == 5
+    assert "1 case(s) collected, none selected: no case name matches -k 'lstm'" in result.output

@@ -178,3 +178,22 @@ def _write(b):
     path = Path(tempfile.mkdtemp()) / "b.json"
     b.save(path)
     return path
+
+
+def test_a_moved_case_is_moved_a_new_one_new_and_each_prints_the_command_that_accepts_it(workdir):
+    data = json.loads((workdir / "base.json").read_text())
+    del data["cases"]["models.py::other"]
+    (workdir / "base.json").write_text(json.dumps(data))
+    write(workdir / "models.py", scale=1.3)
+    code, out = run("models.py", "--baseline", "base.json", "--no-color")
+    assert code == 1
+    heads = {
+        line.split("::")[1].split()[0]: line for line in out.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))
+    }
+    assert heads["gated_gru"].endswith("gate: MOVED") and heads["other"].endswith("gate: NEW")
+    accepts = [line.strip() for line in out.splitlines() if line.strip().startswith("accept:")]
+    assert "accept: rnncheck verify models.py::gated_gru --seed 0 --baseline base.json --update-baseline" in accepts
+    assert "gate: 0 of 2 cases match base.json (1 moved, 1 new)" in out
+    # the printed command accepts the change: the gate then matches
+    command = accepts[0].removeprefix("accept: rnncheck ").split()
+    assert run(*command[1:])[0] == 0 and run("models.py::gated_gru", "--baseline", "base.json")[0] == 0

@@ -251,12 +251,19 @@ def check_gates(gates: dict[str, tuple[str, ...]], shapes: dict[str, tuple[int, 
             )
 
 
-def suggest_gates(shapes: dict[str, tuple[int, ...]], gates: dict) -> str | None:
-    """A note when a tensor looks like stacked gates (3 or 4 × a hidden size) and no gates are known for it."""
+def suggest_gates(shapes: dict[str, tuple[int, ...]], gates: dict, known=()) -> str | None:
+    """A note when a tensor looks like stacked gates (3 or 4 × a hidden size) and no gates are known for it.
+
+    ``known``: tensors whose architecture rnncheck already knows (a plain nn.RNN's weights, whose
+    shape can look stacked when the input is 3 or 4 times the hidden size): never suggested.
+    """
+    known = set(known)
     for name, shape in shapes.items():
+        if name in known:
+            continue
         if len(shape) == 2 and shape[0] in (3 * shape[1], 4 * shape[1]) and name not in gates:
             k = shape[0] // shape[1]
-            same = [n for n, s in shapes.items() if s and s[0] == shape[0] and n not in gates]
+            same = [n for n, s in shapes.items() if s and s[0] == shape[0] and n not in gates and n not in known]
             names = "('i', 'f', 'g', 'o')" if k == 4 else "('r', 'z', 'n')"
             return (
                 f"{name} has {k}×{shape[1]} rows: if {', '.join(same)} stack {k} gates, pass "

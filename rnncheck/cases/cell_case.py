@@ -51,6 +51,8 @@ class CellCase(TorchCase):
         readout: optional module or function of the state, applied at every step.
         loss: optional function of the stacked readouts (T, B, ...); default: a fixed random
             linear functional.
+        gates: tensor name -> gate names stacked along its first axis, as for a TorchCase;
+            names may be the cell's own (``"weight_hh"``) or the case's (``"cell.weight_hh"``).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class CellCase(TorchCase):
         readout: Callable | None = None,
         loss: Callable | None = None,
         batch_first: bool = False,
+        gates: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         if not isinstance(cell, nn.Module):
             raise CaseError("CellCase needs the cell as a torch.nn.Module: its parameters are what rnncheck checks")
@@ -71,4 +74,22 @@ class CellCase(TorchCase):
         x = inputs.transpose(0, 1) if batch_first else inputs
         self.cell = cell
         self.loop = CellLoop(cell, readout)
-        super().__init__(self.loop, inputs=(x, state0), loss=loss)
+        from ..convert import mode_of
+        from .base import GATE_NAMES
+
+        mode = mode_of(cell)
+        if gates is None and mode in GATE_NAMES:  # nn.LSTMCell / nn.GRUCell stack their gates as the layers do
+            gates = {
+                n: GATE_NAMES[mode]
+                for n, p in cell.named_parameters()
+                if p.dim() >= 1 and p.shape[0] % len(GATE_NAMES[mode]) == 0
+            }
+        if isinstance(gates, dict):  # the cell's own names ("weight_hh") or the case's ("cell.weight_hh")
+            gates = {n if n.startswith("cell.") else f"cell.{n}": g for n, g in gates.items()}
+        super().__init__(self.loop, inputs=(x, state0), loss=loss, gates=gates)
+
+    def known_tensors(self, params) -> set[str]:
+        """A built-in cell (nn.RNNCell, nn.LSTMCell, nn.GRUCell): its architecture is known."""
+        from ..convert import mode_of
+
+        return {n for n in params if n.startswith("cell.")} if mode_of(self.cell) is not None else set()

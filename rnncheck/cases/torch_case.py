@@ -72,6 +72,10 @@ class TorchCase(Case):
     def bind(self, options) -> TorchTarget:
         return TorchTarget.create(self, options)
 
+    def known_tensors(self, params) -> set[str]:
+        """Tensors whose architecture rnncheck knows without gates= (none beyond the fused layers here)."""
+        return set()
+
 
 # --- nested inputs and outputs ------------------------------------------------------------
 
@@ -157,7 +161,7 @@ class TorchTarget(Target):
             gates={**stacked_gates(params, _rnn_modes(model)), **{n: g for n, g in case.gates.items() if n in params}},
         )
         check_gates(case.declared_gates, target.shapes)
-        hint = suggest_gates(target.shapes, target.gates)
+        hint = suggest_gates(target.shapes, target.gates, known=_rnn_modes(model).keys() | case.known_tensors(params))
         if hint:
             target.notes.append(hint)
         target.notes.extend(case.case_notes)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..findings import CaseResult, CheckResult, GradientResult, Report, Verdict
+from ..findings import CaseResult, CheckResult, GradientResult, Report, Verdict, gate_state
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
@@ -120,10 +120,12 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
     head.append(f"{mark:5} ", style=f"bold {style}")
     head.append(f"{case.file}::{case.name}" if case.file else case.name, style="bold")
     head.append(f"  ({case.seconds:.2f} s, {evals} evaluations)", style="dim")
-    gate = [c for c in case.checks if c.name == "baseline"]
-    if gate:
-        moved = any(c.verdict in (Verdict.FAIL, Verdict.ERROR) for c in gate)
-        head.append("  gate: MOVED" if moved else "  gate: matches", style="bold red" if moved else "green")
+    state = gate_state(case)
+    if state is not None:
+        head.append(
+            f"  gate: {state if state == 'matches' else state.upper()}",
+            style="green" if state == "matches" else "bold red",
+        )
     if verbosity < 0:
         if case.error:
             head.append(f"  {printable(case.error)}", style=STYLE["error"])
@@ -295,6 +297,16 @@ def _render_into(console: Console, obj) -> None:
         console.print(summary_line(obj, sum(c.seconds for c in obj.cases)))
     else:
         render_case(console, obj)
+
+
+def text_view(obj) -> str:
+    """What ``print(report)`` shows: the plain-text report, as the command writes it into a log."""
+    import io
+
+    stream = io.StringIO()
+    console = make_console(stream, no_color=True)
+    _render_into(console, obj)
+    return stream.getvalue().rstrip("\n")
 
 
 def rich_view(obj, console: Console, options) -> list:
