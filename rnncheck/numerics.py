@@ -151,10 +151,10 @@ def quantized_eps(values) -> float | None:
 
     A loss computed in float64 lands on a float32 number by chance once in ~2^29; five
     that all do were rounded to float32 (or coarser) before they came back.  None when the
-    values are not all float16, bfloat16 or float32 numbers.
+    values are not all float16, bfloat16 or float32 numbers, or fewer than three distinct.
     """
-    vals = np.asarray([v for v in values if math.isfinite(v) and v != 0.0], dtype=np.float64)
-    if vals.size < 3:
+    vals = np.unique(np.asarray([v for v in values if math.isfinite(v) and v != 0.0], dtype=np.float64))
+    if vals.size < 3:  # a loss that does not move (a constant) shows no grid, however round its one value is
         return None
     as32 = vals.astype(np.float32)
     if not np.array_equal(as32.astype(np.float64), vals):

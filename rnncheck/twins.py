@@ -250,3 +250,21 @@ def capturing(layers):
 
 def _keep(grads: list, i: int, g: torch.Tensor) -> None:
     grads[i] = g.detach()  # returns None: the gradient passes on unchanged
+
+
+@contextmanager
+def dropout_off(mod, dropout: float):
+    """The fused layer with its inter-layer dropout set to 0 inside the block (nothing done for 0)."""
+    if not dropout:
+        yield
+        return
+    mod.dropout = 0.0
+    try:
+        yield
+    finally:
+        mod.dropout = dropout
+
+
+def active_dropout(model: nn.Module) -> list[tuple[nn.RNNBase, float]]:
+    """Fused layers whose inter-layer dropout is on (training mode, p > 0, two layers or more)."""
+    return [(mod, mod.dropout) for _, mod in fused_layers(model) if mod.training and mod.dropout and mod.num_layers > 1]

@@ -63,6 +63,7 @@ class Case:
     reference_map: dict[str, str] | None = None
 
     reference_module = None  # a user's own naive implementation (TorchCase only)
+    reseed = False  # seed torch's generator before every call of the model (TorchCase(reseed=True))
     case_notes: tuple[str, ...] | list[str] = ()  # said in the report: how the case was read (FunctionCase …)
     time_dim: int = 0  # the time axis of the outputs a reference comparison reads (nn.LSTM's layout)
 
@@ -129,6 +130,7 @@ class CheckTarget(Protocol):
     def model_loss(self) -> float: ...
     def gradient(self, theta: dict[str, np.ndarray] | None = None) -> tuple[float | None, dict[str, np.ndarray]]: ...
     def close(self) -> None: ...
+    def seed_call(self) -> None: ...  # before a call of the model: the same random numbers, where asked
 
     # the recurrent states and the model behind the target
     records_states: bool  # the model's hidden states can be recorded step by step (a torch module)
@@ -198,6 +200,9 @@ class Target:
 
     def close(self) -> None:
         """Undo anything the target changed in the user's objects."""
+
+    def seed_call(self) -> None:
+        """Before a call of the model: nothing, unless the adapter repeats its randomness (TorchCase(reseed=True))."""
 
     @property
     def numeric_is_model(self) -> bool:

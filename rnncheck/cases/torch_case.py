@@ -35,6 +35,10 @@ class TorchCase(Case):
         reference_map: reference parameter name (``weight_ih_l0`` …) -> this model's name.
         gates: tensor name -> gate names, for weights that stack gates along axis 0 under names
             rnncheck cannot recognise (``{"weight_hh": ("i", "f", "g", "o")}``).
+        reseed: seed torch's generator (with the run's ``--seed``) before every call of the
+            model, so that dropout in training mode draws the same masks each time and the
+            model is checked with its dropout on.  Masks repeat within one dtype, so a float32
+            or lower model is then evaluated on its own dtype's numerical side.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class TorchCase(Case):
         reference: str | None = None,
         reference_map: dict[str, str] | None = None,
         gates: dict[str, tuple[str, ...]] | None = None,
+        reseed: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise CaseError(f"TorchCase needs a torch.nn.Module, got {type(model).__name__}")
@@ -60,6 +65,7 @@ class TorchCase(Case):
         self.model = model
         self.inputs = tuple(inputs)
         self.loss_fn = loss
+        self.reseed = bool(reseed)
         self._set_gates(gates)
         self._set_reference(reference, reference_map)
         if reference in ("lstm", "gru"):
@@ -190,7 +196,13 @@ class TorchTarget(Target):
         return target
 
     # --- evaluation ------------------------------------------------------------------
+    def seed_call(self) -> None:
+        """Before a call of the model: the same random numbers every time, where the case asks (``reseed=True``)."""
+        if self.case.reseed:
+            torch.manual_seed(self.seed)
+
     def _forward(self, model: nn.Module, values: dict[str, torch.Tensor], inputs, keep_output: bool = False):
+        self.seed_call()
         params = {n: values[n] for n in self.param_names}
         new_inputs = {n: values[n] for n in self.input_names}
         args = _replace(inputs, "input", new_inputs, lambda t: t)

@@ -29,6 +29,9 @@ class NumericModel:
         self.watched = False  # the first float64 evaluation is watched for casts to a lower precision
         if target.model_dtype == np.float64:
             return
+        if target.case.reseed:
+            self.fall_back("reseed=True repeats the model's random numbers in its own dtype only")
+            return
         try:
             model64 = copy.deepcopy(target.model).to(torch.float64)
             inputs64 = _replace(target.inputs, "input", {}, lambda t: t.double() if t.is_floating_point() else t)

@@ -24,6 +24,7 @@ The verdict (``diagnostics.gradient_flow``) comes with the thresholds that decid
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -39,7 +40,7 @@ from ..convert import mode_of
 from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
 from ..recording import recording
 from ..tolerances import current as tolerances
-from ..twins import GATES, cell_step, fused_layers, project_inputs, swap_fused
+from ..twins import GATES, active_dropout, cell_step, dropout_off, fused_layers, project_inputs, swap_fused
 from ..usercode import call_user
 from .flow_recorded import measure_stacked
 
@@ -139,6 +140,7 @@ def _recorded_layer(record) -> _Layer:
 def _loss_through(target, model, params, args):
     """``(output, loss)`` of ``model`` run on the case's values with autograd on: the recorders' one forward."""
     with torch.enable_grad():
+        target.seed_call()
         out = call_user("the model's forward", functional_call, model, params, args, user_file=target.case.file or None)
         return out, target._loss_of(out)
 
@@ -198,11 +200,24 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
             traces = {name: (tw, tw.traces) for name, tw in twins.items()}
             for tw in twins.values():
                 tw.traces = None
-    # the twin must reproduce the fused model's own output (kept from the gradient call)
-    ref_out = target.last_output
+    # the twin must reproduce the fused model's own output (kept from the gradient call); the twin draws no
+    # inter-layer dropout masks, so a model with them on is compared, and described, with them off
+    dropping = active_dropout(target.model)
+    ref_out = target.last_output if not dropping else None
     if ref_out is None:
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            for mod, p in dropping:
+                stack.enter_context(dropout_off(mod, p))
             ref_out = functional_call(target.model, {n: v.detach() for n, v in params.items()}, args)
+    if dropping:
+        findings.append(
+            Finding(
+                "flow_dropout",
+                Verdict.NOTE,
+                f"the flow is measured with the inter-layer dropout of {len(dropping)} layer(s) off (p = "
+                f"{', '.join(f'{p:g}' for _, p in dropping)}): the unrolled twin draws no masks",
+            )
+        )
     diff = _max_rel_diff(ref_out, out)
     eps = max(torch.finfo(next(iter(values.values())).dtype).eps, target.model_eps / 64)
     agreement = {

@@ -398,6 +398,8 @@ def _normwise_error(prober: Prober, name: str, rows, rng, count: int) -> tuple[f
         truth_sq = g_sq + float(np.mean(shift)) / scale**2
     else:
         truth_sq = float(np.mean(numeric_sq)) / scale**2
+    if truth_sq <= float(np.mean(bound)) / scale**2:  # zero as far as the probes resolve: the loss's own scale
+        truth_sq = (prober.scale_floor / scale) ** 2
     truth_sq = max(truth_sq, np.finfo(float).tiny)
     return float(np.sqrt(error_sq / truth_sq)), float(np.sqrt(np.mean(bound) / scale**2 / truth_sq))
 
@@ -418,6 +420,8 @@ def _entrywise_error(prober: Prober, name: str, rows, scale: float) -> tuple[flo
         err_sq += (a - n) ** 2
         truth_sq += n**2
         bound_sq += (tolerances().safety * prober.noise0 / h + a_err) ** 2
+    if truth_sq <= bound_sq:  # a true gradient of zero, as far as the probes resolve: relative to the loss's scale
+        truth_sq = prober.scale_floor**2
     truth_sq = max(truth_sq, np.finfo(float).tiny)
     return float(np.sqrt(err_sq / truth_sq)), float(np.sqrt(bound_sq / truth_sq))
 

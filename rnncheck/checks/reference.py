@@ -605,7 +605,7 @@ def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options,
     a GPU) are compared with the reference's.  A frozen layer's forward pass alone is.
     """
     from ..convert import has_param, spec_of
-    from ..twins import fused_layers
+    from ..twins import dropout_off, fused_layers
 
     layers = fused_layers(model)
     if not layers:
@@ -625,7 +625,10 @@ def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options,
         fused_grads: tuple = ()
         # a parametrized weight (torch.nn.utils.parametrize) is computed anew on each access: cached, the
         # forward and the gradient see one tensor, the weight the layer really used
-        with torch.enable_grad(), torch.nn.utils.parametrize.cached():
+        # inter-layer dropout (nn.LSTM(num_layers=2, dropout=p) in training mode) draws masks the reference cannot
+        # have: the layer's equations are compared with it off, and a note says so
+        dropout = mod.dropout if (mod.training and mod.dropout and spec.num_layers > 1) else 0.0
+        with torch.enable_grad(), torch.nn.utils.parametrize.cached(), dropout_off(mod, dropout):
             out_sub, states_sub = mod(x_sub, hx)
             states_sub = states_sub if isinstance(states_sub, tuple) else (states_sub,)
             pairs = [(out_sub, d_out)] + [(s, d) for s, d in zip(states_sub, d_states) if d is not None]
@@ -657,6 +660,11 @@ def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options,
         eps = torch.finfo(dt).eps
         tol = max(tolerances().reference_floor, tolerances().reference_ulps * eps)
         notes = []
+        if dropout:
+            notes.append(
+                f"{link.label}: compared with its inter-layer dropout ({dropout:g}) off, which the reference does "
+                "not model; the model's own gradient, masks and all, is what the probes checked"
+            )
         if not trainable:
             notes.append(
                 f"{link.label}: its weights are frozen (requires_grad=False): only the forward pass is compared"

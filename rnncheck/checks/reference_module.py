@@ -128,6 +128,7 @@ class Runner:
                 {n: cast(saved[n]).detach().clone().requires_grad_(True) for n in target.input_names if n not in leaves}
             )
             args = time_hints.replace_inputs(target, leaves, cast)
+            target.seed_call()
             out = call_user(
                 what,
                 functional_call,

@@ -164,7 +164,8 @@ def _randomness_advice(target) -> tuple[str, dict]:
         )
         return (
             f"{len(training)} module(s) are in training mode, and {which} draws new random numbers on every "
-            f"call{where}; disable dropout (model.eval()) in the case, or give the model a fixed mask",
+            f"call{where}; disable dropout (model.eval()) in the case, or pass TorchCase(..., reseed=True) to draw "
+            "the same masks on every call and check the model with its dropout on",
             {"training_modules": training[:8], "random_ops": draws},
         )
     return (

@@ -111,3 +111,20 @@ def test_a_hint_called_verified_is_true():
         assert result.verdict == "fail"
         hints = [f.message for c in result.checks for f in c.findings if f.kind == "hint"]
         assert not any("× the true one" in h for h in hints), (seed, hints)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["probes", "full"])
+def test_a_gradient_given_for_a_constant_loss_fails_with_finite_numbers(full):
+    import warnings
+
+    case = rnncheck.NumpyCase(
+        {"w": np.array([1.0, 2.0, 3.0])}, lambda p: 1.0, lambda p: {"w": np.array([1.0, -2.0, 0.5])}
+    )
+    for seed in range(5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no overflow on the way
+            result = rnncheck.verify_case(case, rnncheck.Options(seed=seed, full=full, diagnostics=False))
+        (row,) = next(c for c in result.checks if c.name == "gradient").tensors
+        assert result.verdict == "fail" and 0 < row.error < 10 and row.tolerance < 1e-3, (seed, row)
+        if full:
+            assert "3 of 3 entries disagree" in result.findings[0].message

@@ -35,3 +35,24 @@ def test_the_missing_transpose_in_the_recursion_is_named_once_and_verified(cases
 def test_the_transposed_gradient_hint_no_longer_claims_the_recursion_bug(cases):
     messages = " ".join(f["message"] for c in cases.values() for f in c["findings"])
     assert "the analytic gradient is the transpose" not in messages
+
+
+def test_a_two_layer_lstm_with_dropout_in_training_mode_is_not_failed_for_its_masks():
+    import torch
+
+    import rnncheck
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 5, num_layers=2, dropout=0.3).double()  # training mode: masks between the layers
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    result = rnncheck.verify_case(
+        rnncheck.TorchCase(lstm, inputs=(x,), loss=lambda out: out[0].pow(2).sum(), reseed=True)
+    )
+    verdicts = {c.name: c.verdict for c in result.checks}
+    assert result.verdict == "pass" and verdicts["reference"] == "pass", [f.message for f in result.findings]
+    notes = " ".join(f.message for f in result.findings)
+    assert (
+        "compared with its inter-layer dropout (0.3) off" in notes
+        and "flow is measured with the inter-layer dropout" in notes
+    )
+    assert lstm.dropout == 0.3 and lstm.training  # put back as it was

@@ -89,3 +89,45 @@ def test_dropout_in_training_mode_is_told_to_call_eval(tmp_path):
         "disable dropout (model.eval())" in lines["train_dropout"]
         and "no module is in training mode" not in lines["train_dropout"]
     )
+
+
+def test_reseed_checks_a_model_with_its_dropout_on_and_still_catches_a_bug():
+    import torch
+
+    import rnncheck
+
+    class Dropped(torch.nn.Module):
+        def __init__(self, factor=1.0):
+            super().__init__()
+            self.rnn = torch.nn.GRU(3, 4).double()
+            self.drop = torch.nn.Dropout(0.3)
+            self.factor = factor
+
+        def forward(self, x):
+            h = self.drop(self.rnn(x)[0])
+            return Scale.apply(h, self.factor)
+
+    class Scale(torch.autograd.Function):  # identity forward; the backward scales by factor
+        @staticmethod
+        def forward(ctx, h, factor):
+            ctx.factor = factor
+            return h.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * ctx.factor, None
+
+    x = torch.randn(6, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    plain = rnncheck.verify_case(rnncheck.TorchCase(Dropped(), inputs=(x,)), rnncheck.Options(diagnostics=False))
+    assert plain.verdict == "error" and "reseed=True" in plain.error
+    torch.manual_seed(0)
+    good = rnncheck.verify_case(rnncheck.TorchCase(Dropped(), inputs=(x,), reseed=True))
+    assert good.verdict in ("pass", "warn") and not any(c.verdict in ("fail", "error") for c in good.checks), [
+        f.message for f in good.findings
+    ]
+    torch.manual_seed(0)
+    bad = rnncheck.verify_case(
+        rnncheck.TorchCase(Dropped(1.05), inputs=(x,), reseed=True), rnncheck.Options(diagnostics=False)
+    )
+    assert bad.verdict == "fail"
