@@ -340,8 +340,33 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
         nz = reach[reach > 0]
         detection = float(1.0 / np.median(nz)) if nz.size else None
         verdict = Verdict.FAIL if any(p.status == Status.FAIL for p in probes) else Verdict.PASS
-        rows.append(TensorRow(name, tuple(g.shape), float(np.sqrt(flat @ flat)), err, tol, verdict, "", detection))
+        own = _own_numbers(name, g, probes, directions)
+        row_err, row_tol = own if own is not None else (err, tol)
+        rows.append(
+            TensorRow(name, tuple(g.shape), float(np.sqrt(flat @ flat)), row_err, row_tol, verdict, "", detection)
+        )
     return rows
+
+
+def _own_numbers(name: str, g: np.ndarray, probes: list[Probe], directions) -> tuple[float, float] | None:
+    """A passing tensor's own ``(rel err, tolerance)``: from the probe that resolves it best, relative to its share.
+
+    A probe's disagreement, were it all this tensor's, is that fraction of the tensor's share
+    Σ_(i in tensor) |g_i v_i| of the probe; its bound likewise.  The probe with the smallest
+    such bound is the one that sees this tensor best.  None for a tensor no probe reaches
+    (a gradient of zero): the case's worst then stands for it.
+    """
+    best = None
+    for p, v in zip(probes, directions):
+        if name not in v:
+            continue
+        share = float(np.abs(g.ravel()) @ np.abs(v[name].ravel()))
+        if share <= 0:
+            continue
+        pair = (p.mismatch / share, p.bound / share)
+        if best is None or pair[1] < best[1]:
+            best = pair
+    return best
 
 
 #: probes along random signs over one failing tensor, for its own normwise relative error

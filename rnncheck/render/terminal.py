@@ -58,12 +58,27 @@ def _fmt(x, spec: str = ".2g") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def case_table(case: CaseResult, plain: bool) -> Table | None:
+#: below this many columns the worst entry leaves the table (its finding line names it) and long names shorten
+NARROW = 110
+#: the width the number columns take with their separators, whatever the names
+_NUMBERS_WIDTH = 66
+
+
+def _shorten(name: str, width: int) -> str:
+    """``…stack.block.weight_ih_l0``: the end of a long name, which says which tensor it is."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def case_table(case: CaseResult, plain: bool, width: int | None = None) -> Table | None:
+    """The per-tensor table.  At ``width`` below :data:`NARROW` the numbers keep their columns whole: the
+    worst entry is left to the finding lines and tensor names are shortened from the front."""
     rows = [r for c in case.checks for r in c.tensors]
     if not rows:
         return None
+    narrow = width is not None and width < NARROW
+    name_width = max(12, (width or 200) - _NUMBERS_WIDTH) if narrow else None
     table = Table(box=box.ASCII2 if plain else box.SIMPLE_HEAD, show_edge=not plain, pad_edge=False)
-    for col, justify in (
+    columns = [
         ("tensor", "left"),
         ("shape", "left"),
         ("|grad|", "right"),
@@ -71,26 +86,29 @@ def case_table(case: CaseResult, plain: bool) -> Table | None:
         ("tolerance", "right"),
         ("catches", "right"),
         ("verdict", "left"),
-        ("worst entry", "left"),
-    ):
+    ] + ([] if narrow else [("worst entry", "left")])
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=True)
     for r in rows:
-        table.add_row(  # Text, not markup: "[f-gate]" in a name is an index, not a style tag
-            Text(r.name),
+        cells = [
+            Text(_shorten(r.name, name_width) if name_width else r.name),  # Text: "[f-gate]" is not markup
             "x".join(map(str, r.shape)) or "scalar",
             _fmt(r.norm, ".3g"),
             _fmt(r.error),
             _fmt(r.tolerance),
             "-" if r.detection is None else f">= {r.detection:.1e}",
             Text(r.verdict, style=STYLE[r.verdict]),
-            Text(r.worst),
-        )
+        ]
+        if not narrow:
+            cells.append(Text(r.worst))
+        table.add_row(*cells)
     return table
 
 
 LEGEND = (
     "columns: rel err = a failing tensor's own ‖g − g_true‖/‖g_true‖, estimated from probes over it alone "
-    "(for a passing one, the largest disagreement relative to the probe's size); tolerance = the error model's "
+    "(for a passing one, the disagreement of the probe that resolves it best, relative to the tensor's share of "
+    "that probe); tolerance = the error model's "
     "bound on that; catches = the smallest relative error in one typical entry that these probes would have flagged"
 )
 
@@ -136,7 +154,7 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
         console.print(Text(f"      {printable(case.error)}", style=STYLE["error"]), soft_wrap=plain)
         if case.traceback:
             console.print(printable(case.traceback, keep_newlines=True), markup=False, highlight=False)
-    table = case_table(case, plain)
+    table = case_table(case, plain, console.width)
     if table is not None:
         console.print(table)
     for check in case.checks:
