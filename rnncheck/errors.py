@@ -68,5 +68,16 @@ class RnncheckFailure(Exception):
     """What a collected model-file case raises in pytest when it fails or errors; ``.result`` is its CaseResult."""
 
     def __init__(self, result) -> None:
-        super().__init__(f"{result.name}: {result.verdict}")
+        super().__init__(failure_line(result))
         self.result = result
+
+
+def failure_line(result) -> str:
+    """pytest's short summary line for a case: the first finding that decided it, not the verdict word."""
+    decisive = [f for c in result.checks for f in c.findings if f.verdict == result.verdict]
+    if result.error and not decisive:
+        return result.error.splitlines()[0][:200]
+    if not decisive:
+        return f"{result.name}: {result.verdict}"
+    first = decisive[0]
+    return f"{first.kind}: {first.message.splitlines()[0][:200]}"

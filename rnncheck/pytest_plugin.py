@@ -108,7 +108,7 @@ class RnncheckSession:
         known = _marker_keywords()
         for key, value in (overrides or {}).items():
             if key not in known:
-                raise pytest.UsageError(f"@pytest.mark.rnncheck: unknown option {key!r}; known: {', '.join(known)}")
+                raise pytest.UsageError(_unknown_keyword(key, known))
             values[key] = value
         try:
             return Options(**values)
@@ -198,14 +198,34 @@ def rnncheck(request) -> RnncheckFixture:
     )
 
 
+def _unknown_keyword(key: str, known) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(known)}"
+    return f"@pytest.mark.rnncheck: unknown option {key!r}; {hint}"
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """A typo in a marker's keywords is one line at collection, before any test runs, not a traceback in it."""
+    known = _marker_keywords()
+    for item in items:
+        for marker in item.iter_markers("rnncheck"):
+            for key in marker.kwargs:
+                if key not in known:
+                    raise pytest.UsageError(f"{item.nodeid}: {_unknown_keyword(key, known)}")
+
+
 def render_text(result) -> str:
     import io
 
+    from .errors import failure_line
     from .render.terminal import make_console, render_case
 
     buf = io.StringIO()
     render_case(make_console(buf), result)
-    return buf.getvalue()
+    # the first line is what pytest's short summary shows: the finding that decided it
+    return failure_line(result) + "\n" + buf.getvalue()
 
 
 # --- collection ----------------------------------------------------------------------------

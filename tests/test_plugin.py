@@ -111,14 +111,22 @@ def test_marker_sets_options(pytester):
             gradient = next(c for c in result.checks if c.name == "gradient")
             assert gradient.numbers["probes"] == 5
 
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=0, failed=0)
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
         @pytest.mark.rnncheck(nonsense=1)
         def test_bad_option(rnncheck):
             rnncheck.verify(None)
         """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, errors=0, failed=1)
-    assert "unknown option 'nonsense'" in result.stdout.str()
+    result = pytester.runpytest("-p", "no:cacheprovider", "test_bad.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # one line at collection, before any test runs
+    assert "unknown option 'nonsense'" in result.stdout.str() + result.stderr.str()
 
 
 def test_xdist_gives_the_same_results_as_a_serial_run(models):
@@ -218,3 +226,47 @@ def test_timeout_as_a_command_line_option_and_a_marker_option(pytester):
     result = pytester.runpytest("test_marker_timeout.py", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     assert "probes must be a whole number from 1 to 64" in result.stdout.str()
+
+
+def test_the_short_summary_names_the_finding_and_a_relative_path(models):
+    result = models.runpytest("--rnncheck", "models", "-p", "no:cacheprovider", "-rf")
+    line = next(s for s in result.stdout.lines if s.startswith("FAILED "))
+    assert line.startswith("FAILED models/quad.py::bad_cubic - hint: ") or line.startswith(
+        "FAILED models/quad.py::bad_cubic - mismatch: "
+    ), line
+    assert str(models.path) not in line and ": fail" not in line
+
+
+def test_a_marker_keyword_typo_gets_a_did_you_mean(pytester):
+    pytester.makepyfile(
+        test_typo="""
+        import numpy as np
+        import pytest
+        import rnncheck as rc
+
+        @pytest.mark.rnncheck(probs=5)
+        def test_it(rnncheck):
+            rnncheck.verify(rc.NumpyCase({"w": np.ones(2)}, lambda p: float(p["w"].sum()), lambda p: {"w": np.ones(2)}))
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown option 'probs'; did you mean 'probes'?" in result.stdout.str() + result.stderr.str()
+
+
+def test_junit_classname_is_the_same_from_the_command_and_from_pytest(models):
+    import xml.etree.ElementTree as ET
+
+    from click.testing import CliRunner
+
+    from rnncheck import main
+
+    models.runpytest("--rnncheck", "models", "-p", "no:cacheprovider", "--junitxml", "pytest.xml")
+    CliRunner().invoke(main, ["verify", "models", "--junit-xml", "cli.xml"])
+
+    def classnames(path):
+        return {tc.get("name"): tc.get("classname") for tc in ET.parse(models.path / path).iter("testcase")}
+
+    from_pytest, from_cli = classnames("pytest.xml"), classnames("cli.xml")
+    assert from_pytest["good_cubic"] == from_cli["good_cubic"] == "models.quad"
+    assert from_pytest["bad_cubic"] == from_cli["bad_cubic"]
