@@ -20,7 +20,7 @@ from .ids import id_root
 from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
 from .render.junit import to_junit
-from .render.terminal import LEGEND, make_console, printable, render_case, summary_line
+from .render.terminal import LEGEND, flow_summary_line, make_console, printable, render_case, summary_line
 
 
 def _heavy(module: str):
@@ -482,7 +482,8 @@ class Application:
             self.console.print(Text(f"note: {printable(note)}", style="yellow"), soft_wrap=True)
         if self.view.verbosity >= 0 and any(c.tensors for r in self.results for c in r.checks):
             self.console.print(Text(LEGEND, style="dim"), soft_wrap=True)
-        self.console.print(summary_line(report, time.time() - self.started))
+        closing = flow_summary_line if self.view.command == "diagnose" else summary_line
+        self.console.print(closing(report, time.time() - self.started))
         verdict_of = gate_verdict if self.gate is not None else (lambda c: c.verdict)
         self._write(self.outputs.json, lambda: dumps(report))
         self._write(self.outputs.junit, lambda: to_junit(report, verdict_of))

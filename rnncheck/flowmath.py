@@ -22,14 +22,18 @@ SATURATION = (0.1, 0.9)
 
 THRESHOLDS = {
     "vanishing": {
-        "rule": "fitted decay over the sequence rho^(T-1) < 1e-3",
+        "rule": "fitted decay over the horizon K rho^K < 1e-3 (K: --horizon, default the sequence length - 1)",
         "value": VANISH_RATIO,
-        "source": "rnncheck's choice",
+        "source": (
+            "rnncheck's choice of 1e-3 (a step whose gradient is a thousandth of the last step's gets no "
+            "credit an optimizer can use); the decay itself: Bengio, Simard & Frasconi, Learning long-term "
+            "dependencies with gradient descent is difficult (IEEE TNN 1994)"
+        ),
     },
     "exploding": {
-        "rule": "fitted growth over the sequence rho^(T-1) > 1e3, or values grown past the dtype's range",
+        "rule": "fitted growth over the horizon K rho^K > 1e3, or values grown past the dtype's range",
         "value": EXPLODE_RATIO,
-        "source": "rnncheck's choice",
+        "source": "rnncheck's choice of 1e3, the mirror of 1e-3; Pascanu, Mikolov & Bengio (ICML 2013)",
     },
     "nonfinite": {
         "rule": "a NaN or Inf that came in with the inputs or parameters, or that an operation made from finite values",

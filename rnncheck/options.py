@@ -46,6 +46,9 @@ class Options:
     """Also estimate the leading Lyapunov exponents (costs more)."""
     fail_on: tuple[str, ...] = ()
     """Flow verdicts that fail a case (``exploding``, ``vanishing``, ``nonfinite``): the flow as a check."""
+    horizon: int | None = None
+    """Steps the task needs information carried over: the flow verdict asks whether the gradient survives
+    that far back (``rho^K`` against 1e-3 and 1e3).  None: each layer's own sequence length."""
     fingerprint: bool = False
     """Record what the regression gate compares (the gate turns this on)."""
     debug: bool = False
@@ -67,6 +70,10 @@ class Options:
                 raise ValueError(f"{key} must be a positive number of seconds (or None for no limit), got {value!r}")
             if math.isinf(value):
                 setattr(self, key, None)  # inf: no limit
+        if self.horizon is not None and (
+            isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1
+        ):
+            raise ValueError(f"horizon must be a whole number of steps, at least 1 (or None), got {self.horizon!r}")
         if isinstance(self.probes, bool) or not isinstance(self.probes, int) or not 1 <= self.probes <= 64:
             raise ValueError(f"probes must be a whole number from 1 to 64, got {self.probes!r}")
         if self.threads is not None and (
@@ -241,6 +248,14 @@ SPECS: tuple[OptionSpec, ...] = (
         "nonfinite).",
         choices=FLOW_VERDICTS,
         metavar="VERDICTS",
+    ),
+    OptionSpec(
+        "horizon",
+        "int",
+        "Steps back the task needs information carried: the flow verdict asks whether the gradient survives "
+        "that far (default: the sequence length).",
+        minimum=1,
+        metavar="K",
     ),
     OptionSpec(
         "safety",

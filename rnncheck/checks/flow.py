@@ -490,6 +490,7 @@ def check_flow(
                 )
             )
 
+    _at_horizon(diagnostics, options.horizon)
     spans = [flow.span for flow in diagnostics.layers]
     cause = next((c for c in causes if c), source["cause"] if source else None)
     verdict = fm.flow_verdict(spans, nonfinite, cause)
@@ -497,7 +498,7 @@ def check_flow(
     if nonfinite:
         diagnostics.nonfinite_cause = cause
     if diagnostics.gradient_flow in (FlowVerdict.VANISHING, FlowVerdict.EXPLODING):
-        findings.append(_verdict_finding(diagnostics.gradient_flow, diagnostics.layers))
+        findings.append(_verdict_finding(diagnostics.gradient_flow, diagnostics.layers, options.horizon))
     result = CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict})
     return result, diagnostics
 
@@ -592,8 +593,30 @@ def _nonfinite_finding(bad: dict) -> Finding:
     )
 
 
-def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow]) -> Finding:
-    """The vanishing or exploding verdict, said with the layer that decided it and the rule."""
+def _at_horizon(diagnostics: FlowDiagnostics, horizon: int | None) -> None:
+    """Each layer's fitted change over the K steps the task needs (``--horizon``; default its own length)."""
+    diagnostics.thresholds = {**diagnostics.thresholds, "horizon_steps": horizon}
+    if horizon is None:
+        return
+    for flow in diagnostics.layers:
+        if flow.rho is not None and flow.rho > 0:
+            flow.span = math.exp(max(min(math.log(flow.rho) * horizon, 700.0), -745.0))
+
+
+def _limiting_gate(layer: LayerFlow) -> str:
+    """The gate whose timescale is the layer's memory, where its gates were seen (LSTM f, GRU z)."""
+    ts = (layer.gates or {}).get("timescale")
+    if not ts:
+        return ""
+    gate = layer.gates.get(ts["gate"], {})
+    return (
+        f"; the memory is set by the {ts['gate']} gate (mean {gate.get('mean', float('nan')):.2g}, timescale "
+        f"{_fmt(ts['steps'])} steps)"
+    )
+
+
+def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow], horizon: int | None = None) -> Finding:
+    """The vanishing or exploding verdict, said with the layer that decided it, the rule, and what it is about."""
     spans = [flow.span for flow in layers]
     known = [s for s in spans if s is not None]
     if verdict == FlowVerdict.VANISHING and len(known) == len(spans):
@@ -603,14 +626,19 @@ def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow]) -> Finding:
     rule = fm.THRESHOLDS[verdict]["rule"]
     at = int(np.nanargmin(spans) if verdict == FlowVerdict.VANISHING else np.nanargmax([s or 0 for s in spans]))
     layer = layers[at]
+    K = horizon if horizon is not None else layer.steps - 1
+    needs = f"the {K} steps --horizon asks for" if horizon is not None else f"the sequence's {K} steps back"
     message = (
-        f"gradients are {verdict} through time in {layer.name}: fitted factor per step ρ̂ = {_fmt(layer.rho)}, "
-        f"over {layer.steps} steps {_fmt(worst_span)} (rule: {rule}, {fm.THRESHOLDS[verdict]['source']})"
+        f"gradients are {verdict} through time in {layer.name}, the layer that limits the memory: fitted factor "
+        f"per step ρ̂ = {_fmt(layer.rho)} of how far one step's loss reaches back (the k-steps-back decay, not the "
+        f"per-step profile ‖dL/dh_t‖), {_fmt(worst_span)} over {needs} (rule: {rule}; "
+        f"{fm.THRESHOLDS[verdict]['source']})"
     )
     if layer.horizon not in (None, math.inf):
         message += f"; horizon τ = {_fmt(layer.horizon)} steps"
     if layer.lag_1e3 is not None:
         message += f"; below 1e-3 after {layer.lag_1e3} steps"
+    message += _limiting_gate(layer)
     mode = "linear" if layer.channels is not None else layer.mode
     words = fm.plain_words(verdict, layer.rho, layer.steps, mode, layer.lag_1e3)
     if words:
@@ -874,6 +902,8 @@ def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[Che
             if not np.all(np.isfinite(flow.profile)) and g is not None:
                 nonfinite = True
             diagnostics.layers.append(flow)
+    _at_horizon(diagnostics, options.horizon)
+    spans = [flow.span for flow in diagnostics.layers if flow.span is not None] or spans
     verdict = fm.flow_verdict(spans, nonfinite)
     diagnostics.gradient_flow = verdict and FlowVerdict(verdict)
     return (

@@ -241,6 +241,16 @@ def render_flow(console: Console, case: CaseResult) -> None:
             ),
             soft_wrap=True,
         )
+        prop = np.asarray(layer.propagation, dtype=float)
+        if prop.size > 1:  # what the verdict is about: how far back one step's loss reaches
+            with np.errstate(divide="ignore", invalid="ignore"):
+                back = np.log10(prop)
+            console.print(
+                Text(
+                    f"        {'':<{width}}  {sparkline(back, plain=plain)}  k=0..{prop.size - 1} steps back (the verdict's)"
+                ),
+                soft_wrap=True,
+            )
         if layer.channels is not None:
             console.print(Text(f"          channels: {describe_channels(layer.channels)}"), soft_wrap=True)
     if len(d.layers) > 8:
@@ -266,6 +276,28 @@ def _render_probes(console: Console, numbers: dict) -> None:
             parts.append(f"step {p['step']:.2g}, truncation {_fmt(p['truncation'])}, rounding {_fmt(p['rounding'])}")
         parts.append(f"{p['evaluations']} evaluations")
         console.print(Text("        " + "; ".join(parts), style="dim"), soft_wrap=True)
+
+
+def flow_summary_line(report: Report, seconds: float) -> Text:
+    """``rnncheck diagnose``'s last line, in its own words: how many cases' gradients vanish, explode, are healthy,
+    or could not be measured; then the checks' failures and errors, where there are any."""
+    counts = {"healthy": 0, "vanishing": 0, "exploding": 0, "nonfinite": 0, "not measured": 0}
+    for case in report.cases:
+        flow = case.diagnostics.gradient_flow
+        counts[str(flow) if flow is not None else "not measured"] += 1
+    styles = {"healthy": "green", "vanishing": "yellow", "exploding": "red", "nonfinite": "red", "not measured": "dim"}
+    text = Text()
+    shown = [k for k, n in counts.items() if n or k in ("healthy", "vanishing", "exploding", "not measured")]
+    for i, key in enumerate(shown):
+        if i:
+            text.append(", ")
+        text.append(f"{counts[key]} {key}", style=styles[key] if counts[key] else "")
+    s = report.summary
+    broken = [f"{s[v]} {w}" for v, w in (("fail", "failed"), ("error", "errors")) if s[v]]
+    if broken:
+        text.append(f"; checks: {', '.join(broken)}", style=STYLE["fail"])
+    text.append(f" in {seconds:.2f} s")
+    return text
 
 
 def summary_line(report: Report, seconds: float) -> Text:
