@@ -294,8 +294,14 @@ def check_reference_link(
     numeric_rows: dict[str, str],
     tol: float,
     h_case: np.ndarray | None,
+    confirm=None,
 ) -> CheckResult:
-    """Compare a case with the reference through ``link``; ``numeric_rows`` is each tensor's numerical verdict."""
+    """Compare a case with the reference through ``link``; ``numeric_rows`` is each tensor's numerical verdict.
+
+    ``confirm(name, g)``: whether fresh finite-difference probes agree with the case's gradient with
+    ``g`` in place of tensor ``name``'s.  A claim that "the reference and the finite differences agree"
+    is printed only when it says so; where they do not, the reference is the one not to trust.
+    """
     findings: list[Finding] = []
     spec = link.spec
     label = f" ({link.label})" if link.label else ""
@@ -383,15 +389,29 @@ def check_reference_link(
                     tensor=name,
                 )
             )
-        else:
+        elif confirm is None or confirm(name, g_ref):
             findings.append(
                 Finding(
                     "reference_says_gradient",
                     Verdict.FAIL,
                     f"{name}: the analytic gradient is wrong — the reference and the finite differences agree on another "
-                    f"value (rel err against the reference {err:.2g}); the forward pass matches",
+                    f"value (rel err against the reference {err:.2g}"
+                    + ("; verified: the reference's gradient passes fresh probes" if confirm else "")
+                    + "); the forward pass matches",
                     tensor=name,
                     numbers={"rel_error_vs_reference": err},
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "reference_mismatch",
+                    Verdict.WARN,
+                    f"{name}: the finite differences disagree with the analytic gradient and with the reference's too "
+                    f"(rel err between the two {err:.2g}): the gradient is wrong, as the probes say, and the reference's "
+                    "loss is not the case's on these weights — check reference_map and head (head and hidden take the "
+                    "states as (T, B, H))",
+                    tensor=name,
                 )
             )
     wrong = [f.tensor for f in findings if f.kind == "reference_says_gradient"]
@@ -516,6 +536,24 @@ class Comparison:
     fused: bool = False  # the case side is a library layer (nn.LSTM …), not the user's code
 
 
+def _confirmer(target, grad, comparison):
+    """``confirm(name, g)``: two fresh probes over the case's tensor ``name`` agree with ``g`` in place of its gradient."""
+    from ..directions import probe_direction
+    from ..probe import Prober, Status
+
+    def confirm(mine: str, g_ref: np.ndarray) -> bool:
+        if mine not in grad:
+            return False
+        g = {**grad, mine: np.asarray(g_ref).reshape(grad[mine].shape)}
+        blocks = [b for b in target.blocks if b.tensor == mine]
+        rng = np.random.default_rng(0)
+        prober = Prober(target, target.theta, g)
+        directions = [probe_direction(target.theta, g, blocks, rng) for _ in range(2)]
+        return all(p.status == Status.PASS for p in prober.run_many(directions))
+
+    return confirm
+
+
 def check_reference(target, grad, rows, options) -> CheckResult | None:
     """Every comparison the target can offer, in one CheckResult (None when there is none)."""
     comparisons = target.reference_comparisons(grad, options)
@@ -533,6 +571,7 @@ def check_reference(target, grad, rows, options) -> CheckResult | None:
             {} if c.fused else (numeric or {n: "not probed" for n in c.case_grad}),
             c.tol,
             c.h_case,
+            None if c.fused else _confirmer(target, grad, c),
         )
         findings += result.findings
         if c.note:

@@ -56,3 +56,22 @@ def test_a_two_layer_lstm_with_dropout_in_training_mode_is_not_failed_for_its_ma
         and "flow is measured with the inter-layer dropout" in notes
     )
     assert lstm.dropout == 0.3 and lstm.training  # put back as it was
+
+
+def test_with_a_wrong_head_both_cases_say_the_same_thing_and_only_what_was_checked(cases):
+    correct, buggy = cases["correct_bptt_wrong_head"], cases["missing_transpose_wrong_head"]
+    assert correct["verdict"] == "warn" and buggy["verdict"] == "fail"
+    for case in (correct, buggy):
+        kinds = {f["kind"] for f in case["findings"]}
+        assert "reference_says_gradient" not in kinds  # no claim that the reference and the differences agree
+        assert all(
+            "check reference_map and head" in f["message"]
+            for f in case["findings"]
+            if f["kind"] == "reference_mismatch"
+        )
+        assert not [f for f in case["findings"] if f["kind"] == "hint" and "BPTT" in f["message"]]
+
+
+def test_the_agreement_of_the_reference_and_the_differences_is_verified_before_it_is_said(cases):
+    said = [f for f in cases["missing_transpose"]["findings"] if f["kind"] == "reference_says_gradient"]
+    assert said and all("verified: the reference's gradient passes fresh probes" in f["message"] for f in said)

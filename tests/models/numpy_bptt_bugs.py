@@ -71,3 +71,20 @@ def correct_bptt():
 @rnncheck.case
 def missing_transpose():
     return _case(lambda p: bptt(p, transpose=False))
+
+
+def _wrong_head_case(grad):
+    """The reference's head reads the steps in reverse: its loss is not the case's."""
+    case = _case(grad)
+    case.head = lambda h, p: float((h[:, 0, :] * WY[::-1]).sum())
+    return case
+
+
+@rnncheck.case
+def correct_bptt_wrong_head():
+    return _wrong_head_case(bptt)
+
+
+@rnncheck.case
+def missing_transpose_wrong_head():
+    return _wrong_head_case(lambda p: bptt(p, transpose=False))
