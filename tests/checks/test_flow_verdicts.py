@@ -52,3 +52,24 @@ def test_diagnose_counts_flow_verdicts_and_does_not_blame_a_layers_backward_in_n
     assert last.startswith("0 healthy, 2 vanishing, 1 exploding, 0 not measured")
     assert "passed" not in last and "fused_mismatch" not in out and "the layer's own backward" not in out
     assert "reference_differs" in out and "rnncheck verify says" in out
+
+
+def test_a_profile_at_500_steps_is_exact_where_float64_holds_it():
+    import numpy as np
+    import torch
+
+    import rnncheck
+
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(2, 4).double()
+    with torch.no_grad():  # near 0 tanh is linear: the gradient falls by 0.3 a step, to ~1e-261 at 499 back
+        rnn.weight_hh_l0.copy_(0.3 * torch.eye(4))
+        rnn.bias_hh_l0.zero_()
+        rnn.bias_ih_l0.zero_()
+    x = 1e-3 * torch.randn(500, 1, 2, dtype=torch.float64)
+    result = rnncheck.verify_case(
+        rnncheck.TorchCase(rnn, inputs=(x,), loss=lambda out: out[0][-1].sum()), rnncheck.Options(gradient=False)
+    )
+    profile = np.array(result.diagnostics.layers[0].profile)
+    assert (profile > 0).all()  # no step rounds to an exact zero (an unscaled norm gave 0.0 below ~1e-154)
+    assert 1e-270 < profile[0] < 1e-250 and abs(np.log10(profile[1] / profile[0]) - np.log10(1 / 0.3)) < 0.01
