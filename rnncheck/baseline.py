@@ -138,6 +138,13 @@ class Baseline:
             raise ValueError(f"{path}: not a baseline file ({problem}); rewrite it with --update-baseline")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: baseline format {data.get('format')!r}, this rnncheck reads format {FORMAT}")
+        from . import schema
+
+        broken = schema.problem(data, schema.load("baseline"))
+        if broken:  # checked against the committed schema: a record stripped to {"verdict": "pass"} never matches
+            raise ValueError(
+                f"{path}: not a valid baseline: {broken}; fix that field or rewrite it with --update-baseline"
+            )
         return cls(
             meta={k: v for k, v in data.items() if k not in ("cases", "tolerances", "format")},
             tolerances={**DEFAULT_TOLERANCES, **data.get("tolerances", {})},

@@ -198,6 +198,12 @@ def _options(ctx: click.Context, values: dict, **fixed) -> Options:
     "--update-baseline", is_flag=True, help="Write (or update) the --baseline FILE from this run instead of comparing."
 )
 @click.option(
+    "--accept-failures",
+    is_flag=True,
+    help="With --update-baseline: record cases that fail their own checks too, deliberately (an example of a bug); "
+    "without it they are refused, since a recorded failure would otherwise pass the gate from then on.",
+)
+@click.option(
     "--baseline-repeats",
     default=3,
     show_default=True,
@@ -268,6 +274,7 @@ def _run(values: dict, options: Options, view: View) -> None:
         stdout_taken="-" in (json_out, junit),
         update=values.get("update_baseline", False),
         repeats=values.get("baseline_repeats", 3),
+        accept_failures=values.get("accept_failures", False),
         view=view,
     )
     sys.exit(app.run())
@@ -326,13 +333,22 @@ class Application:
     """
 
     def __init__(
-        self, paths, keyword, options: Options, outputs, stdout_taken=False, update=False, repeats=3, view=None
+        self,
+        paths,
+        keyword,
+        options: Options,
+        outputs,
+        stdout_taken=False,
+        update=False,
+        repeats=3,
+        view=None,
+        accept_failures=False,
     ) -> None:
         self.paths, self.keyword, self.options = paths, keyword, options
         self.make_outputs = outputs
         self.view = view or View()
         self.console = make_console(sys.stderr if stdout_taken else sys.stdout, no_color=self.view.no_color)
-        self.update, self.repeats = update, repeats
+        self.update, self.repeats, self.accept_failures = update, repeats, accept_failures
         self.stdout = sys.stdout  # the real stdout, before any redirection
         self.started = time.time()
         self.results: list = []
@@ -342,6 +358,10 @@ class Application:
 
     # --- the stages -----------------------------------------------------------------------
     def run(self) -> int:
+        with _terminate_as_interrupt():
+            return self._run()
+
+    def _run(self) -> int:
         try:
             self.prepare()
         except UsageError as exc:
@@ -402,7 +422,11 @@ class Application:
             return
         try:
             self.gate = _heavy("gate").Gate(
-                self.outputs.baseline, update=self.update, repeats=self.repeats, root=self.root()
+                self.outputs.baseline,
+                update=self.update,
+                repeats=self.repeats,
+                root=self.root(),
+                accept_failures=self.accept_failures,
             )
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
@@ -440,10 +464,12 @@ class Application:
         self.results.append(result)
         render_case(self.console, result, self.view.verbosity, flow_first=self.view.command == "diagnose")
         if self._failed(result) and result.file and self.view.verbosity >= 0:
-            self.console.print(Text(f"      rerun: {self.rerun_command(result)}", style="dim"), soft_wrap=True)
+            self.console.print(
+                Text(f"      rerun: {printable(self.rerun_command(result))}", style="dim"), soft_wrap=True
+            )
             if self.gate is not None and not self.update and gate_state(result) in ("moved", "new"):
                 accept = f"{self.rerun_command(result)} --baseline {shlex.quote(str(self.outputs.baseline_shown))} --update-baseline"
-                self.console.print(Text(f"      accept: {accept}", style="dim"), soft_wrap=True)
+                self.console.print(Text(f"      accept: {printable(accept)}", style="dim"), soft_wrap=True)
         self.console.file.flush()
 
     def rerun_command(self, result) -> str:
@@ -465,6 +491,10 @@ class Application:
         return " ".join(words)
 
     def report(self) -> None:
+        with _no_interrupts():  # a second Ctrl-C or a SIGTERM while the report is written loses nothing
+            self._report()
+
+    def _report(self) -> None:
         report = Report(self.results, meta=_heavy("runner").run_meta(self.options, self.started))
         if self.interrupted:
             report.meta["interrupted"] = True
@@ -472,10 +502,27 @@ class Application:
         if self.gate is not None:
             try:
                 self.gate.finish(self.options)
-            except OSError as exc:
+            except OSError as exc:  # a baseline that could not be written is a failed run, never "wrote N"
                 self.notes.append(f"could not write the baseline {self.outputs.baseline}: {exc}")
-            if self.update:
-                self.notes.append(f"wrote {self.gate.written} case(s) to {self.outputs.baseline_shown}")
+                self.write_failed = True
+            else:
+                if self.update and self.gate.written:
+                    self.notes.append(f"wrote {self.gate.written} case(s) to {self.outputs.baseline_shown}")
+                elif self.update:
+                    self.notes.append(f"no case to record: {self.outputs.baseline_shown} was not written")
+                if self.update and self.gate.refused:
+                    self.notes.append(
+                        f"not recorded, since they fail their own checks: {', '.join(self.gate.refused[:5])}; fix them, "
+                        "or record the failure deliberately with --accept-failures"
+                    )
+        verdict_of = gate_verdict if self.gate is not None else (lambda c: c.verdict)
+        # the report files first: neither the terminal (a closed pipe) nor the plots can stop them
+        for where, text in (
+            (self.outputs.json, lambda: dumps(report)),
+            (self.outputs.junit, lambda: to_junit(report, verdict_of)),
+        ):
+            if where != "-":
+                self._write(where, text)
         if self.outputs.plot:
             self.notes += _plots(report, self.outputs.plot)
         for note in self.notes:
@@ -484,12 +531,15 @@ class Application:
             self.console.print(Text(LEGEND, style="dim"), soft_wrap=True)
         closing = flow_summary_line if self.view.command == "diagnose" else summary_line
         self.console.print(closing(report, time.time() - self.started))
-        verdict_of = gate_verdict if self.gate is not None else (lambda c: c.verdict)
-        self._write(self.outputs.json, lambda: dumps(report))
-        self._write(self.outputs.junit, lambda: to_junit(report, verdict_of))
+        for where, text in (
+            (self.outputs.json, lambda: dumps(report)),
+            (self.outputs.junit, lambda: to_junit(report, verdict_of)),
+        ):
+            if where == "-":
+                self._write(where, text)
         if self.gate is not None and not self.update:
             states = [gate_state(c) for c in report.cases]
-            counts = [f"{states.count(s)} {s}" for s in ("moved", "new", "error") if states.count(s)]
+            counts = [f"{states.count(s)} {s}" for s in ("moved", "new", "failing", "error") if states.count(s)]
             self.console.print(
                 f"gate: {states.count('matches')} of {len(states)} cases match {self.outputs.baseline_shown}"
                 + (f" ({', '.join(counts)})" if counts else ""),
@@ -518,7 +568,7 @@ class Application:
         if self.gate is not None and not self.update:
             return 0 if all(gate_verdict(c) in (Verdict.PASS, Verdict.WARN) for c in cases) else 1
         if self.update:
-            return 0 if all(c.verdict != Verdict.ERROR for c in cases) else 1
+            return 0 if all(c.verdict != Verdict.ERROR for c in cases) and not self.gate.refused else 1
         return 0 if self.report_obj.ok else 1
 
     def _usage(self, exc: Exception) -> None:
@@ -530,11 +580,54 @@ def _plots(report: Report, folder: Path) -> list[str]:
         from .render.plots import plot_case
     except ImportError:
         return ["--plot needs matplotlib: pip install 'rnncheck[plot]'"]
+    written, failed = [], []
+    for case in report.cases:
+        try:
+            written += plot_case(case, folder)
+        except ImportError:
+            return ["--plot needs matplotlib: pip install 'rnncheck[plot]'"]
+        except Exception as exc:  # a figure is the last thing written: its failure costs that figure alone
+            failed.append(f"{case.name}: {type(exc).__name__}: {str(exc)[:120]}")
+    notes = [f"wrote {len(written)} figure(s) to {folder}"]
+    if failed:
+        notes.append(f"could not draw {len(failed)} figure(s) ({'; '.join(failed[:3])}); the reports are written")
+    return notes
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a CI runner's cancel) stops the run as Ctrl-C does: what finished is reported, marked interrupted."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
     try:
-        written = [p for case in report.cases for p in plot_case(case, folder)]
-    except ImportError:
-        return ["--plot needs matplotlib: pip install 'rnncheck[plot]'"]
-    return [f"wrote {len(written)} figure(s) to {folder}"]
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _no_interrupts():
+    """Ctrl-C and SIGTERM held off while the report is written (their default comes back after)."""
+    import signal
+
+    try:
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 class _progress:
@@ -564,7 +657,8 @@ class _progress:
             if case is None:
                 self.bar.advance(task)
             else:
-                self.bar.update(task, description=f"{case}: {stage}")
+                # the user's case name, escaped and never read as rich markup ("[/bold]" would end the bar)
+                self.bar.update(task, description=Text(printable(f"{case}: {stage}")))
 
         return advance
 

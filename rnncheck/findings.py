@@ -238,20 +238,27 @@ def finite_or_none(x: float | None) -> float | None:
 
 
 def gate_state(result: CaseResult) -> str | None:
-    """``matches``, ``moved``, ``new`` (not in the baseline) or ``error``; None where no gate ran."""
+    """``matches``, ``moved``, ``new`` (not in the baseline), ``failing`` (fails its own checks, no failure
+    accepted) or ``error``; None where no gate ran."""
     checks = [c for c in result.checks if c.name == "baseline"]
     if not checks:
         return None
     kinds = {f.kind for c in checks for f in c.findings}
     if "baseline_missing" in kinds:
         return "new"
+    if kinds & {"baseline_failing", "baseline_refused"}:
+        return "failing"
     if "baseline_error" in kinds:
         return "error"
     return "moved" if any(c.verdict in (Verdict.FAIL, Verdict.ERROR) for c in checks) else "matches"
 
 
 def gate_verdict(result: CaseResult) -> str:
-    """A case passes the gate when its baseline check passes, whatever its own verdict was."""
+    """A case passes the gate when its baseline check passes.
+
+    That check fails a case that fails its own checks unless its record accepted that failure
+    (``--accept-failures``): recording a failure by accident cannot make it pass forever after.
+    """
     checks = [c for c in result.checks if c.name == "baseline"]
     if not checks:
         return result.verdict

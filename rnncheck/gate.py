@@ -52,13 +52,25 @@ def _locked(path: Path):
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file in the same folder, then rename it over ``path``: no reader sees half a file."""
+    """Write ``text`` to a temporary file in the same folder, then rename it over ``path``: no reader sees half a file.
+
+    Through a symlink, the link's target is what is replaced and the link stays; the file keeps
+    its mode (a new one gets the usual 0644 less the umask, not mkstemp's 0600).
+    """
+    path = Path(os.path.realpath(path))
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -67,9 +79,18 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class Gate:
-    def __init__(self, path: str | Path, update: bool = False, repeats: int = 3, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        update: bool = False,
+        repeats: int = 3,
+        root: Path | None = None,
+        accept_failures: bool = False,
+    ) -> None:
         self.path = Path(path).absolute()
         self.update = update
+        self.accept_failures = accept_failures
+        self.refused: list[str] = []  # failing cases an update did not record
         self.repeats = max(1, repeats)
         self.root = root
         if self.path.exists():
@@ -104,12 +125,32 @@ class Gate:
             )
             result.verdict = Verdict.ERROR
             return result
+        failing = result.verdict == Verdict.FAIL
+        if self.update and failing and not self.accept_failures:
+            self.refused.append(cid)
+            result.checks.append(
+                CheckResult(
+                    "baseline",
+                    Verdict.FAIL,
+                    [
+                        Finding(
+                            "baseline_refused",
+                            Verdict.FAIL,
+                            f"not recorded in {self.path.name}: the case fails its own checks, and a recorded failure "
+                            "would pass the gate from then on; fix it, or record it deliberately with --accept-failures",
+                        )
+                    ],
+                )
+            )
+            return result
         if self.update:
             prints = [result.fingerprint] + [verify_case(item, options).fingerprint for _ in range(self.repeats - 1)]
             prints = [p for p in prints if p is not None]
             record = dict(result.fingerprint)
             record["spread"] = spread(prints) if len(prints) > 1 else {}
             record["repeats"] = len(prints)
+            if failing:  # recorded on purpose: the gate lets this failure through while it stays as it is
+                record["accepted_failure"] = True
             self.recorded[cid] = record
             self.written += 1
             result.checks.append(
@@ -121,6 +162,17 @@ class Gate:
             )
             return result
         check = gate_check(cid, self.baseline, result.fingerprint, self.meta_now, settings_of(options))
+        stored = self.baseline.cases.get(cid) or {}
+        if failing and check.verdict in (Verdict.PASS, Verdict.WARN) and not stored.get("accepted_failure"):
+            check.findings.append(
+                Finding(
+                    "baseline_failing",
+                    Verdict.FAIL,
+                    "the case fails its own checks, and the baseline did not accept that failure "
+                    "(record it with --accept-failures if it is meant, e.g. an example of a bug)",
+                )
+            )
+            check.verdict = Verdict.FAIL
         result.checks.append(check)
         result.gate = check.verdict  # type: ignore[attr-defined]
         return result

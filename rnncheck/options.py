@@ -14,6 +14,10 @@ DTYPES = ("float32", "float64", "bfloat16", "float16")
 FLOW_VERDICTS = ("exploding", "vanishing", "nonfinite")
 
 
+#: the shortest hard limit that means anything: a case cannot be set up in less
+MIN_TIMEOUT = 0.01
+
+
 @dataclass
 class Options:
     """How rnncheck checks a case.  The command line, the pytest marker and the API all fill this."""
@@ -70,6 +74,10 @@ class Options:
                 raise ValueError(f"{key} must be a positive number of seconds (or None for no limit), got {value!r}")
             if math.isinf(value):
                 setattr(self, key, None)  # inf: no limit
+            elif key == "timeout" and value < MIN_TIMEOUT:
+                raise ValueError(
+                    f"timeout must be at least {MIN_TIMEOUT} s (a case cannot even start in less), got {value!r}"
+                )
         if self.horizon is not None and (
             isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1
         ):

@@ -22,6 +22,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _stem(case: CaseResult) -> str:
+    """``m-case``, with the case's folder in it (``models_a_m-case``) when the file is not in the working directory:
+    two same-named cases in different folders never overwrite each other's figures."""
+    if not case.file:
+        return case.name
+    from ..ids import case_id
+
+    path = case_id(case).rsplit("::", 1)[0].removesuffix(".py")
+    return f"{path.replace('/', '_').lstrip('._')}-{case.name}"
+
+
 def plot_case(case: CaseResult, folder: Path) -> list[Path]:
     """Write the case's figures into ``folder``; return their paths (none if nothing was measured)."""
     import matplotlib
@@ -34,7 +45,7 @@ def plot_case(case: CaseResult, folder: Path) -> list[Path]:
     if not layers:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    stem = _safe(f"{Path(case.file).stem}-{case.name}" if case.file else case.name)
+    stem = _safe(_stem(case))
     written = []
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))

@@ -21,9 +21,73 @@ STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red"
 MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
 
+#: what a stream that cannot encode them (PYTHONIOENCODING=ascii, an old Windows console) gets instead
+ASCII_FALLBACK = {
+    "ρ̂": "rho", "ρ": "rho", "τ": "tau", "ε": "eps", "λ": "lambda", "σ": "sigma", "∂": "d", "‖": "||",
+    "—": "-", "–": "-", "−": "-", "…": "...", "×": "x", "≥": ">=", "≤": "<=", "±": "+/-", "⊙": "*", "ᵀ": "^T",
+    "→": "->", "≈": "~", "·": "*", "√": "sqrt", "²": "^2", "─": "-", "│": "|", "▁": "_", "▂": ".", "▃": "-",
+    "▄": "~", "▅": "=", "▆": "+", "▇": "*", "█": "#", "⁻": "-", "¹": "1", "³": "3", "⁴": "4",
+}  # fmt: skip
+
+
+def ascii_fallback(text: str) -> str:
+    for char, plain in ASCII_FALLBACK.items():
+        text = text.replace(char, plain)
+    return text.encode("ascii", errors="replace").decode("ascii")
+
+
+class SafeStream:
+    """The terminal's stream, made safe for the report: a closed pipe (``rnncheck verify … | head -1``) stops
+    the printing, never the report files or the exit code; characters the stream cannot encode get ASCII
+    stand-ins instead of a UnicodeEncodeError after every case has passed."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            try:
+                return self.stream.write(text)
+            except UnicodeEncodeError:
+                return self.stream.write(ascii_fallback(text))
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) and exc.errno not in (32, None):
+                raise
+            self._close()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            self._close()
+
+    def _close(self) -> None:
+        """The reader is gone: no more output, and no error at exit when Python flushes stdout."""
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def isatty(self) -> bool:
+        return hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def make_console(stream=None, no_color: bool = False) -> Console:
     """A console on ``stream`` (stdout): rich in a terminal, plain text elsewhere, with NO_COLOR or ``no_color``."""
     stream = stream or sys.stdout
+    if stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        stream = SafeStream(stream)
     tty = hasattr(stream, "isatty") and stream.isatty()
     plain = not tty or bool(os.environ.get("NO_COLOR")) or no_color
     console = Console(
@@ -136,7 +200,8 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
     head = Text()
     mark, style = headline(case, flow_first)
     head.append(f"{mark:5} ", style=f"bold {style}")
-    head.append(f"{case.file}::{case.name}" if case.file else case.name, style="bold")
+    # a case name is the user's text: a newline, an ANSI code or rich markup in it is shown, never obeyed
+    head.append(printable(f"{case.file}::{case.name}" if case.file else case.name), style="bold")
     head.append(f"  ({case.seconds:.2f} s, {evals} evaluations)", style="dim")
     state = gate_state(case)
     if state is not None:
