@@ -15,6 +15,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# the model-file decorator and record() load no torch, and are bound here once: a model file that drops
+# rnncheck's modules from sys.modules cannot make a later file register its cases into a second copy
+from .collect import case  # noqa: E402
+from .recording import record  # noqa: E402
+
 #: the public names, each imported from its module on first use: ``import rnncheck`` (and the command's
 #: --help and --version) does not import torch until a name that needs it is used
 _LAZY = {
@@ -28,8 +33,6 @@ _LAZY = {
     "Verdict": ".findings",
     "Options": ".options",
     "Tolerances": ".tolerances",
-    "record": ".recording",
-    "case": ".collect",
     "CellCase": ".cases.cell_case",
     "NumpyCase": ".cases.numpy_case",
     "TorchCase": ".cases.torch_case",
@@ -81,3 +84,6 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted({*__all__, "case", "record"})

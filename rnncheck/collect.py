@@ -64,15 +64,62 @@ SKIPPED_DIRS = {"site-packages", "dist-packages", "node_modules", "__pycache__",
 
 
 def looks_like_model_file(path: Path) -> bool:
-    """A file a folder run imports: it marks cases (``rnncheck.case`` or ``@case``), as the pytest plugin asks too.
+    """A file a folder run imports: it marks cases, as the pytest plugin asks too (:func:`marks_cases`).
 
-    A file that cannot be read is let through, so that loading it says why.
+    A file that cannot be read or parsed, and names rnncheck, is let through, so that loading it says why.
     """
     try:
         text = path.read_bytes()
     except OSError:
         return True
-    return b"rnncheck.case" in text or b"@case" in text
+    return marks_cases(text) is not None
+
+
+def marks_cases(source: bytes | str) -> int | None:
+    """The line of the first use of ``rnncheck.case`` in ``source`` (a decorator or a call), or None.
+
+    Decided from the syntax tree, through the names the file imports it under (``import rnncheck
+    as rc`` then ``@rc.case``; ``from rnncheck import case as mark`` then ``@mark``): a comment
+    about ``@casefold`` or a decorator ``@case_insensitive`` marks nothing.
+    """
+    import ast
+
+    if (b"rnncheck" if isinstance(source, bytes) else "rnncheck") not in source:
+        return None
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return 1  # not Python as it stands, yet it names rnncheck: loading it will say what is wrong
+    modules, names = {"rnncheck"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname or a.name for a in node.names if a.name == "rnncheck"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "rnncheck":
+            names |= {a.asname or a.name for a in node.names if a.name == "case"}
+    for node in ast.walk(tree):
+        target = node.func if isinstance(node, ast.Call) else node
+        if isinstance(target, ast.Attribute) and target.attr == "case":
+            if isinstance(target.value, ast.Name) and target.value.id in modules:
+                return node.lineno
+        elif isinstance(target, ast.Name) and target.id in names and isinstance(node, ast.Call | ast.Name):
+            if _decorates_or_calls(tree, target):
+                return node.lineno
+    return None
+
+
+def _decorates_or_calls(tree, name) -> bool:
+    """``name`` (imported as rnncheck's case) is used as a decorator or called, not merely mentioned."""
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for dec in node.decorator_list:
+                core = dec.func if isinstance(dec, ast.Call) else dec
+                if isinstance(core, ast.Name) and core.id == name.id:
+                    return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name.id:
+            return True
+    return False
 
 
 def _walk(root: Path, problems: list[FileProblem]) -> list[Path]:
@@ -280,6 +327,14 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
     for c in found:
         c.file = str(path)
     if not found:
+        line = marks_cases(path.read_bytes()) if path.exists() else None
+        if line is not None:  # it marks cases, yet none arrived: the file broke rnncheck's own state as it loaded
+            return [], FileProblem(
+                str(path),
+                f"marks cases (line {line}) but none was collected: something in the file replaced rnncheck's "
+                "modules or its case decorator as it loaded (sys.modules, rnncheck.case); leave them as they are",
+                True,
+            )
         return [], FileProblem(str(path), "no cases found: mark a function with @rnncheck.case", False)
     return _unique_names(found, path), None
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -59,7 +60,10 @@ def exit_message(what: str, exc: SystemExit, user_file: str | None = None) -> st
 def call_user(what: str, fn, *args, user_file: str | None = None, **kwargs):
     """Call the user's ``fn``; an exception or ``sys.exit`` becomes a :class:`UserCodeError` naming ``what``."""
     try:
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            exit_if_forked()
     except CaseError:
         raise
     except CaseTimeout as exc:
@@ -130,6 +134,8 @@ class GlobalState:
     grad_enabled: bool
     anomaly: tuple[bool, bool]
     threads: int
+    modules: dict = field(default_factory=dict)  # rnncheck's own modules, as sys.modules held them
+    attributes: dict = field(default_factory=dict)  # (module name, attribute) -> object, of torch & co.
     changed: list[str] = field(default_factory=list)
 
     @classmethod
@@ -149,6 +155,8 @@ class GlobalState:
             grad_enabled=torch.is_grad_enabled(),
             anomaly=(torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
             threads=torch.get_num_threads(),
+            modules={k: v for k, v in sys.modules.items() if k == "rnncheck" or k.startswith("rnncheck.")},
+            attributes=_library_attributes(),
         )
 
     def restore(self, threads: bool = True) -> list[str]:
@@ -182,7 +190,42 @@ class GlobalState:
         random.setstate(self.python_rng)
         if threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
+        gone = [k for k, v in self.modules.items() if sys.modules.get(k) is not v]
+        if gone:  # a file that deleted or replaced rnncheck's modules cannot take the next file's cases with it
+            changed.append(f"sys.modules' rnncheck entries ({', '.join(sorted(gone)[:3])})")
+            sys.modules.update(self.modules)
+        moved = [(m, a) for (m, a), obj in self.attributes.items() if getattr(sys.modules.get(m), a, obj) is not obj]
+        for m, a in moved:  # torch.tanh = torch.relu left behind must not reach another case
+            setattr(sys.modules[m], a, self.attributes[(m, a)])
+        if moved:
+            changed.append(", ".join(f"{m}.{a}" for m, a in moved[:4]) + (" …" if len(moved) > 4 else ""))
         return changed
+
+
+#: library modules whose attributes a case must not leave changed for the next one
+GUARDED_MODULES = ("rnncheck", "torch", "torch.nn.functional", "torch.nn", "torch.linalg", "numpy", "math")
+
+
+def _library_attributes() -> dict:
+    out = {}
+    for name in GUARDED_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for attr, obj in vars(module).items():
+            if not attr.startswith("__"):
+                out[(name, attr)] = obj
+    return out
+
+
+#: the process rnncheck runs in: a fork the user's code makes must not go on to run rnncheck's own code
+_PID = os.getpid()
+
+
+def exit_if_forked() -> None:
+    """In a child the user's code forked: end it here, silently, so that no case or summary prints twice."""
+    if os.getpid() != _PID:
+        os._exit(0)
 
 
 @contextmanager
@@ -193,4 +236,5 @@ def case_guard(timeout: float | None = None, keep_threads: bool = False) -> Iter
         with _Alarm(timeout):
             yield state
     finally:
+        exit_if_forked()
         state.changed = state.restore(threads=not keep_threads)
