@@ -259,35 +259,38 @@ def _forward_of(runner, seqs: _Sequences, replaced: dict, which: str = "referenc
 
 def _shifted_inputs(runner, seqs: _Sequences, c, C, before: float, time_dim: int) -> list[Finding]:
     """An input applied one step early or late: the reference, run with it shifted, reproduces the candidate."""
-    found = []
+    for name, shift, moved in _shifts(seqs, time_dim):
+        outs = _forward_of(runner, seqs, {name: moved})
+        if outs is None or c.key not in outs:
+            continue
+        Rs = _along(outs[c.key], time_dim)
+        # an early shift leaves the last step to the fill; a late one may carry the fill forward
+        span = slice(0, -1) if shift == 1 else slice(0, None)
+        if not _verified(C[span], Rs[span], c, _rel(C[span], _along(c.ref, time_dim)[span])):
+            continue
+        label = seqs.label(name)
+        when = f"early: step t uses {label}[t+1]" if shift == 1 else f"late: step t uses {label}[t−1]"
+        return [
+            _hint(
+                f"{label} is applied one step {when} (for a decay or a gate: applied at the wrong step, a "
+                f"segment-sum mask off by one diagonal); verified: the reference run with {label} shifted "
+                f"reproduces {c.label}",
+                c,
+                input=name,
+                shift=shift,
+            )
+        ]
+    return []
+
+
+def _shifts(seqs: _Sequences, time_dim: int):
+    """``(name, shift, moved)``: each sequence input one step early (+1) or late (−1), every fill tried."""
     for name, X in seqs.sequences.items():
         Xt = _along(X, time_dim)
         for shift in (1, -1):
             for fill in _fills(Xt, shift):
                 moved = torch.cat([Xt[1:], fill]) if shift == 1 else torch.cat([fill, Xt[:-1]])
-                outs = _forward_of(runner, seqs, {name: moved.movedim(0, time_dim)})
-                if outs is None or c.key not in outs:
-                    continue
-                Rs = _along(outs[c.key], time_dim)
-                # an early shift leaves the last step to the fill; a late one may carry the fill forward
-                span = slice(0, -1) if shift == 1 else slice(0, None)
-                if _verified(C[span], Rs[span], c, _rel(C[span], _along(c.ref, time_dim)[span])):
-                    when = "early: step t uses" if shift == 1 else "late: step t uses"
-                    index = "t+1" if shift == 1 else "t−1"
-                    found.append(
-                        _hint(
-                            f"{seqs.label(name)} is applied one step {when} {seqs.label(name)}[{index}] (for a decay or a gate: applied at "
-                            f"the wrong step, a segment-sum mask off by one diagonal); verified: the reference run "
-                            f"with {seqs.label(name)} shifted reproduces {c.label}",
-                            c,
-                            input=name,
-                            shift=shift,
-                        )
-                    )
-                    break
-            if found:
-                return found
-    return found
+                yield name, shift, moved.movedim(0, time_dim)
 
 
 def _fills(Xt: torch.Tensor, shift: int) -> list[torch.Tensor]:
@@ -385,42 +388,36 @@ def _backward_shifted_inputs(target, runner, failing, time_dim: int) -> list[Fin
     T = failing[0].ref.shape[time_dim]
     step_shape = tuple(s for i, s in enumerate(failing[0].ref.shape) if i != time_dim)
     seqs = _Sequences(target, time_dim, T, step_shape)
-    for name, X in seqs.sequences.items():
-        Xt = _along(X, time_dim)
-        for shift in (1, -1):
-            for fill in _fills(Xt, shift):
-                moved = torch.cat([Xt[1:], fill]) if shift == 1 else torch.cat([fill, Xt[:-1]])
-                side = _rerun(runner, seqs, {name: moved.movedim(0, time_dim)})
-                if side is None:
-                    continue
-                span = slice(1, -1)  # the boundary steps depend on the fill
-                matched = [
-                    c
-                    for c in failing
-                    if c.key in side.grads
-                    and _verified(
-                        _along(c.cand, time_dim)[span],
-                        _along(side.grads[c.key], time_dim)[span],
-                        c,
-                        _rel(_along(c.cand, time_dim)[span], _along(c.ref, time_dim)[span]),
-                    )
-                ]
-                if matched:
-                    names = ", ".join(c.key for c in matched)
-                    when = (
-                        "early (step t uses " + f"{seqs.label(name)}[t+1])"
-                        if shift == 1
-                        else "late (step t uses " + f"{seqs.label(name)}[t−1])"
-                    )
-                    return [
-                        _hint(
-                            f"the backward applies {seqs.label(name)} one step {when}: the gradient of {names} equals the "
-                            f"reference's with {seqs.label(name)} shifted (a reverse scan that misses, or doubles, its one-step "
-                            f"shift, as λ_t = g_t + a_(t+1) λ_(t+1) needs a_(t+1)); verified",
-                            matched[0],
-                            input=name,
-                            shift=shift,
-                            tensors=[c.key for c in matched],
-                        )
-                    ]
+    for name, shift, moved in _shifts(seqs, time_dim):
+        side = _rerun(runner, seqs, {name: moved})
+        if side is None:
+            continue
+        span = slice(1, -1)  # the boundary steps depend on the fill
+        matched = [
+            c
+            for c in failing
+            if c.key in side.grads
+            and _verified(
+                _along(c.cand, time_dim)[span],
+                _along(side.grads[c.key], time_dim)[span],
+                c,
+                _rel(_along(c.cand, time_dim)[span], _along(c.ref, time_dim)[span]),
+            )
+        ]
+        if not matched:
+            continue
+        label = seqs.label(name)
+        names = ", ".join(c.key for c in matched)
+        when = f"early (step t uses {label}[t+1])" if shift == 1 else f"late (step t uses {label}[t−1])"
+        return [
+            _hint(
+                f"the backward applies {label} one step {when}: the gradient of {names} equals the reference's "
+                f"with {label} shifted (a reverse scan that misses, or doubles, its one-step shift, as "
+                "λ_t = g_t + a_(t+1) λ_(t+1) needs a_(t+1)); verified",
+                matched[0],
+                input=name,
+                shift=shift,
+                tensors=[c.key for c in matched],
+            )
+        ]
     return []
