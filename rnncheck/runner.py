@@ -134,6 +134,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 if not check.applies(ctx):
                     continue
                 clock.stage = check.stage
+                began = time.perf_counter()
                 try:
                     outcome = check.run(target, ctx)
                 except (BudgetExceeded, CaseTimeout):
@@ -141,8 +142,10 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 except Exception as exc:  # one check's failure is that check's error, never the others'
                     outcome = _check_error(check, exc, options.debug, file)
                 if outcome is not None:
+                    outcome.numbers["seconds"] = time.perf_counter() - began  # where the time went (-v)
                     ctx.results.append(outcome)
                     result.checks.append(outcome)
+            result.unit_seconds = ctx.call_seconds  # one call of the user's gradient: a forward and a backward
             if ctx.diagnostics is not None:
                 result.diagnostics = ctx.diagnostics
             gradient = ctx.result("gradient")

@@ -133,6 +133,22 @@ def _shorten(name: str, width: int) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
+def _time_shares(case: CaseResult) -> str:
+    """``-v``: each check's time, in seconds and in units of one forward+backward of the model."""
+    unit = case.unit_seconds or 0.0
+    parts = []
+    for c in case.checks:
+        seconds = c.numbers.get("seconds")
+        if seconds is None:
+            continue
+        units = f" = {seconds / unit:.1f} units" if unit > 0 else ""
+        parts.append(f"{c.name} {seconds:.3f} s{units}")
+    if not parts:
+        return ""
+    unit_text = f"; one forward+backward {unit * 1e3:.1f} ms" if unit > 0 else ""
+    return "time: " + ", ".join(parts) + unit_text
+
+
 def case_table(case: CaseResult, plain: bool, width: int | None = None) -> Table | None:
     """The per-tensor table.  At ``width`` below :data:`NARROW` the numbers keep their columns whole: the
     worst entry is left to the finding lines and tensor names are shortened from the front."""
@@ -215,6 +231,9 @@ def render_case(console: Console, case: CaseResult, verbosity: int = 0, flow_fir
         console.print(head, soft_wrap=True)
         return
     console.print(head)
+    shares = _time_shares(case) if verbosity > 0 else ""
+    if shares:
+        console.print(Text(f"      {shares}", style="dim"), soft_wrap=True)
     if case.error:
         console.print(Text(f"      {printable(case.error)}", style=STYLE["error"]), soft_wrap=plain)
         if case.traceback:

@@ -50,3 +50,16 @@ def test_each_passing_row_shows_its_own_numbers():
     errors = {(r.error, r.tolerance) for r in gradient.tensors}
     assert len(errors) > 1  # not the case's worst repeated in every row
     assert all(r.error <= r.tolerance for r in gradient.tensors)
+
+
+def test_verbose_output_says_where_the_time_went_in_units_of_one_forward_and_backward():
+    from click.testing import CliRunner
+    from helpers import EXAMPLES
+
+    from rnncheck import main
+
+    out = CliRunner().invoke(main, ["verify", str(EXAMPLES / "lstm_module.py"), "-v", "--no-color"]).output
+    line = next(s for s in out.splitlines() if s.strip().startswith("time: "))
+    for check in ("sanity", "gradient", "reference", "flow"):
+        assert re.search(rf"{check} \d+\.\d+ s = \d+\.\d units", line), line
+    assert "one forward+backward" in line
