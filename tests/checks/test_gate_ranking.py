@@ -56,3 +56,17 @@ def test_an_error_upstream_of_the_gates_is_not_pinned_on_one_gate(tmp_path):
     (case,) = json.loads(out.read_text())["cases"]
     messages = [f["message"] for f in case["findings"] if f["kind"] == "mismatch"]
     assert messages and all("no one gate accounting for it" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_GATE))
+def test_the_gate_named_is_the_wrong_one_at_every_seed(name):
+    import rnncheck
+
+    models = load_module(MODELS / "gate_bugs.py")
+    for seed in range(10):  # the blocks' own errors come from random probes: the ranking must not depend on them
+        result = rnncheck.verify_case(
+            models._case(name), rnncheck.Options(seed=seed, diagnostics=False, reference=False)
+        )
+        mismatches = [f for f in result.findings if f.kind == "mismatch"]
+        assert mismatches and all(f.location["gate"] == EXPECTED_GATE[name] for f in mismatches), seed
+        assert all(f"the {EXPECTED_GATE[name]} gate's gradient is wrong" in f.message for f in mismatches), seed
