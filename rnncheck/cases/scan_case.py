@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import CaseError
 from ..recording import record
-from .torch_case import TorchCase
+from .torch_case import TorchCase, positional_inputs
 
 
 def _argument_names(fn: Callable, count: int) -> list[str]:
@@ -99,14 +99,9 @@ class FunctionCase(TorchCase):
         time_dim: int = 1,
         decay: str | None = None,
     ) -> None:
-        if not callable(fn) or isinstance(fn, nn.Module) and not callable(getattr(fn, "forward", None)):
+        if not callable(fn):
             raise CaseError(f"FunctionCase needs a function of tensors, got {type(fn).__name__}")
-        if isinstance(inputs, torch.Tensor):
-            inputs = (inputs,)
-        if not isinstance(inputs, tuple | list):
-            raise CaseError(
-                f"FunctionCase inputs must be a tuple of the function's arguments, got {type(inputs).__name__}"
-            )
+        inputs = positional_inputs(inputs, "FunctionCase inputs must be a tuple of the function's arguments")
         if reference is not None and not callable(reference):
             raise CaseError(f"FunctionCase reference= takes a function like fn, got {type(reference).__name__}")
         if not isinstance(time_dim, int) or isinstance(time_dim, bool):

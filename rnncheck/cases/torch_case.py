@@ -54,12 +54,7 @@ class TorchCase(Case):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise CaseError(f"TorchCase needs a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(inputs, torch.Tensor):
-            inputs = (inputs,)
-        if not isinstance(inputs, tuple | list):
-            raise CaseError(
-                f"TorchCase inputs must be a tuple of the model's positional inputs, got {type(inputs).__name__}"
-            )
+        inputs = positional_inputs(inputs, "TorchCase inputs must be a tuple of the model's positional inputs")
         if loss is not None and not callable(loss):
             raise CaseError("TorchCase loss must be a function of the model's output")
         self.model = model
@@ -84,6 +79,15 @@ class TorchCase(Case):
 
 
 # --- nested inputs and outputs ------------------------------------------------------------
+
+
+def positional_inputs(inputs, message: str) -> tuple:
+    """A case's positional inputs as a tuple (one tensor alone is one input); anything else is ``message``."""
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    if not isinstance(inputs, tuple | list):
+        raise CaseError(f"{message}, got {type(inputs).__name__}")
+    return tuple(inputs)
 
 
 def _leaves(obj, path: str):

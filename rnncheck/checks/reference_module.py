@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from ..cases.torch_case import _common_dtype
 from ..errors import CaseError, UserCodeError
 from ..findings import CheckResult, Finding, Verdict, worst
 from ..tolerances import current as tolerances
@@ -97,7 +98,7 @@ class Runner:
 
     def __init__(self, target, naive, pairs: dict[str, str]) -> None:
         self.target, self.naive, self.pairs = target, naive, pairs
-        self.dtype = _common(target.leaf_dtypes.values())
+        self.dtype = _common_dtype(target.saved.values())
 
     def module(self, which: str, dtype: torch.dtype | None) -> torch.nn.Module:
         module = self.target.model if which == "candidate" else self.naive
@@ -153,14 +154,6 @@ class Runner:
     def rerun(self, which: str, params: dict, inputs: dict, forward_only: bool = False) -> Side:
         """One implementation in float64 with some parameters (case names) or inputs (paths) replaced."""
         return self.run(which, torch.float64, inputs=inputs, params=params, forward_only=forward_only)
-
-
-def _common(dtypes) -> torch.dtype:
-    dtypes = set(dtypes)
-    for d in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
-        if d in dtypes:
-            return d
-    return torch.float64
 
 
 @dataclass
@@ -258,7 +251,7 @@ class Compared:
 
     @property
     def ratio(self) -> float:
-        return self.error / (self.allowed / tolerances().module_factor) if self.allowed > 0 else float("inf")
+        return self.error / self.own if self.own > 0 else float("inf")  # allowed = module_factor · own
 
     @property
     def fails(self) -> bool:

@@ -195,7 +195,7 @@ def _forward_hints(target, runner, c, time_dim: int) -> list[Finding]:
     if findings and findings[0].numbers.get("first_step") == 0:
         findings += _initial_state(runner, seqs, c, time_dim)
     if len(findings) == 1:
-        findings += _shifted_inputs(runner, seqs, c, C, before, time_dim)
+        findings += _shifted_inputs(runner, seqs, c, C, time_dim)
     if len(findings) == 1:
         findings += _chunks(runner, seqs, c, C, findings[0], time_dim)
     return findings
@@ -257,7 +257,7 @@ def _forward_of(runner, seqs: _Sequences, replaced: dict, which: str = "referenc
     return None if side is None else side.outs
 
 
-def _shifted_inputs(runner, seqs: _Sequences, c, C, before: float, time_dim: int) -> list[Finding]:
+def _shifted_inputs(runner, seqs: _Sequences, c, C, time_dim: int) -> list[Finding]:
     """An input applied one step early or late: the reference, run with it shifted, reproduces the candidate."""
     for name, shift, moved in _shifts(seqs, time_dim):
         outs = _forward_of(runner, seqs, {name: moved})
