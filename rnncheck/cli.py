@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 import time
@@ -12,7 +13,7 @@ import click
 from click.core import ParameterSource
 from rich.text import Text
 
-from . import __version__
+from . import __version__, zygote
 from .collect import collect, keyword_matcher
 from .errors import NoneSelected, UsageError
 from .findings import Report, Verdict, gate_state, gate_verdict
@@ -146,6 +147,25 @@ def _options_for(command: str):
             click.option("-q", "--quiet", count=True, help="One line per case, then the summary."),
             click.option("-v", "--verbose", count=True, help="Also every probe and the error model's numbers."),
             click.option("--no-color", is_flag=True, help="Plain text even in a terminal (as NO_COLOR=1)."),
+            click.option(
+                "-n",
+                "--workers",
+                "workers",
+                default="1",
+                show_default=True,
+                metavar="N|auto",
+                envvar="RNNCHECK_WORKERS",
+                callback=_workers,
+                help="Worker processes checking cases at once ('auto': one per core). Results print as they finish; "
+                "the reports keep the order of a serial run. [env RNNCHECK_WORKERS]",
+            ),
+            click.option(
+                "--in-process",
+                is_flag=True,
+                envvar="RNNCHECK_IN_PROCESS",
+                help="Run the user's code in rnncheck's own process, for a debugger: not isolated, so a segfault, "
+                "os._exit or a stuck C call in it ends the run. [env RNNCHECK_IN_PROCESS]",
+            ),
         ]
         for deco in reversed(decorators):
             f = deco(f)
@@ -154,12 +174,34 @@ def _options_for(command: str):
     return decorate
 
 
-class View:
-    """How the run is shown: everything that is the command line's alone, not a check's option."""
+def _workers(ctx, param, value) -> int:
+    """``-n``: a number of workers from 1 up, or ``auto`` for one per core."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return max(1, os.cpu_count() or 1)
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise click.BadParameter(f"takes a number of workers (1 or more) or 'auto', got {value!r}")
 
-    def __init__(self, command="verify", collect_only=False, exitfirst=False, verbosity=0, no_color=False) -> None:
+
+class View:
+    """How the run is shown and run: everything that is the command line's alone, not a check's option."""
+
+    def __init__(
+        self,
+        command="verify",
+        collect_only=False,
+        exitfirst=False,
+        verbosity=0,
+        no_color=False,
+        workers=1,
+        in_process=True,
+    ) -> None:
         self.command, self.collect_only, self.exitfirst = command, collect_only, exitfirst
         self.verbosity, self.no_color = verbosity, no_color
+        self.workers, self.in_process = workers, in_process
 
 
 def _view(values: dict, command: str) -> View:
@@ -169,6 +211,8 @@ def _view(values: dict, command: str) -> View:
         values["exitfirst"],
         values["verbose"] - values["quiet"],
         values["no_color"],
+        workers=values["workers"],
+        in_process=values["in_process"],
     )
 
 
@@ -355,6 +399,9 @@ class Application:
         self.notes: list[str] = []
         self.interrupted = False
         self.gate = None
+        self.advance = self.refresh = lambda *a: None
+        self.order: dict[int, int] = {}  # result -> its place in a serial run, where workers finish out of order
+        self.done = self.stopped_early = 0
 
     # --- the stages -----------------------------------------------------------------------
     def run(self) -> int:
@@ -386,6 +433,8 @@ class Application:
         return self.exit_code()
 
     def prepare(self) -> None:
+        if self.isolated:
+            zygote.server()  # the fork server imports torch while this process does the same
         self.outputs = self.make_outputs()
         _check_device(self.options.device)
         self.match = keyword_matcher(self.keyword) if self.keyword else (lambda s: True)
@@ -395,7 +444,10 @@ class Application:
     def collect(self) -> list:
         # the runner (and the thread policy, which notes torch's thread count as it loads) before any model file
         _heavy("runner")
-        cases, problems = collect(self.paths, self.options.timeout)
+        if self.isolated:
+            cases, problems = self._collect_in_workers()
+        else:
+            cases, problems = collect(self.paths, self.options.timeout)
         selected = [c for c in cases if self.match(c.name)]
         self.notes += [f"{p.file}: {p.message}" for p in problems if not p.fatal]
         errors = [_heavy("runner").error_result(Path(p.file).name, p.file, p.message) for p in problems if p.fatal]
@@ -408,6 +460,36 @@ class Application:
         for result in errors:
             self._finished(result)
         return selected
+
+    @property
+    def isolated(self) -> bool:
+        """Cases run in worker processes: the default wherever the platform can start them."""
+        return not self.view.in_process and zygote.available()
+
+    def _supervisor(self):
+        return _heavy("workers").Supervisor(
+            self.options,
+            workers=self.view.workers,
+            gate=self.gate,
+            stdout_taken=self.outputs.stdout_taken,
+            on_stage=lambda case, stage: self.advance(case, stage),
+            on_tick=lambda: self.refresh(),
+        )
+
+    def _collect_in_workers(self) -> tuple[list, list]:
+        """Every model file imported in a worker: the parent never runs user code, not even an import."""
+        plan = _heavy("collect").plan(self.paths)
+        supervisor = self._supervisor()
+        try:
+            found = supervisor.collect(plan.files)
+        finally:
+            supervisor.close()
+        cases, problems = [], list(plan.problems)
+        for path, (defs, problem) in zip(plan.files, found, strict=True):
+            cases += plan.choose(path, defs, problem)
+            if problem is not None:
+                problems.append(problem)
+        return cases, problems
 
     def list_cases(self, selected) -> int:
         """``--collect-only``: the ids, one per line, and nothing built or run."""
@@ -436,24 +518,51 @@ class Application:
         return id_root(self.paths)
 
     def run_cases(self, selected: list) -> None:
-        with _progress(self.console, len(selected)) as advance:
-            for c in selected:
-                try:
-                    if self.gate is not None:
-                        result = self.gate.run(c, self.options, advance)
-                    else:
-                        result = _heavy("runner").verify_case(c, self.options, progress=advance)
-                except KeyboardInterrupt:
-                    self.interrupted = True
-                    break
-                self._finished(result)
-                advance(None, None)
-                if self.view.exitfirst and self._failed(result):
-                    left = len(selected) - selected.index(c) - 1
-                    if left:
-                        self.notes.append(f"stopped after the first failing case (-x): {left} case(s) not run")
-                    break
         self.selected = len(selected)
+        with _progress(self.console, len(selected), auto_refresh=not self.isolated) as bar:
+            self.advance, self.refresh = bar.advance, bar.refresh
+            try:
+                if self.isolated:
+                    self._run_in_workers(selected)
+                else:
+                    self._run_in_process(selected)
+            except KeyboardInterrupt:
+                self.interrupted = True
+        if self.stopped_early:
+            self.notes.append(f"stopped after the first failing case (-x): {self.stopped_early} case(s) not run")
+
+    def _run_in_process(self, selected: list) -> None:
+        for c in selected:
+            if self.gate is not None:
+                result = self.gate.run(c, self.options, self.advance)
+            else:
+                result = _heavy("runner").verify_case(c, self.options, progress=self.advance)
+            if not self._case_done(result, len(selected)):
+                return
+
+    def _run_in_workers(self, selected: list) -> None:
+        """Each file's cases in its own worker; the reports keep the serial order whatever order they finish in."""
+        files: dict[str, list[str]] = {}
+        for c in selected:
+            files.setdefault(c.file, []).append(c.name)
+        position = {(c.file, c.name): k for k, c in enumerate(selected)}
+        groups = list(files.items())
+
+        def on_result(index: int, name: str, result) -> bool:
+            self.order[id(result)] = position.get((groups[index][0], name), len(position))
+            return self._case_done(result, len(selected))
+
+        self._supervisor().run(groups, on_result)
+
+    def _case_done(self, result, total: int) -> bool:
+        """Show a finished case and keep it; False when -x says stop here."""
+        self._finished(result)
+        self.advance(None, None)
+        self.done += 1
+        if self.view.exitfirst and self._failed(result):
+            self.stopped_early = total - self.done
+            return False
+        return True
 
     def _failed(self, result) -> bool:
         verdict = gate_verdict(result) if self.gate is not None and not self.update else result.verdict
@@ -495,7 +604,11 @@ class Application:
             self._report()
 
     def _report(self) -> None:
-        report = Report(self.results, meta=_heavy("runner").run_meta(self.options, self.started))
+        files_first = [r for r in self.results if id(r) not in self.order]  # files that failed to import
+        ordered = files_first + sorted(
+            (r for r in self.results if id(r) in self.order), key=lambda r: self.order[id(r)]
+        )
+        report = Report(ordered, meta=_heavy("runner").run_meta(self.options, self.started))
         if self.interrupted:
             report.meta["interrupted"] = True
             self.notes.append(f"interrupted: {len(self.results)} result(s) reported, the rest did not run")
@@ -631,14 +744,20 @@ def _no_interrupts():
 
 
 class _progress:
-    """A transient progress bar in a terminal; nothing elsewhere."""
+    """A transient progress bar in a terminal; nothing elsewhere.
 
-    def __init__(self, console, total: int) -> None:
+    With workers the supervisor's loop calls ``refresh`` a few times a second, so that no thread
+    of rnncheck's own runs beside a fork (``auto_refresh=False``).
+    """
+
+    def __init__(self, console, total: int, auto_refresh: bool = True) -> None:
         self.console, self.total, self.bar = console, total, None
+        self.auto_refresh = auto_refresh
+        self.advance = self.refresh = lambda *a: None
 
     def __enter__(self):
         if getattr(self.console, "plain", True) or not self.console.is_terminal:
-            return lambda case, stage: None
+            return self
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(
@@ -649,6 +768,7 @@ class _progress:
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
+            auto_refresh=self.auto_refresh,
         )
         self.bar.start()
         task = self.bar.add_task("checking", total=self.total)
@@ -659,8 +779,11 @@ class _progress:
             else:
                 # the user's case name, escaped and never read as rich markup ("[/bold]" would end the bar)
                 self.bar.update(task, description=Text(printable(f"{case}: {stage}")))
+            if not self.auto_refresh:
+                self.bar.refresh()
 
-        return advance
+        self.advance, self.refresh = advance, self.bar.refresh
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

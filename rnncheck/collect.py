@@ -369,11 +369,28 @@ def _unique_names(found: list[CaseDef], path: Path) -> list[CaseDef]:
     return found
 
 
-def collect(paths: list[str], timeout: float | None = None) -> tuple[list[CaseDef], list[FileProblem]]:
-    """Every case under ``paths``, and the files that gave none.
+@dataclass
+class Plan:
+    """What a run will import, decided without running any user code: the files, in order, and any ``file::case``."""
 
-    A path may name one case as ``file.py::case`` (the ids the reports print), as pytest's node ids do.
-    """
+    files: list[Path]
+    wanted: dict[Path, set[str]]
+    problems: list[FileProblem]
+
+    def choose(self, path: Path, found: list, problem: FileProblem | None) -> list:
+        """The cases of ``path`` to run: all, or those its ``file::case`` ids name (a name it lacks is a usage error)."""
+        key = path.resolve()
+        if key not in self.wanted:
+            return found
+        missing = self.wanted[key] - {c.name for c in found}
+        if missing and problem is None:
+            names = ", ".join(c.name for c in found) or "none"
+            raise UsageError(f"{path}: no case named {', '.join(sorted(missing))} (its cases: {names})")
+        return [c for c in found if c.name in self.wanted[key]]
+
+
+def plan(paths: list[str]) -> Plan:
+    """The model files under ``paths`` (each once) and the cases named as ``file.py::case``, as pytest's node ids do."""
     wanted: dict[Path, set[str]] = {}
     plain: list[str] = []
     for raw in paths:
@@ -381,20 +398,22 @@ def collect(paths: list[str], timeout: float | None = None) -> tuple[list[CaseDe
         plain.append(path)
         if sep:
             wanted.setdefault(Path(path).resolve(), set()).add(name)
-    cases, problems, seen = [], [], set()
+    problems: list[FileProblem] = []
+    files, seen = [], set()
     for f in model_files(plain, problems):
-        key = f.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            files.append(f)
+    return Plan(files, wanted, problems)
+
+
+def collect(paths: list[str], timeout: float | None = None) -> tuple[list[CaseDef], list[FileProblem]]:
+    """Every case under ``paths``, and the files that gave none, imported in this process."""
+    chosen = plan(paths)
+    cases, problems = [], list(chosen.problems)
+    for f in chosen.files:
         found, problem = load_file(f, timeout)
-        if key in wanted:
-            missing = wanted[key] - {c.name for c in found}
-            if missing and problem is None:
-                names = ", ".join(c.name for c in found) or "none"
-                raise UsageError(f"{f}: no case named {', '.join(sorted(missing))} (its cases: {names})")
-            found = [c for c in found if c.name in wanted[key]]
-        cases += found
+        cases += chosen.choose(f, found, problem)
         if problem:
             problems.append(problem)
     return cases, problems

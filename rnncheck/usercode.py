@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -57,13 +57,27 @@ def exit_message(what: str, exc: SystemExit, user_file: str | None = None) -> st
     )
 
 
+#: told which call into user code is running (``what``), and None when rnncheck's own code runs again: a
+#: worker process keeps it where its supervisor can read it after the worker died (see :mod:`rnncheck.workers`)
+activity: Callable[[str | None], None] | None = None
+_current: str | None = None
+
+
 def call_user(what: str, fn, *args, user_file: str | None = None, **kwargs):
     """Call the user's ``fn``; an exception or ``sys.exit`` becomes a :class:`UserCodeError` naming ``what``."""
+    global _current
+    outer, tell = _current, activity
+    if tell is not None:
+        _current = what
+        tell(what)
     try:
         try:
             return fn(*args, **kwargs)
         finally:
             exit_if_forked()
+            if tell is not None:
+                _current = outer
+                tell(outer)
     except CaseError:
         raise
     except CaseTimeout as exc:
@@ -220,6 +234,12 @@ def _library_attributes() -> dict:
 
 #: the process rnncheck runs in: a fork the user's code makes must not go on to run rnncheck's own code
 _PID = os.getpid()
+
+
+def adopt_process() -> None:
+    """This process is rnncheck's own (a worker started by its supervisor), not a fork of the user's code."""
+    global _PID
+    _PID = os.getpid()
 
 
 def exit_if_forked() -> None:
