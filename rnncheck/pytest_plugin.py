@@ -124,7 +124,6 @@ class RnncheckSession:
             from .gate import Gate
 
             update = self.config.getoption("rnncheck_update_baseline")
-            # each xdist worker merges its cases into the file under a lock when it finishes
             self._gate = Gate(path, update=update, root=Path(self.config.rootpath))
         return self._gate
 
@@ -133,7 +132,15 @@ class RnncheckSession:
 
         opts = self.options(overrides)
         gate = self.gate
-        return gate.run(item, opts) if gate is not None else verify_case(item, opts)
+        if gate is None:
+            return verify_case(item, opts)
+        result = gate.run(item, opts)
+        if gate.update and gate.recorded:
+            # merged into the file under its lock as each case is recorded: an xdist worker that
+            # crashes on a later case (a segfault in the user's code) loses none of what it recorded
+            gate.finish(opts)
+            gate.recorded.clear()
+        return result
 
     def finish(self) -> None:
         if self._gate is not None:

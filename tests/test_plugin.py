@@ -270,3 +270,34 @@ def test_junit_classname_is_the_same_from_the_command_and_from_pytest(models):
     from_pytest, from_cli = classnames("pytest.xml"), classnames("cli.xml")
     assert from_pytest["good_cubic"] == from_cli["good_cubic"] == "models.quad"
     assert from_pytest["bad_cubic"] == from_cli["bad_cubic"]
+
+
+def test_a_case_that_kills_an_xdist_worker_is_reported_as_pytest_reports_it_and_the_baseline_keeps_the_rest(pytester):
+    """Under pytest the isolation is pytest-xdist's: the crash is that test's failure, the other tests run,
+    and every case recorded before or after the crash is in the baseline."""
+    pytester.mkdir("crashy")
+    quad = (
+        "import ctypes, os\nimport numpy as np\nimport rnncheck\n\n"
+        "def quad(k):\n"
+        "    p = {'w': np.ones(3) * k}\n"
+        "    return rnncheck.NumpyCase(p, loss=lambda q: float((q['w'] ** 2).sum()), grad=lambda q: {'w': 2 * q['w']})\n"
+    )
+    body = "".join(f"\n@rnncheck.case\ndef quad_{k}():\n    return quad({k + 1})\n" for k in range(3))
+    crash = "\n@rnncheck.case\ndef segfault():\n    ctypes.string_at(0)\n"
+    (pytester.path / "crashy" / "m.py").write_text(quad + body + crash + body.replace("quad_", "later_"))
+    result = pytester.runpytest_subprocess(
+        "--rnncheck",
+        "crashy",
+        "-n",
+        "2",
+        "--rnncheck-baseline",
+        "base.json",
+        "--rnncheck-update-baseline",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=6, failed=1)
+    text = result.stdout.str()
+    assert "crashy/m.py::segfault" in text and "crashed" in text
+    stored = json.loads((pytester.path / "base.json").read_text())["cases"]
+    assert len(stored) == 6 and "crashy/m.py::segfault" not in stored
