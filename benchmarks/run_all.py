@@ -32,6 +32,7 @@ def main() -> None:
         ("bench_flow.py", []),
         ("bench_structure.py", ["--sizes", "256", "512"] if args.quick else []),
         ("bench_threads.py", ["--rounds", "1" if args.quick else "3"]),
+        ("bench_isolation.py", ["--rounds", "1" if args.quick else "2"]),
     ]
     failed = 0
     for script, extra in runs:

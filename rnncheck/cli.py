@@ -482,6 +482,10 @@ class Application:
         supervisor = self._supervisor()
         try:
             found = supervisor.collect(plan.files)
+        except zygote.ServerError as exc:  # no workers to be had here: the run goes on in this process
+            self.notes.append(f"{exc}: the cases ran in rnncheck's own process, not isolated (as --in-process)")
+            self.view.in_process = True
+            return collect(self.paths, self.options.timeout)
         finally:
             supervisor.close()
         cases, problems = [], list(plan.problems)

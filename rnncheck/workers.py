@@ -55,6 +55,37 @@ def grace(timeout: float) -> float:
     return min(30.0, max(1.0, 0.25 * timeout))
 
 
+def warm_up() -> None:
+    """In the fork server, before its first fork: check a few small cases once, on one thread.
+
+    torch initializes much lazily (operator dispatch, autograd, the kernels a case's checks
+    reach), and a fresh process pays that in its first case (0.5 to 0.8 s measured here).  Paid
+    once in the server, every worker starts warm.  One thread, so that no thread pool runs before
+    a fork (its child would hang in its first parallel region).
+    """
+    import numpy as np
+    import torch
+
+    from .cases.numpy_case import NumpyCase
+    from .cases.torch_case import TorchCase
+    from .runner import verify_case
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(2, 5, 3, dtype=torch.float64)
+        for layer in (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU):
+            for dtype in (torch.float64, torch.float32):
+                model = layer(3, 4, batch_first=True).to(dtype)
+                verify_case(TorchCase(model, inputs=x.to(dtype)), Options())
+        w = {"w": np.ones(3)}
+        verify_case(NumpyCase(w, lambda p: float((p["w"] ** 2).sum()), lambda p: {"w": 2 * p["w"]}), Options())
+    except Exception:  # noqa: BLE001, S110 - warming up is only a saving; a worker does the same work cold
+        pass
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- the board: what a worker is doing, readable after it died ------------------------------
 
 
@@ -350,10 +381,13 @@ class Supervisor:
     def _stop(self, worker: _Worker, kill: bool = False) -> int | None:
         """Make sure the worker has ended; how it ended (a negative code: the signal)."""
         server = zygote.server()
-        code = None if kill else server.exit_code(worker.pid, wait=2.0)
-        if code is None:  # told to go, or its pipe closed while it lives on: it goes now
-            _kill(worker.pid)
-            code = server.exit_code(worker.pid, wait=5.0)
+        if worker.finished and not kill:  # it was told to go, and went: how is of no interest
+            code = 0
+        else:
+            code = None if kill else server.exit_code(worker.pid, wait=2.0)
+            if code is None:  # told to go, or its pipe closed while it lives on: it goes now
+                _kill(worker.pid)
+                code = server.exit_code(worker.pid, wait=5.0)
         worker.ended = True
         worker.conn.close()
         worker.board.close()
@@ -461,7 +495,13 @@ class Supervisor:
         files = [file for file, _ in groups]
         try:
             while queues or self.live:
-                self._fill(queues, files)
+                try:
+                    self._fill(queues, files)
+                except zygote.ServerError as exc:  # no more workers to be had: what is left cannot run
+                    for index in list(queues):
+                        self._drain(index, queues, files, on_result, f"{exc}: the case could not be run")
+                    if not self.live:
+                        return
                 stop = False
                 workers = list(self.live)
                 for worker, message in self._messages(workers):

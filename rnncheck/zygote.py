@@ -33,6 +33,17 @@ def available() -> bool:
     return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
 
+class ServerError(RuntimeError):
+    """The fork server could not be started, or stopped answering."""
+
+
+def _pythonpath() -> str:
+    """PYTHONPATH for the server: the folder this rnncheck was imported from first, so that it imports the same one."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rest = os.environ.get("PYTHONPATH", "")
+    return here + (os.pathsep + rest if rest else "")
+
+
 class Server:
     """The supervisor's handle on the fork server: ``fork(fd) -> pid``, and how each worker ended."""
 
@@ -42,7 +53,7 @@ class Server:
             [sys.executable, "-c", f"from rnncheck.zygote import serve; serve({theirs.fileno()})"],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
-            start_new_session=False,
+            env={**os.environ, "PYTHONPATH": _pythonpath()},
         )
         theirs.close()
         self.sock = mine
@@ -54,12 +65,15 @@ class Server:
 
     def fork(self, fd: int, timeout: float = 120.0) -> int:
         """A new worker holding ``fd`` (which this process may then close); its pid."""
-        socket.send_fds(self.sock, [b"fork"], [fd])
+        try:
+            socket.send_fds(self.sock, [b"fork"], [fd])
+        except OSError as exc:
+            raise ServerError(f"rnncheck's fork server is gone ({exc})") from exc
         deadline = time.monotonic() + timeout
         while True:
             message = self._read(max(0.0, deadline - time.monotonic()))
             if message is None:
-                raise RuntimeError("rnncheck's fork server did not answer")
+                raise ServerError(f"rnncheck's fork server did not answer within {timeout:g} s")
             if message[0] == "started":
                 return message[1]
 
@@ -82,9 +96,13 @@ class Server:
         ready, _, _ = select.select([self.sock], [], [], timeout)
         if not ready:
             return None
-        data = self.sock.recv(MESSAGE)
+        try:
+            data = self.sock.recv(MESSAGE)
+        except OSError:
+            data = b""
         if not data:
-            raise RuntimeError("rnncheck's fork server ended")
+            code = self.proc.poll()
+            raise ServerError(f"rnncheck's fork server ended (exit status {code}); its error, if any, is above")
         words = data.decode().split()
         if words[0] == "exit":
             self.exits[int(words[1])] = int(words[2])
@@ -121,9 +139,20 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     from . import workers  # torch, rnncheck and the checks, imported once for every worker
 
+    workers.warm_up()
+
     children: set[int] = set()
+    wake_r, wake_w = os.pipe()  # a child's end wakes the loop at once (SIGCHLD), so its exit is told at once
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     while True:
-        ready, _, _ = select.select([sock], [], [], 0.05)
+        try:
+            ready, _, _ = select.select([sock, wake_r], [], [], 1.0)
+        except InterruptedError:
+            ready = []
+        if wake_r in ready:
+            os.read(wake_r, 4096)
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -133,7 +162,7 @@ def serve(fd: int) -> None:
                 break
             children.discard(pid)
             _send(sock, f"exit {pid} {os.waitstatus_to_exitcode(status)}")
-        if not ready:
+        if sock not in ready:
             continue
         try:
             message, fds, _, _ = socket.recv_fds(sock, MESSAGE, 1)
@@ -144,6 +173,10 @@ def serve(fd: int) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             workers.child(fds[0])  # never returns
         os.close(fds[0])
