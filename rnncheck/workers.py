@@ -72,14 +72,15 @@ def warm_up() -> None:
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    one = Options(threads=1)  # also over OMP_NUM_THREADS, which the thread policy would otherwise follow
     try:
         x = torch.randn(2, 5, 3, dtype=torch.float64)
         for layer in (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU):
             for dtype in (torch.float64, torch.float32):
                 model = layer(3, 4, batch_first=True).to(dtype)
-                verify_case(TorchCase(model, inputs=x.to(dtype)), Options())
+                verify_case(TorchCase(model, inputs=x.to(dtype)), one)
         w = {"w": np.ones(3)}
-        verify_case(NumpyCase(w, lambda p: float((p["w"] ** 2).sum()), lambda p: {"w": 2 * p["w"]}), Options())
+        verify_case(NumpyCase(w, lambda p: float((p["w"] ** 2).sum()), lambda p: {"w": 2 * p["w"]}), one)
     except Exception:  # noqa: BLE001, S110 - warming up is only a saving; a worker does the same work cold
         pass
     finally:
@@ -380,14 +381,17 @@ class Supervisor:
 
     def _stop(self, worker: _Worker, kill: bool = False) -> int | None:
         """Make sure the worker has ended; how it ended (a negative code: the signal)."""
-        server = zygote.server()
-        if worker.finished and not kill:  # it was told to go, and went: how is of no interest
-            code = 0
-        else:
-            code = None if kill else server.exit_code(worker.pid, wait=2.0)
-            if code is None:  # told to go, or its pipe closed while it lives on: it goes now
+        code = 0  # a worker that was told to go, and went: how is of no interest
+        if kill or not worker.finished:
+            try:
+                server = zygote.server()
+                code = None if kill else server.exit_code(worker.pid, wait=2.0)
+                if code is None:  # told to go, or its pipe closed while it lives on: it goes now
+                    _kill(worker.pid)
+                    code = server.exit_code(worker.pid, wait=5.0)
+            except zygote.ServerError:  # the server is gone, and with it the news of how
                 _kill(worker.pid)
-                code = server.exit_code(worker.pid, wait=5.0)
+                code = None
         worker.ended = True
         worker.conn.close()
         worker.board.close()
@@ -397,8 +401,12 @@ class Supervisor:
 
     def close(self) -> None:
         """Kill whatever still runs (an interrupt, -x) and remove the boards."""
-        for worker in list(self.live):
-            self._stop(worker, kill=True)
+        for worker in list(self.live):  # no waiting for how they ended: this may be an interrupt
+            _kill(worker.pid)
+            worker.ended = True
+            worker.conn.close()
+            worker.board.close()
+        self.live.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _deadline(self, factor: int = 1) -> float | None:
