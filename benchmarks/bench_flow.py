@@ -9,7 +9,7 @@ A second family: minGRU (``examples/linear_scans.py``) computed as a log-space p
 whose forward shows its states with ``rnncheck.record(h, time_dim=1, decay=a)``, the flow
 then exact from the decay, against one forward+backward of the same model.
 
-    python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--json FILE]
+    python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--batches] [--json FILE]
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def run(H: int, T: int, B: int, device: str = "cpu", repeats: int = 5) -> dict:
         {
             "flow + --jacobian": lambda: check_flow(case, target, Options(device=device, jacobian=True), rng),
             "flow + --lyapunov": lambda: check_flow(case, target, Options(device=device, lyapunov=True), rng),
+            "flow + --spectral": lambda: check_flow(case, target, Options(device=device, spectral=True), rng),
             "fwd+bwd": fb,
         },
         repeats=1,
@@ -64,10 +65,12 @@ def run(H: int, T: int, B: int, device: str = "cpu", repeats: int = 5) -> dict:
             **t,
             "flow + --jacobian": extra["flow + --jacobian"],
             "flow + --lyapunov": extra["flow + --lyapunov"],
+            "flow + --spectral": extra["flow + --spectral"],
         },
         "ratio": t["flow (default)"] / t["fwd+bwd"],
         "ratio_jacobian": extra["flow + --jacobian"] / extra["fwd+bwd"],
         "ratio_lyapunov": extra["flow + --lyapunov"] / extra["fwd+bwd"],
+        "ratio_spectral": extra["flow + --spectral"] / extra["fwd+bwd"],
     }
 
 
@@ -101,6 +104,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json")
+    ap.add_argument("--batches", action="store_true", help="also T=50 at B = 1, 8 and 16, where fixed costs weigh most")
     args = ap.parse_args()
     r = run(args.hidden, args.steps, args.batch, args.device)
     print(f"machine: {machine()}")
@@ -116,6 +120,17 @@ def main() -> None:
     print(
         f"  + --lyapunov (opt-in)  {r['seconds']['flow + --lyapunov'] * 1e3:8.1f} ms   ratio {r['ratio_lyapunov']:.1f}"
     )
+    print(
+        f"  + --spectral (opt-in)  {r['seconds']['flow + --spectral'] * 1e3:8.1f} ms   ratio {r['ratio_spectral']:.1f}"
+    )
+    small = [run(args.hidden, 50, b, args.device) for b in (1, 8, 16)] if args.batches else []
+    for sr in small:
+        c = sr["config"]
+        print(
+            f"LSTM({c['hidden']}), T={c['steps']}, B={c['batch']}: fwd+bwd {sr['seconds']['fwd+bwd'] * 1e3:.1f} ms, "
+            f"flow {sr['seconds']['flow (default)'] * 1e3:.1f} ms, ratio {sr['ratio']:.2f}  (target <= 3); "
+            f"with --spectral {sr['ratio_spectral']:.2f}"
+        )
     scans = [run_scan(args.hidden, 2 * args.steps, b) for b in sorted({8, args.batch})]
     for sr in scans:
         c = sr["config"]
@@ -126,7 +141,9 @@ def main() -> None:
         )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"benchmark": "flow", "machine": machine(), **r, "scans": scans}, indent=2)
+            json.dumps(
+                {"benchmark": "flow", "machine": machine(), **r, "small_batches": small, "scans": scans}, indent=2
+            )
         )
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
+from .blocks import blocks
 
 GATES = ("r", "z", "n")
 
@@ -42,16 +43,16 @@ def cell(ax, h_prev, W_hh, b_hh, act=ACTS, reset=reset_after):
     """One step's equations, from the input projection ``ax = W_ih x_t + b_ih`` (B, 3H).
 
     Returns ``(h_t, (r_t, z_t, n_t), h_n)`` with ``h_n = W_hn h_{t-1} + b_hn`` (what the
-    backward needs).  Only slicing and arithmetic: it runs on NumPy arrays and on torch
+    backward needs).  Only blocks and arithmetic: it runs on NumPy arrays and on torch
     tensors alike, given that library's activations in ``act``; and a wrong forward is
     this cell with one substitution in ``act`` or ``reset``.
     """
     H = h_prev.shape[-1]
-    ah = h_prev @ W_hh.T + b_hh
-    r = act["r"](ax[..., :H] + ah[..., :H])
-    z = act["z"](ax[..., H : 2 * H] + ah[..., H : 2 * H])
-    h_n = ah[..., 2 * H :]
-    n = act["n"](ax[..., 2 * H :] + reset(r, h_prev, h_n, W_hh[2 * H :], b_hh[2 * H :]))
+    ax_r, ax_z, ax_n = blocks(ax, 3)
+    ah_r, ah_z, h_n = blocks(h_prev @ W_hh.T + b_hh, 3)
+    r = act["r"](ax_r + ah_r)
+    z = act["z"](ax_z + ah_z)
+    n = act["n"](ax_n + reset(r, h_prev, h_n, W_hh[2 * H :], b_hh[2 * H :]))
     return (1 - z) * n + z * h_prev, (r, z, n), h_n
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
+from .blocks import blocks
 
 GATES = ("i", "f", "g", "o")
 
@@ -42,12 +43,11 @@ def cell(a, c_prev, act=ACTS, order=GATES):
 
     ``a`` is (B, 4H) with the gate blocks in ``order``; ``c_prev`` is (B, H).  Returns
     ``(m_t, c_t, (i_t, f_t, g_t, o_t), s_t)`` with ``s_t = tanh(c_t)`` and ``m_t = o_t ⊙ s_t``
-    (h_t itself without a projection).  Only slicing and arithmetic: it runs on NumPy
+    (h_t itself without a projection).  Only blocks and arithmetic: it runs on NumPy
     arrays and on torch tensors alike, given that library's activations in ``act``; and a
     wrong forward is this cell with one substitution in ``act`` or ``order``.
     """
-    H = c_prev.shape[-1]
-    block = {name: a[..., k * H : (k + 1) * H] for k, name in enumerate(order)}
+    block = dict(zip(order, blocks(a, len(order))))
     i, f, g, o = (act[name](block[name]) for name in GATES)
     c = f * c_prev + i * g
     s = act["c"](c)

@@ -48,6 +48,8 @@ class Options:
     """Power-iterate ‖∂h_T/∂h_k‖ at every lag 1, 2, 4, … (costs more; default: lag T-1 only)."""
     lyapunov: bool = False
     """Also estimate the leading Lyapunov exponents (costs more)."""
+    spectral: bool = False
+    """Also compute σ_max and the spectral radius of every recurrent weight block, with Pascanu's bound."""
     fail_on: tuple[str, ...] = ()
     """Flow verdicts that fail a case (``exploding``, ``vanishing``, ``nonfinite``): the flow as a check."""
     horizon: int | None = None
@@ -275,6 +277,12 @@ SPECS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("jacobian", "flag", "Also power-iterate ||dh_T/dh_k|| at lags 1, 2, 4, ... (costs more)."),
     OptionSpec("lyapunov", "flag", "Also estimate the leading Lyapunov exponents (QR method; costs more)."),
+    OptionSpec(
+        "spectral",
+        "flag",
+        "Also compute sigma_max and the spectral radius of each recurrent weight block, with Pascanu et al.'s "
+        "bound for plain RNNs (costs about one forward+backward of an LSTM(256) at batch 8).",
+    ),
     OptionSpec("debug", "flag", "Show tracebacks of errors."),
 )
 

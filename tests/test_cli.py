@@ -267,3 +267,26 @@ def test_k_matching_nothing_exits_5_saying_how_many_were_collected(tmp_path):
     result = CliRunner().invoke(main, ["verify", str(model), "-k", "lstm"])
     assert result.exit_code == 5
     assert "1 case(s) collected, none selected: no case name matches -k 'lstm'" in result.output
+
+
+def test_spectral_prints_each_blocks_numbers_and_pascanus_bound_only_on_request(tmp_path):
+    f = write(
+        tmp_path,
+        "rnn_half.py",
+        """
+        import torch
+        import rnncheck
+
+        @rnncheck.case
+        def half():
+            model = torch.nn.RNN(2, 4).double()
+            with torch.no_grad():
+                model.weight_hh_l0.copy_(0.5 * torch.eye(4))
+            return rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2, dtype=torch.float64),))
+        """,
+    )
+    plain = CliRunner().invoke(main, ["diagnose", str(f)])
+    asked = CliRunner().invoke(main, ["diagnose", str(f), "--spectral"])
+    assert plain.exit_code == asked.exit_code == 0, asked.output
+    assert "spectral:" not in plain.output
+    assert "sigma_max 0.5, radius 0.5; sigma_max*gamma 0.5: vanishing guaranteed (Pascanu et al.)" in asked.output

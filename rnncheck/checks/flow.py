@@ -521,7 +521,7 @@ def measure_layer(layer: _Layer, adjoint: dict, propagation: dict, options, rng,
     # propagation: lag 0 = the last state
     p = _norms([propagation.get(id(t)) for t in h])[::-1]
     _fit(flow, p)
-    flow.structure = _structure(layer)
+    flow.structure = _structure(layer) if options.spectral else dict(SPECTRAL_ON_REQUEST)
     flow.gates = _gates(layer, T)
 
     if layer.step is None:  # states recorded by rnncheck.record: no step function to differentiate
@@ -686,6 +686,13 @@ def _recurrent_weight(p: dict):
     return p["W_hh"] @ p["W_hr"] if "W_hr" in p else p["W_hh"]
 
 
+#: the structure's entry where ``--spectral`` was not given: its eigensolves cost about one forward+backward
+#: of an LSTM(256) at batch 8 whatever the batch, and no verdict reads them (benchmarks/README.md §17)
+SPECTRAL_ON_REQUEST = {
+    "not_computed": "runs on request: --spectral (sigma_max and spectral radius of each recurrent block)"
+}
+
+
 def _structure(layer: _Layer) -> dict:
     out: dict = {}
     W = layer.weights.get("W_hh") if "W_hh" in layer.weights else next(iter(layer.weights.values()), None)
@@ -781,28 +788,51 @@ def _unflat(v: torch.Tensor, like) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
+#: bins of each gate's histogram, over [0, 1] for a sigmoid gate and [-1, 1] for a tanh candidate
+GATE_BINS = 20
+
+
 def _gates(layer: _Layer, T: int) -> dict:
+    """Each gate's mean, saturation shares and histogram; every number in one pass and one transfer."""
     if not layer.gates:
         return {
             "not_computed": "the cell does not expose its gates"
             if layer.mode not in ("rnn_tanh", "rnn_relu", "rnn_sigmoid")
             else "a plain RNN has no gates"
         }
-    out = {}
-    for name, acts in layer.gates.items():
-        a = torch.cat([t.detach().reshape(-1) for t in acts])  # steps may differ in rows (packed input)
+    names = list(layer.gates)
+    stats, bins = [], []
+    for k, name in enumerate(names):
+        a = torch.cat([t.detach().reshape(-1) for t in layer.gates[name]]).float()  # steps may differ in rows
         lo = -1.0 if name in ("g", "n") else 0.0
-        counts = torch.histc(a.float(), bins=20, min=lo, max=1.0)
-        edges = np.linspace(lo, 1.0, 21)
+        # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
+        inside = (a >= lo) & (a <= 1.0)
+        b = ((a - lo) * (GATE_BINS / (1.0 - lo))).floor().clamp(0, GATE_BINS - 1)
+        bins.append(torch.where(inside, b + k * GATE_BINS, len(names) * GATE_BINS).long())
+        stats.append(
+            torch.stack(
+                [
+                    a.mean(),
+                    (a < fm.SATURATION[0]).float().mean(),
+                    (a > fm.SATURATION[1]).float().mean(),
+                    (a.abs() > fm.SATURATION[1]).float().mean(),
+                ]
+            )
+        )
+    counts = torch.bincount(torch.cat(bins), minlength=len(names) * GATE_BINS + 1).tolist()
+    out = {}
+    for k, (name, (mean, low, high, wide)) in enumerate(zip(names, torch.stack(stats).double().tolist())):
+        lo = -1.0 if name in ("g", "n") else 0.0
         entry = {
-            "mean": float(a.mean()),
-            "histogram": {"edges": edges.tolist(), "counts": [int(c) for c in counts.tolist()]},
+            "mean": mean,
+            "histogram": {
+                "edges": np.linspace(lo, 1.0, GATE_BINS + 1).tolist(),
+                "counts": counts[k * GATE_BINS : (k + 1) * GATE_BINS],
+            },
         }
         if name in ("g", "n"):  # tanh candidates: saturated means |a| > 0.9
-            entry["saturated"] = float((a.abs() > fm.SATURATION[1]).float().mean())
+            entry["saturated"] = wide
         else:
-            low = float((a < fm.SATURATION[0]).float().mean())
-            high = float((a > fm.SATURATION[1]).float().mean())
             entry.update(below=low, above=high, saturated=low + high)
         out[name] = entry
     keep = "f" if "f" in out else "z" if "z" in out else None
@@ -896,7 +926,8 @@ def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[Che
                 spans.append(flow.span)
             names = spec.param_names(layer, d)
             W = _recurrent_weight({k: torch.as_tensor(link.params[v]) for k, v in names.items()})
-            flow.structure = _structure(_Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": W}, {}))
+            layer_of_w = _Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": W}, {})
+            flow.structure = _structure(layer_of_w) if options.spectral else dict(SPECTRAL_ON_REQUEST)
             flow.gates = _reference_gates(cache.layer_caches[layer][d], spec, T)
             flow.jacobian = {"not_computed": "the reference path measures the propagation profile only"}
             if not np.all(np.isfinite(flow.profile)) and g is not None:

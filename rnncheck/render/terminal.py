@@ -337,8 +337,26 @@ def render_flow(console: Console, case: CaseResult) -> None:
             )
         if layer.channels is not None:
             console.print(Text(f"          channels: {describe_channels(layer.channels)}"), soft_wrap=True)
+        spectral = _spectral_text(layer.structure)
+        if spectral:
+            console.print(Text(f"          spectral: {spectral}"), soft_wrap=True)
     if len(d.layers) > 8:
         console.print(Text(f"        ... {len(d.layers) - 8} more layers in the JSON report", style="dim"))
+
+
+def _spectral_text(structure: dict) -> str:
+    """``--spectral``'s numbers for one layer: each recurrent block's σ_max and radius, and Pascanu's bound."""
+    blocks = [(name, v) for name, v in structure.items() if isinstance(v, dict) and "sigma_max" in v]
+    if not blocks:
+        return ""
+    parts = [
+        f"{'' if name == 'W_hh' else name + ' '}sigma_max {v['sigma_max']:.3g}, radius {v['spectral_radius']:.3g}"
+        for name, v in blocks
+    ]
+    bound = structure.get("pascanu")
+    if bound:
+        parts.append(f"sigma_max*gamma {bound['sigma_max_times_gamma']:.3g}: {bound['reading']} (Pascanu et al.)")
+    return "; ".join(parts)
 
 
 def _render_probes(console: Console, numbers: dict) -> None:

@@ -108,7 +108,9 @@ def proj_report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("proj")
     (folder / "m.py").write_text(PROJ_MODELS)
     out_json = folder / "r.json"
-    result = CliRunner().invoke(main, ["verify", str(folder / "m.py"), "--json", str(out_json)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["verify", str(folder / "m.py"), "--spectral", "--json", str(out_json)], catch_exceptions=False
+    )
     assert "internal error" not in result.output and "Traceback" not in result.output, result.output
     return result, {c["name"]: c for c in json.loads(out_json.read_text())["cases"]}
 

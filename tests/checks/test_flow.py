@@ -187,10 +187,14 @@ def test_pascanu_bound_and_spectral_numbers_for_a_plain_rnn():
     model = torch.nn.RNN(2, 4)
     with torch.no_grad():
         model.weight_hh_l0.copy_(0.5 * torch.eye(4))
-    result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)))
+    result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)), spectral=True)
     s = result.diagnostics.layers[0].structure
     assert abs(s["W_hh"]["sigma_max"] - 0.5) < 1e-6 and abs(s["W_hh"]["spectral_radius"] - 0.5) < 1e-6
     assert s["pascanu"]["reading"] == "vanishing guaranteed"
+    # without --spectral the eigensolves do not run, and the report says how to ask for them
+    plain = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)))
+    assert "--spectral" in plain.diagnostics.layers[0].structure["not_computed"]
+    assert plain.diagnostics.gradient_flow == result.diagnostics.gradient_flow  # no verdict reads the spectrum
 
 
 def test_jacobian_power_iteration_on_a_linear_recurrence():
@@ -324,7 +328,9 @@ def test_nonfinite_recurrent_weight_leaves_the_structure_uncomputed_and_the_loca
     model = torch.nn.RNN(3, 200)
     with torch.no_grad():
         model.weight_hh_l0[0, 0] = float("nan")
-    result = verify_case(rnncheck.TorchCase(model, inputs=(torch.randn(5, 2, 3),)), Options(gradient=False))
+    result = verify_case(
+        rnncheck.TorchCase(model, inputs=(torch.randn(5, 2, 3),)), Options(gradient=False, spectral=True)
+    )
     flow = next(c for c in result.checks if c.name == "flow")
     assert flow.verdict != "error", [f.message for f in flow.findings]
     assert "non-finite" in result.diagnostics.layers[0].structure["not_computed"]
