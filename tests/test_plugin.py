@@ -42,6 +42,21 @@ def small_lstm():
 """
 
 
+def _update_baseline_under_xdist(pytester, folder: str):
+    """``pytest --rnncheck FOLDER -n 2`` recording into base.json, in a fresh process."""
+    return pytester.runpytest_subprocess(
+        "--rnncheck",
+        folder,
+        "-n",
+        "2",
+        "--rnncheck-baseline",
+        "base.json",
+        "--rnncheck-update-baseline",
+        "-p",
+        "no:cacheprovider",
+    )
+
+
 @pytest.fixture
 def models(pytester):
     pytester.mkdir("models")
@@ -173,17 +188,7 @@ def test_baseline_update_under_xdist_writes_every_case_into_one_file(pytester):
             f"    p = {{'w': np.ones(3) * {k + 1}}}\n"
             "    return rnncheck.NumpyCase(p, loss=lambda q: float((q['w'] ** 2).sum()), grad=lambda q: {'w': 2 * q['w']})\n"
         )
-    write = pytester.runpytest_subprocess(
-        "--rnncheck",
-        "many",
-        "-n",
-        "2",
-        "--rnncheck-baseline",
-        "base.json",
-        "--rnncheck-update-baseline",
-        "-p",
-        "no:cacheprovider",
-    )
+    write = _update_baseline_under_xdist(pytester, "many")
     write.assert_outcomes(passed=4)
     stored = json.loads((pytester.path / "base.json").read_text())["cases"]
     assert sorted(stored) == [f"many/m{k}.py::quad_{k}" for k in range(4)]
@@ -285,17 +290,7 @@ def test_a_case_that_kills_an_xdist_worker_is_reported_as_pytest_reports_it_and_
     body = "".join(f"\n@rnncheck.case\ndef quad_{k}():\n    return quad({k + 1})\n" for k in range(3))
     crash = "\n@rnncheck.case\ndef segfault():\n    ctypes.string_at(0)\n"
     (pytester.path / "crashy" / "m.py").write_text(quad + body + crash + body.replace("quad_", "later_"))
-    result = pytester.runpytest_subprocess(
-        "--rnncheck",
-        "crashy",
-        "-n",
-        "2",
-        "--rnncheck-baseline",
-        "base.json",
-        "--rnncheck-update-baseline",
-        "-p",
-        "no:cacheprovider",
-    )
+    result = _update_baseline_under_xdist(pytester, "crashy")
     result.assert_outcomes(passed=6, failed=1)
     text = result.stdout.str()
     assert "crashy/m.py::segfault" in text and "crashed" in text
