@@ -55,15 +55,29 @@ _LSTM_ACTS = {"i": torch.sigmoid, "f": torch.sigmoid, "g": torch.tanh, "o": torc
 _GRU_ACTS = {"r": torch.sigmoid, "z": torch.sigmoid, "n": torch.tanh}
 
 
-def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: dict[str, torch.Tensor], gates_out=None):
+def cell_step(
+    mode: str,
+    xp: torch.Tensor,
+    state: tuple[torch.Tensor, ...],
+    p: dict[str, torch.Tensor],
+    gates_out=None,
+    folded: torch.Tensor | None = None,
+):
     """One step of the cell of ``mode`` from the projected input ``xp = W_ih x_t + b_ih``.
 
     The equations are the reference's own cells (``reference.lstm.cell``, ``reference.gru.cell``),
-    run on torch tensors with torch's activations, so that autograd sees every step.
+    run on torch tensors with torch's activations, so that autograd sees every step.  A loop
+    over many steps of an LSTM or a plain RNN may pass ``xp + b_hh`` with ``folded = W_hhᵀ``:
+    the pre-activation is then one ``addmm`` per step, one node of the graph where there were
+    four (benchmarks/README.md §17).
     """
     h = state[0]
+    if folded is not None and mode != "gru":
+        pre = torch.addmm(xp, h, folded)
+    elif mode != "gru":
+        pre = xp + h @ p["W_hh"].T + p["b_hh"]
     if mode == "lstm":
-        h_new, c, acts, _ = lstm.cell(xp + h @ p["W_hh"].T + p["b_hh"], state[1], _LSTM_ACTS)
+        h_new, c, acts, _ = lstm.cell(pre, state[1], _LSTM_ACTS)
         if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
             h_new = h_new @ p["W_hr"].T
         _record(gates_out, "lstm", acts)
@@ -72,7 +86,7 @@ def cell_step(mode: str, xp: torch.Tensor, state: tuple[torch.Tensor, ...], p: d
         h_new, acts, _ = gru.cell(xp, h, p["W_hh"], p["b_hh"], _GRU_ACTS)
         _record(gates_out, "gru", acts)
         return (h_new,)
-    return (TORCH_ACTS[mode.split("_", 1)[1]](xp + h @ p["W_hh"].T + p["b_hh"]),)
+    return (TORCH_ACTS[mode.split("_", 1)[1]](pre),)
 
 
 def _record(gates_out: dict | None, mode: str, acts) -> None:
@@ -152,11 +166,13 @@ class Twin:
                     self.traces.append(trace)
                 projected = project_inputs(spec.mode, layer_in, p)
                 xp = torch.split(projected, sizes) if packed else projected
+                folded = None if spec.mode == "gru" or packed else p["W_hh"].T
+                xb = xp if folded is None else projected + p["b_hh"]  # what each step reads
                 hs = [None] * T
                 for t in range(T - 1, -1, -1) if d else range(T):
                     n = sizes[t]
                     if n == B:
-                        state = cell_step(spec.mode, xp[t], state, p, trace.gates if trace else None)
+                        state = cell_step(spec.mode, xb[t], state, p, trace.gates if trace else None, folded)
                     else:  # only the first n (sorted) sequences are still running at step t
                         new = cell_step(
                             spec.mode, xp[t], tuple(s[:n] for s in state), p, trace.gates if trace else None
