@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json")
-    ap.add_argument("--batches", action="store_true", help="also T=50 at B = 1, 8 and 16, where fixed costs weigh most")
+    ap.add_argument("--batches", action="store_true", help="also T=50 at B = 1, 8, 16 and 64: fixed costs weigh most at small batches")
     args = ap.parse_args()
     r = run(args.hidden, args.steps, args.batch, args.device)
     print(f"machine: {machine()}")
@@ -123,7 +123,7 @@ def main() -> None:
     print(
         f"  + --spectral (opt-in)  {r['seconds']['flow + --spectral'] * 1e3:8.1f} ms   ratio {r['ratio_spectral']:.1f}"
     )
-    small = [run(args.hidden, 50, b, args.device) for b in (1, 8, 16)] if args.batches else []
+    small = [run(args.hidden, 50, b, args.device) for b in (1, 8, 16, 64)] if args.batches else []
     for sr in small:
         c = sr["config"]
         print(
