@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 
 @dataclass
@@ -313,7 +313,7 @@ def load_file(path: Path, timeout: float | None = None) -> tuple[list[CaseDef], 
             if shadow:
                 return [], FileProblem(str(path), shadow, True)
             return [], FileProblem(
-                str(path), f"import failed: {type(exc).__name__}: {exc}; fix the file and rerun", True
+                str(path), f"import failed: {type(exc).__name__}: {first_line(exc)}; fix the file and rerun", True
             )
         finally:
             for place in places:

@@ -17,7 +17,7 @@ class UserCodeError(CaseError):
         self.what = what
         self.original = exc
         if message is None:
-            message = f"{what} raised {type(exc).__name__}: {_first_line(exc)}{user_frame(exc, user_file)}"
+            message = f"{what} raised {type(exc).__name__}: {first_line(exc)}{user_frame(exc, user_file)}"
         super().__init__(message)
 
 
@@ -37,8 +37,17 @@ class NoneSelected(UsageError):
     exit_code = 5
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder where the exception's own ``__str__`` raises (user code may define any)."""
+    try:
+        return str(exc)
+    except Exception as inner:
+        return f"(its message could not be read: its __str__ raised {type(inner).__name__})"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of :func:`safe_str`, or ``(no message)``."""
+    text = safe_str(exc).strip().splitlines()
     return text[0] if text else "(no message)"
 
 

@@ -24,7 +24,7 @@ from .cases.base import Case
 from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
-from .errors import BudgetExceeded, CaseError, UserCodeError, user_frame
+from .errors import BudgetExceeded, CaseError, UserCodeError, first_line, user_frame
 from .findings import CaseResult, CheckResult, Finding, Report, Verdict, worst
 from .options import Options
 from .threads import apply_policy, blas_threads
@@ -57,20 +57,11 @@ def _reason(exc: BaseException, during: str | None = None, user_file: str | None
     mine = user_frame(exc, user_file) if user_file else ""
     if mine and user_file and os.path.realpath(user_file) in mine:
         what = f"{during} ran your code, which" if during else "your code"
-        return f"{what} raised {type(exc).__name__}: {_safe_str(exc)}{mine}"
+        return f"{what} raised {type(exc).__name__}: {first_line(exc)}{mine}"
     where = f"{during} stopped on an internal error in rnncheck" if during else "internal error in rnncheck"
     return (
-        f"{where}: {type(exc).__name__}: {_safe_str(exc)} (rerun with --debug for the traceback, and please report it)"
+        f"{where}: {type(exc).__name__}: {first_line(exc)} (rerun with --debug for the traceback, and please report it)"
     )
-
-
-def _safe_str(exc: BaseException) -> str:
-    """``str(exc)``'s first line, or a placeholder where its ``__str__`` itself raises."""
-    try:
-        text = str(exc).strip().splitlines()
-    except Exception:
-        return "(its message could not be read)"
-    return text[0] if text else "(no message)"
 
 
 def _traceback(exc: BaseException) -> str:

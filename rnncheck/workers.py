@@ -41,6 +41,7 @@ from pathlib import Path
 
 from . import usercode, zygote
 from .collect import CaseDef, FileProblem, load_file
+from .errors import safe_str
 from .findings import CaseResult, CheckResult, Finding, Verdict
 from .options import Options
 
@@ -206,7 +207,7 @@ def main(conn, job: Job) -> None:
     except KeyboardInterrupt:  # raised by the user's code: the run stops, as in-process
         _try(send, "interrupt")
     except BaseException as exc:  # rnncheck's own worker loop failed: say so rather than die silently
-        _try(send, "crash", f"{type(exc).__name__}: {exc}")
+        _try(send, "crash", f"{type(exc).__name__}: {safe_str(exc)}")
     os._exit(0)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..convert import mode_of
-from ..errors import CaseError, UserCodeError
+from ..errors import CaseError, UserCodeError, safe_str
 from ..numerics import BFLOAT16
 from ..twins import capturing, fused_layers
 from ..usercode import call_user
@@ -215,14 +215,14 @@ class TorchTarget(Target):
                 "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
             )
         except UserCodeError as exc:
-            if self.device.type != "cpu" and "cpu" in str(exc).lower():
+            if self.device.type != "cpu" and "cpu" in safe_str(exc).lower():
                 raise CaseError(
-                    f"{exc}; with --device {self.device} rnncheck moves every input tensor there: move one that "
+                    f"{safe_str(exc)}; with --device {self.device} rnncheck moves every input tensor there: move one that "
                     "must stay on the CPU back inside the model (pack_padded_sequence(x, lengths.cpu()) …)"
                 ) from exc
-            if self.dtype_option and "dtype" in str(exc).lower():
+            if self.dtype_option and "dtype" in safe_str(exc).lower():
                 raise CaseError(
-                    f"{exc}; with --dtype {self.dtype_option} rnncheck converts the model and its inputs, not tensors "
+                    f"{safe_str(exc)}; with --dtype {self.dtype_option} rnncheck converts the model and its inputs, not tensors "
                     "your code makes or captures: create them like the input (x.new_zeros(...), dtype=x.dtype)"
                 ) from exc
             raise
@@ -235,9 +235,9 @@ class TorchTarget(Target):
             try:
                 value = call_user("loss()", self.case.loss_fn, out, user_file=self.case.file or None)
             except UserCodeError as exc:
-                if self.device.type != "cpu" and "device" in str(exc):
+                if self.device.type != "cpu" and "device" in safe_str(exc):
                     raise CaseError(
-                        f"{exc}; with --device {self.device}, tensors the loss captures must follow the output: "
+                        f"{safe_str(exc)}; with --device {self.device}, tensors the loss captures must follow the output: "
                         "use t.to(out.device) inside the loss"
                     ) from exc
                 raise

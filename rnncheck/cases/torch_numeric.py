@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..errors import first_line, safe_str
+
 
 class NumericModel:
     """The model and inputs the numerical side runs, and whether they have proved to run in float64."""
@@ -60,7 +62,7 @@ class NumericModel:
             try:
                 value = target._forward(self.model, values, self.inputs)
             except Exception as exc:  # the model may refuse float64 in any way
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc) if safe_str(exc).strip() else type(exc).__name__
                 self.fall_back(f"the model does not run in float64: {first[:300]}")
                 return self.loss(self._in_model_dtype(values))
             if value.dtype != torch.float64:

@@ -37,6 +37,7 @@ from torch.func import functional_call
 from .. import flowmath as fm
 from ..cases.cell_case import CellCase, CellLoop
 from ..convert import mode_of
+from ..errors import first_line
 from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
 from ..recording import recording
 from ..tolerances import current as tolerances
@@ -772,7 +773,9 @@ def _jacobian_norms(layer: _Layer, rng) -> dict:
                 iters=4,
             )
         except Exception as exc:  # a custom cell may not support forward-mode AD
-            return {"not_computed": f"the cell does not support JVP/VJP ({type(exc).__name__}: {exc})"[:200]}
+            return {
+                "not_computed": f"the cell does not support JVP/VJP ({type(exc).__name__}: {first_line(exc)})"[:200]
+            }
     return {"method": "power iteration with JVP/VJP, 4 iterations", "norms": norms}
 
 
@@ -867,7 +870,7 @@ def _lyapunov(layer: _Layer, rng, k: int = 4) -> dict:
     try:
         exps = fm.lyapunov(apply_js, dim, k, warmup, rng)
     except Exception as exc:  # a custom cell may not support forward-mode AD
-        return {"not_computed": f"{type(exc).__name__}: {exc}"[:200]}
+        return {"not_computed": f"{type(exc).__name__}: {first_line(exc)}"[:200]}
     return {"exponents": exps.tolist(), "log_base": "e", "per": "step", "warmup_steps": warmup, "sample": 0}
 
 

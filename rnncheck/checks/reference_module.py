@@ -42,7 +42,7 @@ import torch
 from torch.func import functional_call
 
 from ..cases.torch_case import _common_dtype
-from ..errors import CaseError, UserCodeError
+from ..errors import CaseError, UserCodeError, first_line
 from ..findings import CheckResult, Finding, Verdict, worst
 from ..tolerances import current as tolerances
 from ..usercode import call_user
@@ -208,7 +208,7 @@ def _try(runner: Runner, which: str, dtype: torch.dtype, notes: list[str]) -> Si
     except (UserCodeError, RuntimeError, TypeError) as exc:
         name = "the candidate" if which == "candidate" else "the naive reference"
         notes.append(
-            f"{name} does not run in {_dtype_name(dtype)} ({str(exc).splitlines()[0][:160]}): "
+            f"{name} does not run in {_dtype_name(dtype)} ({first_line(exc)[:160]}): "
             "its rounding is not measured and the tolerance rests on the other's"
         )
         return None

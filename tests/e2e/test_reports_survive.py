@@ -121,3 +121,52 @@ def test_a_figure_that_cannot_be_drawn_costs_that_figure_alone_and_same_names_do
     assert b"Traceback" not in proc.stdout + proc.stderr and b"could not draw 2 figure(s)" in proc.stdout
     profiles = sorted(p.name for p in plots.glob("*plain-profile.png"))
     assert profiles == ["a_m-plain-profile.png", "b_m-plain-profile.png"]
+
+
+UNPRINTABLE = """
+import torch
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message for you")
+
+
+@rnncheck.case
+def in_case_function():
+    raise Unprintable()
+
+
+@rnncheck.case
+def in_loss():
+    def loss(out):
+        raise Unprintable()
+
+    return rnncheck.TorchCase(torch.nn.Linear(2, 1).double(), inputs=(torch.ones(3, 2, dtype=torch.float64),), loss=loss)
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]])
+def test_an_exception_whose_message_raises_is_the_users_error_and_the_run_goes_on(tmp_path, mode):
+    model = _write(tmp_path, "m.py", QUICK + UNPRINTABLE)
+    broken = _write(
+        tmp_path,
+        "broken_import.py",
+        "class E(Exception):\n    def __str__(self):\n        raise ValueError\n\nraise E()\n",
+    )
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [*RNNCHECK, "verify", str(model), str(broken), "--json", str(out), *mode], capture_output=True, timeout=300
+    )
+    text = proc.stdout.decode()
+    assert proc.returncode == 1, text + proc.stderr.decode()
+    assert "Traceback" not in text + proc.stderr.decode() and "internal error" not in text, text
+    cases = {c["name"]: c for c in json.loads(out.read_text())["cases"]}
+    assert cases["quick"]["verdict"] == "pass"
+    for name in ("in_case_function", "in_loss"):
+        assert cases[name]["verdict"] == "error"
+        assert (
+            "raised Unprintable: (its message could not be read: its __str__ raised RuntimeError)"
+            in cases[name]["error"]
+        ), cases[name]["error"]
+    assert "import failed: E: (its message could not be read: its __str__ raised ValueError)" in text
