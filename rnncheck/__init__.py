@@ -13,12 +13,11 @@ and the library entry point ``rnncheck.verify(cases, options) -> Report``.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 # the model-file decorator and record() load no torch, and are bound here once: a model file that drops
 # rnncheck's modules from sys.modules cannot make a later file register its cases into a second copy
 from .collect import case  # noqa: E402
 from .recording import record  # noqa: E402
+from .version import __version__
 
 #: the public names, each imported from its module on first use: ``import rnncheck`` (and the command's
 #: --help and --version) does not import torch until a name that needs it is used
@@ -31,6 +30,7 @@ _LAZY = {
     "Finding": ".findings",
     "Report": ".findings",
     "Verdict": ".findings",
+    "CheckName": ".findings",
     "Options": ".options",
     "Tolerances": ".tolerances",
     "CellCase": ".cases.cell_case",
@@ -61,6 +61,7 @@ __all__ = [
     "TorchCase",
     "UsageError",
     "Verdict",
+    "CheckName",
     "__version__",
     "case",
     "main",

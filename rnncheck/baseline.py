@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .findings import CaseResult, CheckResult, Finding, Verdict
+from .findings import CaseResult, CheckName, CheckResult, Finding, Verdict
 
 FORMAT = 1
 SKETCH_DIRECTIONS = 4
@@ -333,7 +333,7 @@ def gate_check(
                 "settings, or rewrite it with --update-baseline",
             )
         )
-        return CheckResult("baseline", Verdict.ERROR, findings)
+        return CheckResult(CheckName.BASELINE, Verdict.ERROR, findings)
     stored = baseline.cases.get(case_id)
     if stored is None:
         findings.append(
@@ -343,7 +343,7 @@ def gate_check(
                 f"{case_id} is not in the baseline: run with --update-baseline to record it",
             )
         )
-        return CheckResult("baseline", Verdict.FAIL, findings)
+        return CheckResult(CheckName.BASELINE, Verdict.FAIL, findings)
     if baseline.meta.get("torch") and baseline.meta.get("torch") != meta_now.get("torch"):
         findings.append(
             Finding(
@@ -361,4 +361,4 @@ def gate_check(
         findings.append(Finding("baseline_match", Verdict.NOTE, "matches the baseline"))
     from .findings import worst
 
-    return CheckResult("baseline", worst(f.verdict for f in findings), findings)
+    return CheckResult(CheckName.BASELINE, worst(f.verdict for f in findings), findings)

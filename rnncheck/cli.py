@@ -13,15 +13,16 @@ import click
 from click.core import ParameterSource
 from rich.text import Text
 
-from . import __version__, zygote
+from . import zygote
 from .collect import collect, keyword_matcher
 from .errors import NoneSelected, UsageError
-from .findings import Report, Verdict, gate_state, gate_verdict
+from .findings import CheckName, Report, Verdict, gate_state, gate_verdict
 from .ids import id_root
 from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
 from .render.junit import to_junit
 from .render.terminal import LEGEND, flow_summary_line, make_console, printable, render_case, summary_line
+from .version import __version__
 
 
 def _heavy(module: str):
@@ -587,7 +588,7 @@ class Application:
 
     def rerun_command(self, result) -> str:
         """The exact command that checks this case alone, with the settings that matter for its numbers."""
-        file_error = any(c.name == "collect" for c in result.checks)  # the file, not a case, failed
+        file_error = any(c.name == CheckName.COLLECT for c in result.checks)  # the file, not a case, failed
         target = result.file if file_error else f"{result.file}::{result.name}"
         words = ["rnncheck", self.view.command, shlex.quote(target), "--seed", str(self.options.seed)]
         for flag, value in (

@@ -71,11 +71,24 @@ class TensorRow:
         self.verdict = Verdict(self.verdict)
 
 
+class CheckName(StrEnum):
+    """The name of each check a case's report may hold: the JSON's ``checks[].name`` and the JUnit's rows."""
+
+    SANITY = "sanity"
+    GRADIENT = "gradient"
+    REFERENCE = "reference"
+    REFERENCE_MODULE = "reference_module"
+    FLOW = "flow"
+    BASELINE = "baseline"  # the regression gate's comparison with the committed baseline
+    COLLECT = "collect"  # the model file could not be read or gave no case
+    ISOLATION = "isolation"  # the worker process running the case died or was stopped
+
+
 @dataclass
 class CheckResult:
     """The outcome of one check on one case."""
 
-    name: str
+    name: CheckName
     verdict: Verdict
     findings: list[Finding] = field(default_factory=list)
     tensors: list[TensorRow] = field(default_factory=list)
@@ -83,6 +96,7 @@ class CheckResult:
     numbers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.name = CheckName(self.name)
         self.verdict = Verdict(self.verdict)
 
 
@@ -241,7 +255,7 @@ def finite_or_none(x: float | None) -> float | None:
 def gate_state(result: CaseResult) -> str | None:
     """``matches``, ``moved``, ``new`` (not in the baseline), ``failing`` (fails its own checks, no failure
     accepted) or ``error``; None where no gate ran."""
-    checks = [c for c in result.checks if c.name == "baseline"]
+    checks = [c for c in result.checks if c.name == CheckName.BASELINE]
     if not checks:
         return None
     kinds = {f.kind for c in checks for f in c.findings}
@@ -260,7 +274,7 @@ def gate_verdict(result: CaseResult) -> str:
     That check fails a case that fails its own checks unless its record accepted that failure
     (``--accept-failures``): recording a failure by accident cannot make it pass forever after.
     """
-    checks = [c for c in result.checks if c.name == "baseline"]
+    checks = [c for c in result.checks if c.name == CheckName.BASELINE]
     if not checks:
         return result.verdict
     return worst(c.verdict for c in checks)

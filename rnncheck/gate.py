@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
 from .baseline import Baseline, gate_check, spread
 from .findings import (
     CaseResult,
+    CheckName,
     CheckResult,
     Finding,
     Verdict,
@@ -30,6 +30,7 @@ from .findings import (
 from .ids import case_id, id_root  # noqa: F401 - the gate's ids, also imported from here
 from .options import Options
 from .runner import verify_case
+from .version import __version__
 
 try:
     import fcntl
@@ -112,7 +113,7 @@ class Gate:
         if result.fingerprint is None:
             result.checks.append(
                 CheckResult(
-                    "baseline",
+                    CheckName.BASELINE,
                     Verdict.ERROR,
                     [
                         Finding(
@@ -130,7 +131,7 @@ class Gate:
             self.refused.append(cid)
             result.checks.append(
                 CheckResult(
-                    "baseline",
+                    CheckName.BASELINE,
                     Verdict.FAIL,
                     [
                         Finding(
@@ -155,7 +156,7 @@ class Gate:
             self.written += 1
             result.checks.append(
                 CheckResult(
-                    "baseline",
+                    CheckName.BASELINE,
                     Verdict.PASS,
                     [Finding("baseline_written", Verdict.NOTE, f"recorded in {self.path} ({len(prints)} runs)")],
                 )

@@ -18,18 +18,18 @@ from contextlib import ExitStack
 import numpy as np
 import torch
 
-from . import __version__
 from .baseline import fingerprint
 from .cases.base import Case
 from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
 from .errors import BudgetExceeded, CaseError, UserCodeError, first_line, user_frame
-from .findings import CaseResult, CheckResult, Finding, Report, Verdict, worst
+from .findings import CaseResult, CheckName, CheckResult, Finding, Report, Verdict, worst
 from .options import Options
 from .threads import apply_policy, blas_threads
 from .tolerances import using
 from .usercode import CaseTimeout, call_user, case_guard
+from .version import __version__
 
 Progress = Callable[[str, str], None]  # (case name, stage)
 
@@ -139,7 +139,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             result.unit_seconds = ctx.call_seconds  # one call of the user's gradient: a forward and a backward
             if ctx.diagnostics is not None:
                 result.diagnostics = ctx.diagnostics
-            gradient = ctx.result("gradient")
+            gradient = ctx.result(CheckName.GRADIENT)
             if gradient is not None:
                 gradient.numbers["threads"] = threads
             result.verdict = _case_verdict(result.checks)
@@ -213,4 +213,4 @@ def run_meta(options: Options, started: float) -> dict:
 
 def error_result(name: str, file: str, message: str) -> CaseResult:
     """A result for something that never became a case (a file that failed to import)."""
-    return CaseResult(name, file, Verdict.ERROR, [CheckResult("collect", Verdict.ERROR)], error=message)
+    return CaseResult(name, file, Verdict.ERROR, [CheckResult(CheckName.COLLECT, Verdict.ERROR)], error=message)

@@ -42,7 +42,7 @@ from pathlib import Path
 from . import usercode, zygote
 from .collect import CaseDef, FileProblem, load_file
 from .errors import safe_str
-from .findings import CaseResult, CheckResult, Finding, Verdict
+from .findings import CaseResult, CheckName, CheckResult, Finding, Verdict
 from .options import Options
 
 #: bytes of the board each worker writes its current activity to
@@ -619,10 +619,12 @@ class Supervisor:
         return keep
 
     def _error(self, file: str, name: str, message: str, kind: str = "worker_stopped") -> CaseResult:
-        checks = [CheckResult("isolation", Verdict.ERROR, [Finding(kind, Verdict.ERROR, message)])]
+        checks = [CheckResult(CheckName.ISOLATION, Verdict.ERROR, [Finding(kind, Verdict.ERROR, message)])]
         if self.gate is not None:
             reason = "the case cannot be compared with a baseline: " + message
-            checks.append(CheckResult("baseline", Verdict.ERROR, [Finding("baseline_error", Verdict.ERROR, reason)]))
+            checks.append(
+                CheckResult(CheckName.BASELINE, Verdict.ERROR, [Finding("baseline_error", Verdict.ERROR, reason)])
+            )
         return CaseResult(name, file, Verdict.ERROR, checks, error=message)
 
 

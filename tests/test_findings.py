@@ -27,6 +27,13 @@ def test_a_verdict_outside_the_vocabulary_is_refused(make):
         make()
 
 
+def test_a_check_name_outside_the_vocabulary_is_refused_and_a_name_reads_as_its_string():
+    with pytest.raises(ValueError, match="is not a valid CheckName"):
+        rnncheck.CheckResult("gradiant", "pass")
+    result = rnncheck.CheckResult("flow", "pass")
+    assert result.name is rnncheck.CheckName.FLOW and result.name == "flow" and f"{result.name}_error" == "flow_error"
+
+
 def test_a_report_counts_each_verdict():
     cases = [rnncheck.CaseResult(str(i), "f.py", v) for i, v in enumerate(["pass", "warn", "fail", "fail"])]
     report = rnncheck.Report(cases)

@@ -66,6 +66,11 @@ class Case:
     reseed = False  # seed torch's generator before every call of the model (TorchCase(reseed=True))
     case_notes: tuple[str, ...] | list[str] = ()  # said in the report: how the case was read (FunctionCase …)
     time_dim: int = 0  # the time axis of the outputs a reference comparison reads (nn.LSTM's layout)
+    input_labels: dict[str, str] = {}  # noqa: RUF012 - read only: how the user calls an input ("input[1]" -> "state0")
+    step_model = None  # a StepCase's step form, which rnncheck loops over time for the flow check
+
+    def output_states(self, recorder, out, values: dict) -> None:
+        """Record the case's own output as its states where the output is one (a FunctionCase's); else nothing."""
 
     def _set_reference(self, reference, reference_map: dict[str, str] | None) -> None:
         if reference is not None and not isinstance(reference, str) and hasattr(reference, "named_parameters"):
@@ -137,6 +142,7 @@ class CheckTarget(Protocol):
     numeric_is_model: bool  # loss(θ) evaluates the very function gradient() differentiates, in its dtype
     last_output: object | None  # the model's output at the check point, kept by the first gradient call
     model: object | None  # the nn.Module, where there is one
+    cell_loop: object | None  # a CellCase's loop over the user's cell, which records every state it runs
     device: object | None  # where it runs, where that is a question
     user_file: str | None  # the model file the case came from, to point at the user's own lines
 
@@ -153,6 +159,7 @@ class Target:
     gradient_computes_loss: ClassVar[bool] = False
     records_states: ClassVar[bool] = False
     model: ClassVar[object | None] = None
+    cell_loop: ClassVar[object | None] = None
     device: ClassVar[object | None] = None
     context: ClassVar[dict] = {}
     last_output: ClassVar[object | None] = None  # the model's output at the check point, where kept

@@ -88,6 +88,11 @@ class CellCase(TorchCase):
             gates = {n if n.startswith("cell.") else f"cell.{n}": g for n, g in gates.items()}
         super().__init__(self.loop, inputs=(x, state0), loss=loss, gates=gates)
 
+    def bind(self, options):
+        target = super().bind(options)
+        target.cell_loop = target.model  # the loop placed on the device and in the dtype asked for
+        return target
+
     def known_tensors(self, params) -> set[str]:
         """A built-in cell (nn.RNNCell, nn.LSTMCell, nn.GRUCell): its architecture is known."""
         from ..convert import mode_of

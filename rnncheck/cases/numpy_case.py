@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..errors import CaseError
+from ..reference_link import Comparison, Link, head_gradient, map_parameters
 from ..tolerances import current as tolerances
 from ..usercode import call_user
 from .base import Case, Target, check_gates, suggest_gates, unmapped_reference
@@ -209,7 +210,6 @@ class NumpyTarget(Target):
     def reference_link(self):
         """``(Link, link names, missing)`` mapping this case onto the reference, or None without ``reference=``."""
         from .. import reference as R
-        from ..checks.reference import Link, map_parameters
 
         case = self.case
         if case.reference is None:
@@ -229,8 +229,6 @@ class NumpyTarget(Target):
         Its measured relative error is kept in ``head_error``: the reference's gradient
         inherits it, so the comparison's tolerance must hold it.
         """
-        from ..checks.reference import head_gradient
-
         if self.case.head is None:
             return None
         if getattr(self, "_head_grad", None) is None:
@@ -241,8 +239,6 @@ class NumpyTarget(Target):
 
     def reference_comparisons(self, grad, options):
         """The NumpyCase side of the reference comparison: its weights, inputs, head and hidden states."""
-        from ..checks.reference import Comparison
-
         case = self.case
         got = self.reference_link()
         if got is None:

@@ -12,6 +12,7 @@ from torch.func import functional_call
 
 from ..convert import mode_of
 from ..errors import CaseError, UserCodeError, safe_str
+from ..nested import common_dtype, float_outputs, leaves, replace
 from ..numerics import BFLOAT16
 from ..twins import capturing, fused_layers
 from ..usercode import call_user
@@ -90,35 +91,6 @@ def positional_inputs(inputs, message: str) -> tuple:
     return tuple(inputs)
 
 
-def _leaves(obj, path: str):
-    """Yield ``(path, tensor)`` for every tensor in a nest of tuples, lists and dicts."""
-    if isinstance(obj, torch.Tensor):
-        yield path, obj
-    elif isinstance(obj, tuple | list):
-        for i, item in enumerate(obj):
-            yield from _leaves(item, f"{path}[{i}]")
-    elif isinstance(obj, dict):
-        for k, item in obj.items():
-            yield from _leaves(item, f"{path}[{k!r}]")
-
-
-def _replace(obj, path: str, new: dict[str, torch.Tensor], convert: Callable[[torch.Tensor], torch.Tensor]):
-    """Rebuild a nest, taking ``new[path]`` where given and ``convert(tensor)`` elsewhere."""
-    if isinstance(obj, torch.Tensor):
-        return new[path] if path in new else convert(obj)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(_replace(x, f"{path}[{i}]", new, convert) for i, x in enumerate(obj)))
-    if isinstance(obj, tuple | list):
-        return type(obj)(_replace(x, f"{path}[{i}]", new, convert) for i, x in enumerate(obj))
-    if isinstance(obj, dict):
-        return {k: _replace(x, f"{path}[{k!r}]", new, convert) for k, x in obj.items()}
-    return obj
-
-
-def _float_outputs(out) -> list[torch.Tensor]:
-    return [t for _, t in _leaves(out, "out") if t.is_floating_point()]
-
-
 def _rnn_modes(model: nn.Module) -> dict[str, str]:
     """Each fused layer's parameter name -> the layer's reference mode."""
     modes = {}
@@ -141,7 +113,7 @@ def _placed(case: TorchCase, device: torch.device, dtype: torch.dtype | None):
             t2 = t2.to(dtype)
         return t2.detach().requires_grad_(t.requires_grad) if t2 is not t else t
 
-    return model, _replace(case.inputs, "input", {}, move)
+    return model, replace(case.inputs, "input", {}, move)
 
 
 class TorchTarget(Target):
@@ -154,7 +126,7 @@ class TorchTarget(Target):
         device = torch.device(options.device)
         model, inputs = _placed(case, device, getattr(torch, options.dtype) if options.dtype else None)
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        input_leaves = {p: t for p, t in _leaves(inputs, "input") if t.requires_grad}
+        input_leaves = {p: t for p, t in leaves(inputs, "input") if t.requires_grad}
         for path, t in input_leaves.items():
             if not t.is_floating_point():
                 raise CaseError(f"{path} requires grad but is {t.dtype}: only floating-point inputs have gradients")
@@ -162,10 +134,10 @@ class TorchTarget(Target):
             raise CaseError(
                 "the model has no parameter that requires grad and no input requires grad: nothing to check"
             )
-        leaves = {**{n: p.detach() for n, p in params.items()}, **{n: t.detach() for n, t in input_leaves.items()}}
-        model_dtype = _common_dtype(leaves.values())
+        detached = {**{n: p.detach() for n, p in params.items()}, **{n: t.detach() for n, t in input_leaves.items()}}
+        model_dtype = common_dtype(detached.values())
         target = cls(
-            theta={n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in leaves.items()},
+            theta={n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in detached.items()},
             model_dtype=numpy_dtype(model_dtype),
             numeric_dtype=np.dtype(np.float64),
             gates={**stacked_gates(params, _rnn_modes(model)), **{n: g for n, g in case.gates.items() if n in params}},
@@ -177,9 +149,9 @@ class TorchTarget(Target):
         target.notes.extend(case.case_notes)
         target.case, target.model, target.inputs = case, model, inputs
         target.device, target.param_names, target.input_names = device, list(params), list(input_leaves)
-        target.leaf_dtypes = {n: t.dtype for n, t in leaves.items()}
-        target.saved = {n: t.detach().clone() for n, t in leaves.items()}
-        target.saved_inputs = {p: t.detach().clone() for p, t in _leaves(inputs, "input")}
+        target.leaf_dtypes = {n: t.dtype for n, t in detached.items()}
+        target.saved = {n: t.detach().clone() for n, t in detached.items()}
+        target.saved_inputs = {p: t.detach().clone() for p, t in leaves(inputs, "input")}
         target.seed = options.seed
         target.dtype_option = options.dtype
         target._loss_weights = None
@@ -209,7 +181,7 @@ class TorchTarget(Target):
         self.seed_call()
         params = {n: values[n] for n in self.param_names}
         new_inputs = {n: values[n] for n in self.input_names}
-        args = _replace(inputs, "input", new_inputs, lambda t: t)
+        args = replace(inputs, "input", new_inputs, lambda t: t)
         try:
             out = call_user(
                 "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
@@ -227,7 +199,7 @@ class TorchTarget(Target):
                 ) from exc
             raise
         if keep_output:
-            self.last_output = _replace(out, "out", {}, lambda t: t.detach())
+            self.last_output = replace(out, "out", {}, lambda t: t.detach())
         return self._loss_of(out)
 
     def _loss_of(self, out) -> torch.Tensor:
@@ -244,7 +216,7 @@ class TorchTarget(Target):
             if not isinstance(value, torch.Tensor):
                 value = torch.as_tensor(value)
         else:
-            outs = _float_outputs(out)
+            outs = float_outputs(out)
             if not outs:
                 raise CaseError("the model returned no floating-point tensor: pass loss= to say what to differentiate")
             if self._loss_weights is None:
@@ -366,7 +338,7 @@ class TorchTarget(Target):
     def _check_untouched(self, values: dict[str, torch.Tensor] | None = None) -> None:
         """The parameters and inputs a call was given must come out as they went in."""
         current = {n: p for n, p in self.model.named_parameters() if n in self.saved}
-        current.update(dict(_leaves(self.inputs, "input")))
+        current.update(dict(leaves(self.inputs, "input")))
         saved = {**self.saved, **self.saved_inputs}
         for n, now in current.items():
             self._compare(n, now, saved[n], restore=True)
@@ -389,11 +361,3 @@ def numpy_dtype(dtype: torch.dtype):
     if dtype == torch.bfloat16:
         return BFLOAT16
     return np.dtype(str(dtype).replace("torch.", ""))
-
-
-def _common_dtype(tensors) -> torch.dtype:
-    dtypes = {t.dtype for t in tensors}
-    for d in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
-        if d in dtypes:
-            return d
-    return torch.float32

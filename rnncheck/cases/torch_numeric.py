@@ -18,14 +18,13 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..errors import first_line, safe_str
+from ..nested import replace
 
 
 class NumericModel:
     """The model and inputs the numerical side runs, and whether they have proved to run in float64."""
 
     def __init__(self, target) -> None:
-        from .torch_case import _replace
-
         self.target = target
         self.model, self.inputs, self.checked = target.model, target.inputs, True
         self.watched = False  # the first float64 evaluation is watched for casts to a lower precision
@@ -36,7 +35,7 @@ class NumericModel:
             return
         try:
             model64 = copy.deepcopy(target.model).to(torch.float64)
-            inputs64 = _replace(target.inputs, "input", {}, lambda t: t.double() if t.is_floating_point() else t)
+            inputs64 = replace(target.inputs, "input", {}, lambda t: t.double() if t.is_floating_point() else t)
         except Exception as exc:  # the model may refuse float64 in any way
             self.fall_back(f"the model cannot be copied to float64 ({type(exc).__name__})")
             return

@@ -35,10 +35,10 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
 from .. import flowmath as fm
-from ..cases.cell_case import CellCase, CellLoop
 from ..convert import mode_of
 from ..errors import first_line
-from ..findings import CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
+from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
+from ..nested import float_outputs, replace
 from ..recording import recording
 from ..tolerances import current as tolerances
 from ..twins import GATES, active_dropout, cell_step, dropout_off, fused_layers, project_inputs, swap_fused
@@ -75,7 +75,7 @@ def _collect(case, target) -> tuple[list[_Layer], list, object, dict, list[Findi
     values = {n: t.clone().requires_grad_(True) for n, t in target.saved.items()}
     params = {n: values[n] for n in target.param_names}
     args = tuple(_replace_inputs(target, values))
-    if isinstance(case, CellCase):
+    if target.cell_loop is not None:
         layers, loss, findings, reason = _record_cell_loop(target, values, params, args)
         return layers, [], loss, values, findings, reason, None
     layers, loss, findings, twin, recorder = _record_model(case, target, values, params, args)
@@ -105,14 +105,14 @@ def _record_model(case, target, values, params, args):
         else:
             out, loss = _loss_through(target, _flow_model(case, target), params, args)
             layers, findings, twin = [], [], None
-            if not recorder.records and hasattr(case, "output_states"):  # a FunctionCase: its output is the states
+            if not recorder.records:  # a FunctionCase: its output is the states
                 case.output_states(recorder, out, values)
     return layers, loss, findings, twin, recorder
 
 
 def _flow_model(case, target):
     """The module whose states the flow check records: a StepCase's step form (rnncheck loops it), else the model."""
-    model = getattr(case, "step_model", None)
+    model = case.step_model
     if model is None:
         return target.model
     dtype = getattr(torch, target.dtype_option) if target.dtype_option else None
@@ -148,9 +148,7 @@ def _loss_through(target, model, params, args):
 
 def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:
     """A CellCase: rnncheck's own loop records every state as it runs the user's cell."""
-    loop: CellLoop = target.model if isinstance(target.model, CellLoop) else None
-    if loop is None:
-        return [], None, [], "the cell loop could not be found"
+    loop = target.cell_loop
     loop.record = []
     try:
         _, loss = _loss_through(target, loop, params, args)
@@ -262,16 +260,12 @@ def _record_twins(target, values, params, args) -> tuple[list[_Layer], object, l
 
 
 def _replace_inputs(target, values, every: bool = False):
-    from ..cases.torch_case import _replace
-
     names = [n for n in values if n in target.saved_inputs] if every else target.input_names
-    return _replace(target.inputs, "input", {n: values[n] for n in names}, lambda t: t)
+    return replace(target.inputs, "input", {n: values[n] for n in names}, lambda t: t)
 
 
 def _max_rel_diff(a, b) -> float:
-    from ..cases.torch_case import _float_outputs
-
-    xs, ys = _float_outputs(a), _float_outputs(b)
+    xs, ys = float_outputs(a), float_outputs(b)
     worst = 0.0
     for x, y in zip(xs, ys):
         x, y = x.detach(), y.detach()
@@ -437,11 +431,13 @@ def check_flow(
     layers, stacked, loss, leaves, findings, reason, diagnostics.twin = _collect(case, target)
     if reason:
         diagnostics.not_computed["all"] = reason
-        return (CheckResult("flow", worst(f.verdict for f in findings), findings) if findings else None), diagnostics
+        return (
+            CheckResult(CheckName.FLOW, worst(f.verdict for f in findings), findings) if findings else None
+        ), diagnostics
     T = len(layers[0].states) if layers else stacked[0].stacked.shape[stacked[0].time_dim]
     if T < 2:
         diagnostics.not_computed["all"] = f"the sequence has {T} step(s): there is no flow through time to measure"
-        return (CheckResult("flow", Verdict.PASS, findings) if findings else None), diagnostics
+        return (CheckResult(CheckName.FLOW, Verdict.PASS, findings) if findings else None), diagnostics
 
     # the total dL/d(state) of every step, and nothing else: asking autograd for these
     # tensors alone spares it the weight gradients
@@ -500,7 +496,9 @@ def check_flow(
         diagnostics.nonfinite_cause = cause
     if diagnostics.gradient_flow in (FlowVerdict.VANISHING, FlowVerdict.EXPLODING):
         findings.append(_verdict_finding(diagnostics.gradient_flow, diagnostics.layers, options.horizon))
-    result = CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict})
+    result = CheckResult(
+        CheckName.FLOW, worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict}
+    )
     return result, diagnostics
 
 
@@ -941,7 +939,7 @@ def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[Che
     verdict = fm.flow_verdict(spans, nonfinite)
     diagnostics.gradient_flow = verdict and FlowVerdict(verdict)
     return (
-        CheckResult("flow", worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict}),
+        CheckResult(CheckName.FLOW, worst(f.verdict for f in findings), findings, numbers={"gradient_flow": verdict}),
         diagnostics,
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..findings import CheckResult, Finding, FlowDiagnostics, Verdict
+from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, Verdict
 
 
 @dataclass
@@ -45,12 +45,12 @@ class Context:
 
     @property
     def sane(self) -> bool:
-        sanity = self.result("sanity")
+        sanity = self.result(CheckName.SANITY)
         return sanity is not None and sanity.verdict != Verdict.ERROR
 
 
 class Sanity:
-    name, stage = "sanity", "the sanity checks"
+    name, stage = CheckName.SANITY, "the sanity checks"
 
     def applies(self, ctx: Context) -> bool:
         return True
@@ -65,7 +65,7 @@ class Sanity:
 
 
 class Gradient:
-    name, stage = "gradient", "the gradient probes"
+    name, stage = CheckName.GRADIENT, "the gradient probes"
 
     def applies(self, ctx: Context) -> bool:
         return ctx.options.gradient and ctx.sane
@@ -87,7 +87,7 @@ class Gradient:
 
 
 class Reference:
-    name, stage = "reference", "the reference comparison"
+    name, stage = CheckName.REFERENCE, "the reference comparison"
 
     def applies(self, ctx: Context) -> bool:
         return ctx.options.reference and ctx.sane
@@ -95,13 +95,13 @@ class Reference:
     def run(self, target, ctx: Context) -> CheckResult | None:
         from .reference import check_reference
 
-        gradient = ctx.result("gradient")
+        gradient = ctx.result(CheckName.GRADIENT)
         rows = gradient.tensors if gradient is not None else []
         return check_reference(target, ctx.grad, rows, ctx.options)
 
 
 class ReferenceModule:
-    name, stage = "reference_module", "the comparison with your reference module"
+    name, stage = CheckName.REFERENCE_MODULE, "the comparison with your reference module"
 
     def applies(self, ctx: Context) -> bool:
         return ctx.options.reference and ctx.sane and ctx.case.reference_module is not None
@@ -113,12 +113,12 @@ class ReferenceModule:
 
 
 class Flow:
-    name, stage = "flow", "the gradient-flow diagnostics"
+    name, stage = CheckName.FLOW, "the gradient-flow diagnostics"
     advisory = True  # it measures, it does not judge the gradient: its own failure is a warn, never an error
 
     def applies(self, ctx: Context) -> bool:
         # a non-finite loss is when locating the first non-finite value matters most
-        sanity = ctx.result("sanity")
+        sanity = ctx.result(CheckName.SANITY)
         nonfinite = sanity is not None and any(f.kind == "nonfinite_loss" for f in sanity.findings)
         return ctx.options.diagnostics and (ctx.sane or nonfinite)
 
@@ -128,7 +128,7 @@ class Flow:
         check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
         verdict = ctx.diagnostics.gradient_flow
         if verdict in ctx.options.fail_on:
-            check = check or CheckResult("flow", Verdict.PASS)
+            check = check or CheckResult(CheckName.FLOW, Verdict.PASS)
             check.findings.append(
                 Finding(
                     "flow_verdict",

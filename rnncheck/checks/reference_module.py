@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..cases.torch_case import _common_dtype
 from ..errors import CaseError, UserCodeError, first_line
-from ..findings import CheckResult, Finding, Verdict, worst
+from ..findings import CheckName, CheckResult, Finding, Verdict, worst
+from ..nested import common_dtype
 from ..tolerances import current as tolerances
 from ..usercode import call_user
 from . import time_hints
@@ -98,7 +98,7 @@ class Runner:
 
     def __init__(self, target, naive, pairs: dict[str, str]) -> None:
         self.target, self.naive, self.pairs = target, naive, pairs
-        self.dtype = _common_dtype(target.saved.values())
+        self.dtype = common_dtype(target.saved.values())
 
     def module(self, which: str, dtype: torch.dtype | None) -> torch.nn.Module:
         module = self.target.model if which == "candidate" else self.naive
@@ -321,7 +321,7 @@ def check_reference_module(target) -> CheckResult | None:
     findings = [_failure(c, target, dtype_name) for c in compared if c.fails]
     findings += time_hints.diagnose(target, runner, m, compared)
     findings += _notes(compared, m, dtype_name)
-    return CheckResult("reference_module", worst(f.verdict for f in findings), findings)
+    return CheckResult(CheckName.REFERENCE_MODULE, worst(f.verdict for f in findings), findings)
 
 
 def _notes(compared: list[Compared], m: Measured, dtype_name: str) -> list[Finding]:

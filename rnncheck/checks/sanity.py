@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from ..findings import CheckResult, Finding, Verdict, worst
+from ..findings import CheckName, CheckResult, Finding, Verdict, worst
 from ..reductions import all_finite, max_abs, max_abs_diff
 from ..tolerances import current as tolerances
 
@@ -40,7 +40,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
                 f"the loss is {l1} at the given parameters: fix the model or its inputs so the loss is finite",
             )
         )
-        return CheckResult("sanity", Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
+        return CheckResult(CheckName.SANITY, Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
     if own:
         l2, g2 = target.gradient()
     else:
@@ -48,7 +48,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     unrepeatable = nondeterminism(l1, l2, eps, target=target)
     if unrepeatable is not None:
         findings.append(unrepeatable)
-        return CheckResult("sanity", Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
+        return CheckResult(CheckName.SANITY, Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
     if own:
         gl1 = None  # nothing separate to compare
     else:
@@ -111,7 +111,7 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
         )
     verdict = worst(f.verdict for f in findings)
     return (
-        CheckResult("sanity", verdict, findings, evaluations=target.evaluations - start, numbers={"loss": l1}),
+        CheckResult(CheckName.SANITY, verdict, findings, evaluations=target.evaluations - start, numbers={"loss": l1}),
         l1,
         g1,
     )

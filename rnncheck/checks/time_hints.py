@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import torch
 
-from ..cases.torch_case import _leaves, _replace
 from ..findings import Finding, Verdict
+from ..nested import leaves, replace
 from ..tolerances import current as tolerances
 
 
 def float_leaves(out):
     """``(path, tensor)`` for every floating tensor in a model's (nested) output."""
-    return ((p, t) for p, t in _leaves(out, "out") if t.is_floating_point())
+    return ((p, t) for p, t in leaves(out, "out") if t.is_floating_point())
 
 
 def replace_inputs(target, leaves: dict, cast):
     """The case's inputs with ``leaves`` (by path) put in and every other floating tensor cast."""
-    return _replace(target.inputs, "input", leaves, cast)
+    return replace(target.inputs, "input", leaves, cast)
 
 
 def _along(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -71,7 +71,7 @@ class _Sequences:
             elif tuple(t.shape) == tuple(step_shape):
                 self.states[name] = t64
         self.params = set(target.param_names)
-        self.labels = dict(getattr(target.case, "input_labels", {}) or {})
+        self.labels = dict(target.case.input_labels or {})
 
     def label(self, name: str) -> str:
         """How the user calls a tensor: an argument's or a form's own name where the case knows it."""
@@ -89,7 +89,7 @@ def diagnose(target, runner, measured, compared) -> list[Finding]:
     failing = [c for c in compared if c.fails]
     if not failing:
         return []
-    time_dim = getattr(target.case, "time_dim", 0)
+    time_dim = target.case.time_dim
     outputs = [c for c in failing if c.what == "output" and c.ref.dim() > time_dim and c.ref.shape[time_dim] >= 3]
     if outputs:
         return _forward_hints(target, runner, outputs[0], time_dim)

@@ -38,8 +38,8 @@ def test_every_adapter_has_every_member_of_the_protocol():
     assert {"loss", "gradient", "loss_offset", "records_states", "reference_comparisons", "reference_link"} <= members()
 
 
-def test_no_check_asks_a_target_what_it_is():
-    pattern = re.compile(r"(hasattr|isinstance|getattr)\(\s*target\s*[,)]")
+def test_no_check_asks_a_case_a_target_or_a_model_what_it_is():
+    pattern = re.compile(r"(hasattr|isinstance|getattr)\(\s*(target|case|target\.model|target\.case|model)\s*[,)]")
     offenders = [
         f"{p.name}:{i}"
         for p in CHECKS.glob("*.py")
