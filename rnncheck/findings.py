@@ -38,11 +38,76 @@ def worst(verdicts) -> Verdict:
     return max((Verdict(v) for v in verdicts if v != Verdict.NOTE), key=_RANK.__getitem__, default=Verdict.PASS)
 
 
+class Kind(StrEnum):
+    """What a finding says, as the JSON's ``findings[].kind`` names it: one member per statement rnncheck makes."""
+
+    # the gradient
+    MISMATCH = "mismatch"
+    UNCHECKED = "unchecked"
+    UNRESOLVED = "unresolved"
+    KINK = "kink"
+    NONFINITE_GRADIENT = "nonfinite_gradient"
+    STATEFUL_GRADIENT = "stateful_gradient"
+    HINT = "hint"
+    # the sanity checks
+    NONFINITE_LOSS = "nonfinite_loss"
+    NONDETERMINISTIC_LOSS = "nondeterministic_loss"
+    INCONSISTENT_LOSS = "inconsistent_loss"
+    MUTATES_ARGUMENTS = "mutates_arguments"
+    CHANGED_GLOBALS = "changed_globals"
+    THREADS_LEFT = "threads_left"
+    # the reference
+    FORWARD_MATCH = "forward_match"
+    FORWARD_MISMATCH = "forward_mismatch"
+    FUSED_MISMATCH = "fused_mismatch"
+    REFERENCE_DIFFERS = "reference_differs"
+    REFERENCE_MISMATCH = "reference_mismatch"
+    REFERENCE_NOTE = "reference_note"
+    REFERENCE_SAYS_GRADIENT = "reference_says_gradient"
+    REFERENCE_SAYS_NUMERIC = "reference_says_numeric"
+    TIME_DIVERGENCE = "time_divergence"
+    # the user's own reference module
+    REFERENCE_MODULE_FORWARD = "reference_module_forward"
+    REFERENCE_MODULE_GRADIENT = "reference_module_gradient"
+    REFERENCE_MODULE_RATIO = "reference_module_ratio"
+    REFERENCE_MODULE_MATCH = "reference_module_match"
+    REFERENCE_MODULE_NOTE = "reference_module_note"
+    REFERENCE_MODULE_RESOLUTION = "reference_module_resolution"
+    REFERENCE_MODULE_ROUNDING = "reference_module_rounding"
+    # the flow
+    GRADIENT_FLOW = "gradient_flow"
+    FLOW_VERDICT = "flow_verdict"
+    FLOW_CHANNELS = "flow_channels"
+    FLOW_DROPOUT = "flow_dropout"
+    TWIN_MISMATCH = "twin_mismatch"
+    NONFINITE = "nonfinite"
+    RECORD_PROBLEM = "record_problem"
+    # the baseline gate
+    BASELINE_DRIFT = "baseline_drift"
+    BASELINE_ERROR = "baseline_error"
+    BASELINE_FAILING = "baseline_failing"
+    BASELINE_MATCH = "baseline_match"
+    BASELINE_MISSING = "baseline_missing"
+    BASELINE_REFUSED = "baseline_refused"
+    BASELINE_SETTINGS = "baseline_settings"
+    BASELINE_VERSIONS = "baseline_versions"
+    BASELINE_WRITTEN = "baseline_written"
+    # a check that could not run (the check's name, then _error), and the worker process
+    SANITY_ERROR = "sanity_error"
+    GRADIENT_ERROR = "gradient_error"
+    REFERENCE_ERROR = "reference_error"
+    REFERENCE_MODULE_ERROR = "reference_module_error"
+    FLOW_ERROR = "flow_error"
+    WORKER_DIED = "worker_died"
+    WORKER_STOPPED = "worker_stopped"
+    WORKER_CRASHED = "worker_crashed"
+
+
 @dataclass
 class Finding:
     """One named statement about a case: what, how bad, where, and the numbers behind it."""
 
-    kind: str  # e.g. "mismatch", "stateful_gradient", "kink", "nonfinite_loss"
+    kind: Kind  # e.g. "mismatch", "stateful_gradient", "kink", "nonfinite_loss"
     verdict: Verdict
     message: str
     tensor: str | None = None
@@ -51,6 +116,7 @@ class Finding:
     hint: str | None = None
 
     def __post_init__(self) -> None:
+        self.kind = Kind(self.kind)
         self.verdict = Verdict(self.verdict)
 
 
@@ -259,11 +325,11 @@ def gate_state(result: CaseResult) -> str | None:
     if not checks:
         return None
     kinds = {f.kind for c in checks for f in c.findings}
-    if "baseline_missing" in kinds:
+    if Kind.BASELINE_MISSING in kinds:
         return "new"
-    if kinds & {"baseline_failing", "baseline_refused"}:
+    if kinds & {Kind.BASELINE_FAILING, Kind.BASELINE_REFUSED}:
         return "failing"
-    if "baseline_error" in kinds:
+    if Kind.BASELINE_ERROR in kinds:
         return "error"
     return "moved" if any(c.verdict in (Verdict.FAIL, Verdict.ERROR) for c in checks) else "matches"
 

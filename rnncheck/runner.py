@@ -24,7 +24,7 @@ from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
 from .errors import BudgetExceeded, CaseError, UserCodeError, first_line, user_frame
-from .findings import CaseResult, CheckName, CheckResult, Finding, Report, Verdict, worst
+from .findings import CaseResult, CheckName, CheckResult, Finding, Kind, Report, Verdict, worst
 from .options import Options
 from .threads import apply_policy, blas_threads
 from .tolerances import using
@@ -80,7 +80,7 @@ def _check_error(check, exc: BaseException, debug: bool, user_file: str | None =
     reason = _reason(exc, check.stage, user_file)
     if verdict == Verdict.WARN:
         reason += "; the other checks' verdicts stand"
-    result = CheckResult(check.name, verdict, [Finding(f"{check.name}_error", verdict, reason)])
+    result = CheckResult(check.name, verdict, [Finding(Kind(f"{check.name}_error"), verdict, reason)])
     if debug:
         result.numbers["traceback"] = _traceback(exc)
     return result

@@ -42,7 +42,7 @@ from pathlib import Path
 from . import usercode, zygote
 from .collect import CaseDef, FileProblem, load_file
 from .errors import safe_str
-from .findings import CaseResult, CheckName, CheckResult, Finding, Verdict
+from .findings import CaseResult, CheckName, CheckResult, Finding, Kind, Verdict
 from .options import Options
 
 #: bytes of the board each worker writes its current activity to
@@ -583,7 +583,9 @@ class Supervisor:
             raise KeyboardInterrupt
         if kind == "crash" and worker.case is not None:
             name, worker.case = worker.case, None
-            return on_result(worker.file, name, self._error(files[worker.file], name, _crash(message[1])))
+            return on_result(
+                worker.file, name, self._error(files[worker.file], name, _crash(message[1]), kind=Kind.WORKER_CRASHED)
+            )
         return True
 
     def _next(self, worker: _Worker, queues: dict) -> None:
@@ -609,7 +611,7 @@ class Supervisor:
         message = f"the worker died: {describe_exit(code)} {where} of {worker.case}".replace("  ", " ")
         if more:
             message += "; the file's other cases ran in a fresh worker"
-        return self._error(file, worker.case, message, kind="worker_died")
+        return self._error(file, worker.case, message, kind=Kind.WORKER_DIED)
 
     def _drain(self, index: int, queues: dict, files: list[str], on_result, message: str) -> bool:
         """The file's cases that no worker will run, each an error with ``message``; False: stop the run."""
@@ -618,7 +620,7 @@ class Supervisor:
             keep = on_result(index, name, self._error(files[index], name, message)) and keep
         return keep
 
-    def _error(self, file: str, name: str, message: str, kind: str = "worker_stopped") -> CaseResult:
+    def _error(self, file: str, name: str, message: str, kind: Kind = Kind.WORKER_STOPPED) -> CaseResult:
         checks = [CheckResult(CheckName.ISOLATION, Verdict.ERROR, [Finding(kind, Verdict.ERROR, message)])]
         if self.gate is not None:
             reason = "the case cannot be compared with a baseline: " + message

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import EntryDirection, block_scales, probe_direction, signs, spanning_directions
-from ..findings import CheckResult, Finding, GradientResult, TensorRow, Verdict, worst
+from ..findings import CheckResult, Finding, GradientResult, Kind, TensorRow, Verdict, worst
 from ..numerics import machine_eps
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
@@ -149,11 +149,11 @@ def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, targe
     rows = _rows(prober, blocks, probes, directions)
     findings = _localize(prober, blocks, rows, rng, target.context or {})
     marginal = all(p.mismatch < tolerances().kink_dense_margin * p.bound for p in failing)
-    if prober.extended and marginal and not any(f.kind == "mismatch" for f in findings):
+    if prober.extended and marginal and not any(f.kind == Kind.MISMATCH for f in findings):
         for p in failing:
             p.status = Status.UNRESOLVED
         return None
-    if not any(f.kind == "mismatch" for f in findings):
+    if not any(f.kind == Kind.MISMATCH for f in findings):
         findings = _unlocalized(probes, directions, rows) + findings
     return rows, findings
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, Verdict
+from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, Kind, Verdict
 
 
 @dataclass
@@ -119,7 +119,7 @@ class Flow:
     def applies(self, ctx: Context) -> bool:
         # a non-finite loss is when locating the first non-finite value matters most
         sanity = ctx.result(CheckName.SANITY)
-        nonfinite = sanity is not None and any(f.kind == "nonfinite_loss" for f in sanity.findings)
+        nonfinite = sanity is not None and any(f.kind == Kind.NONFINITE_LOSS for f in sanity.findings)
         return ctx.options.diagnostics and (ctx.sane or nonfinite)
 
     def run(self, target, ctx: Context) -> CheckResult | None:

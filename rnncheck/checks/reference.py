@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference as R
-from ..findings import CheckName, CheckResult, Finding, Verdict, worst
+from ..findings import CheckName, CheckResult, Finding, Kind, Verdict, worst
 from ..reductions import max_abs, max_abs_diff
 from ..reference.activations import sigmoid
 from ..reference_link import Link
@@ -362,7 +362,7 @@ def check_reference_link(
                     tensor=name,
                 )
             )
-    wrong = [f.tensor for f in findings if f.kind == "reference_says_gradient"]
+    wrong = [f.tensor for f in findings if f.kind == Kind.REFERENCE_SAYS_GRADIENT]
     if wrong:
         findings += _time_findings(link, case_grad, d_out, d_hn, d_cn, wrong)
     return CheckResult(CheckName.REFERENCE, worst(f.verdict for f in findings), findings)

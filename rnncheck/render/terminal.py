@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..findings import CaseResult, CheckResult, GradientResult, Report, Verdict, gate_state
+from ..findings import CaseResult, CheckResult, GradientResult, Kind, Report, Verdict, gate_state
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
@@ -253,13 +253,13 @@ def render_check(check: CheckResult, console: Console, case: CaseResult, verbosi
     for f in check.findings:
         if f.verdict == Verdict.ERROR and f.message == case.error:
             continue  # already the case's headline
-        if f.kind == "hint":
+        if f.kind == Kind.HINT:
             console.print(Text(f"      hint: {printable(f.message)}", style="cyan"), soft_wrap=plain)
             continue
         console.print(
             Text(f"      {f.verdict}: {f.kind}: {printable(f.message)}", style=STYLE[f.verdict]), soft_wrap=plain
         )
-        if f.hint and f.kind != "mismatch":  # a mismatch's hint is printed once, as its own line
+        if f.hint and f.kind != Kind.MISMATCH:  # a mismatch's hint is printed once, as its own line
             console.print(Text(f"        hint: {printable(f.hint)}", style="cyan"), soft_wrap=plain)
     if check.numbers.get("traceback"):
         console.print(printable(check.numbers["traceback"], keep_newlines=True), markup=False, highlight=False)
