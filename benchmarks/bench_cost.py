@@ -18,10 +18,18 @@ estimated from a timed sample of their evaluations and printed as skipped.
 ``--dtype float64`` checks a float64 model instead (the numerical side is then the model
 itself); ``--threads N`` fixes torch's threads for the unit and the checks alike (rnncheck
 keeps an explicit choice); ``--rnncheck-only`` leaves out gradcheck, the textbook loop
-and ``--full``, for a quick side-by-side of two commits (``PYTHONPATH=<other checkout>``).
+and ``--full``, for a quick side-by-side of two commits (``PYTHONPATH=<other checkout>``, with that
+checkout's ``rnncheck/reference`` linked to its own ``reference/``: the installed package maps
+``rnncheck.reference`` to the tree it was installed from).
 
     python benchmarks/bench_cost.py [--sizes 32 256 1024] [--device cpu] [--dtype float32]
                                     [--threads N] [--rnncheck-only] [--repeats 2] [--json FILE]
+    python benchmarks/bench_cost.py --grid [--sizes 64 256 1024] [--batches 1 8 16 64] [--json FILE]
+
+``--grid`` measures the cost targets' grid: for float64 and float32 models, every H and B,
+the default check, the probes alone and gradcheck's fast mode (on a float64 copy), each
+against the targets (default ≤ 10× for float64, ≤ 20× for float32; probes no slower than
+gradcheck fast).
 """
 
 from __future__ import annotations
@@ -56,8 +64,16 @@ def _timed(fn, repeats: int = 1) -> float:
 
 
 def measure(
-    H: int, device: str, limit: float, dtype: torch.dtype = torch.float32, peers: bool = True, repeats: int = 2
+    H: int,
+    device: str,
+    limit: float,
+    dtype: torch.dtype = torch.float32,
+    peers: bool = True,
+    repeats: int = 2,
+    batch: int | None = None,
+    fast_only: bool = False,
 ) -> dict:
+    B = batch or globals()["B"]
     torch.manual_seed(0)
     model = torch.nn.LSTM(H, H).to(device, dtype)
     x = torch.randn(T, B, H, device=device, dtype=dtype)
@@ -112,7 +128,7 @@ def measure(
                     flat[j] = keep
                     _ = abs((up - down) / 2e-6 - gp.view(-1)[j].item())
 
-    for name, fn, estimate in (
+    peers_run = (
         (
             "gradcheck fast",
             lambda: torch.autograd.gradcheck(loss64, leaves, fast_mode=True, raise_exception=False),
@@ -129,7 +145,8 @@ def measure(
             lambda: verify_case(case(), Options(device=device, full=True, diagnostics=False, reference=False)),
             elementwise,
         ),
-    ):
+    )
+    for name, fn, estimate in peers_run[:1] if fast_only else peers_run:
         if estimate > limit:
             rows[name] = {"skipped": True, "estimate_seconds": estimate}
         else:
@@ -164,6 +181,36 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, repeats: int) -> list[dict]:
+    """The default check, the probes alone and gradcheck's fast mode over every (dtype, H, B), with the targets."""
+    out = []
+    for name in dtypes:
+        for H in sizes:
+            for b in batches:
+                r = measure(H, device, float("inf"), getattr(torch, name), True, repeats, batch=b, fast_only=True)
+                s = r["seconds"]
+                unit = s["fwd+bwd"]
+                row = {
+                    "dtype": name,
+                    "H": H,
+                    "B": b,
+                    "unit_ms": unit * 1e3,
+                    "default": s["rnncheck"] / unit,
+                    "probes": s["rnncheck probes only"] / unit,
+                    "gradcheck_fast": s["gradcheck fast"] / unit,
+                }
+                row["default_target"] = 10.0 if name == "float64" else 20.0
+                out.append(row)
+                print(
+                    f"{name:8} H={H:<5} B={b:<3} unit {row['unit_ms']:8.1f} ms  default {row['default']:6.1f}x "
+                    f"(target <= {row['default_target']:g}: {'met' if row['default'] <= row['default_target'] else 'NOT met'})  "
+                    f"probes {row['probes']:6.1f}x  gradcheck fast {row['gradcheck_fast']:6.1f}x "
+                    f"({'no slower' if row['probes'] <= row['gradcheck_fast'] else 'slower'})",
+                    flush=True,
+                )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 256, 1024])
@@ -174,11 +221,21 @@ def main() -> None:
     ap.add_argument("--rnncheck-only", action="store_true", help="leave out gradcheck, the textbook loop and --full")
     ap.add_argument("--repeats", type=int, default=2, help="each check is timed this many times, the best kept")
     ap.add_argument("--json")
+    ap.add_argument("--grid", action="store_true", help="the targets' grid: B in --batches, H in --sizes, both dtypes")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 64])
     args = ap.parse_args()
     if args.threads is not None:
         if args.threads < 1:
             ap.error(f"--threads {args.threads}: give 1 or more threads")
         torch.set_num_threads(args.threads)
+    if args.grid:
+        print(f"machine: {machine()}; LSTM(H, H), T={T}, a fixed linear loss; ratios to one fwd+bwd in the same run")
+        rows = grid(args.sizes, args.batches, ["float64", "float32"], args.device, args.repeats)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps({"benchmark": "cost grid", "machine": machine(), "rows": rows}, indent=2)
+            )
+        return
     dtype = getattr(torch, args.dtype)
     results = [measure(H, args.device, args.limit, dtype, not args.rnncheck_only, args.repeats) for H in args.sizes]
     print(f"machine: {machine()}" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""))

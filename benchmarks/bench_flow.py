@@ -104,7 +104,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json")
-    ap.add_argument("--batches", action="store_true", help="also T=50 at B = 1, 8, 16 and 64: fixed costs weigh most at small batches")
+    ap.add_argument(
+        "--batches",
+        action="store_true",
+        help="also T=50 at B = 1, 8, 16 and 64: fixed costs weigh most at small batches",
+    )
     args = ap.parse_args()
     r = run(args.hidden, args.steps, args.batch, args.device)
     print(f"machine: {machine()}")
