@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from .strenum import StrEnum
 
 
 class Verdict(StrEnum):

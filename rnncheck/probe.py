@@ -16,7 +16,6 @@ derivative of ``s ↦ L(θ + s·v)`` and decides, from the error model of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from .numerics import (
     richardson,
 )
 from .reductions import flat_tensor
+from .strenum import StrEnum
 from .tolerances import current as tolerances
 
 
