@@ -12,6 +12,7 @@ equations in the docstrings:
 It depends on NumPy alone and runs on float32, float64 and complex128 arrays.
 """
 
+from .modes import Mode
 from .stack import GATES, MODES, Cache, Gradients, Spec, backward, backward_layer, forward
 
-__all__ = ["GATES", "MODES", "Cache", "Gradients", "Spec", "backward", "backward_layer", "forward"]
+__all__ = ["GATES", "MODES", "Cache", "Gradients", "Mode", "Spec", "backward", "backward_layer", "forward"]

@@ -28,6 +28,15 @@ import numpy as np
 from .activations import ACTIVATIONS
 
 
+def cell(a, phi):
+    """One step's equation, from the pre-activation ``a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``: h_t = φ(a).
+
+    Its one home, as for the LSTM and GRU cells: it runs on NumPy arrays and on torch
+    tensors alike, given that library's φ.
+    """
+    return phi(a)
+
+
 @dataclass
 class RNNCache:
     """What the backward pass needs from the forward pass."""
@@ -64,7 +73,7 @@ def forward(
     h_t = h0.astype(dtype, copy=False)
     for t in range(T):
         h_prev[t] = h_t
-        h_t = phi(a_x[t] + h_t @ W_hh.T)
+        h_t = cell(a_x[t] + h_t @ W_hh.T, phi)
         h[t] = h_t
     return h, h_t, RNNCache(x, h_prev, h, W_ih, W_hh, activation)
 

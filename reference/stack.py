@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import gru, lstm, rnn
+from .modes import Mode
 
-MODES = ("rnn_tanh", "rnn_relu", "rnn_sigmoid", "lstm", "gru")
-GATES = {"lstm": lstm.GATES, "gru": gru.GATES}
+MODES = tuple(m.value for m in Mode)
+GATES = {m: m.gates for m in Mode if m.gates}
 
 
 @dataclass(frozen=True)
 class Spec:
     """The architecture: which cell, how many layers, which directions, which layout."""
 
-    mode: str
+    mode: Mode  # given as its value ("lstm") or a member
     input_size: int
     hidden_size: int
     num_layers: int = 1
@@ -42,7 +43,8 @@ class Spec:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.proj_size and (self.mode != "lstm" or not 0 < self.proj_size < self.hidden_size):
+        object.__setattr__(self, "mode", Mode(self.mode))
+        if self.proj_size and (self.mode is not Mode.LSTM or not 0 < self.proj_size < self.hidden_size):
             raise ValueError("proj_size needs mode 'lstm' and 0 < proj_size < hidden_size, as nn.LSTM requires")
 
     @property
@@ -56,12 +58,12 @@ class Spec:
 
     @property
     def gate_count(self) -> int:
-        return {"lstm": 4, "gru": 3}.get(self.mode, 1)
+        return self.mode.gate_count
 
     @property
     def gates(self) -> tuple[str, ...]:
         """Gate names in stacking order, or () for a plain RNN."""
-        return GATES.get(self.mode, ())
+        return self.mode.gates
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.output_size * self.directions
@@ -122,12 +124,12 @@ class Cache:
 
 
 def _run_layer(spec: Spec, x, state0, p):
-    if spec.mode == "lstm":
+    if spec.mode is Mode.LSTM:
         return lstm.forward(x, state0[0], state0[1], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], p.get("W_hr"))
-    if spec.mode == "gru":
+    if spec.mode is Mode.GRU:
         h, h_T, cache = gru.forward(x, state0[0], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
         return h, (h_T,), cache
-    act = spec.mode.split("_", 1)[1]
+    act = spec.mode.activation
     h, h_T, cache = rnn.forward(x, state0[0], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], act)
     return h, (h_T,), cache
 
@@ -138,9 +140,9 @@ def backward_layer(spec: Spec, dh_out, dstate, cache):
     ``dh_out`` is ∂L/∂h_t for every step in processing order; ``dstate`` is ∂L/∂ of the final
     state, ``(dh_T,)`` or ``(dh_T, dc_T)``, with None for zero.
     """
-    if spec.mode == "lstm":
+    if spec.mode is Mode.LSTM:
         return lstm.backward(dh_out, dstate, cache)
-    module = gru if spec.mode == "gru" else rnn
+    module = gru if spec.mode is Mode.GRU else rnn
     return module.backward(dh_out, dstate[0], cache)
 
 
@@ -157,7 +159,7 @@ def forward(
     L, D, H = spec.num_layers, spec.directions, spec.hidden_size
     dtype = np.result_type(xt, *params.values(), *(s for s in (h0, c0) if s is not None))
     h0 = np.zeros((L * D, B, spec.output_size), dtype=dtype) if h0 is None else h0
-    if spec.mode == "lstm":
+    if spec.mode is Mode.LSTM:
         c0 = np.zeros((L * D, B, H), dtype=dtype) if c0 is None else c0
     cache = Cache(spec)
     h_n, c_n = [], []
@@ -168,18 +170,18 @@ def forward(
         for d in range(D):
             k = layer * D + d
             p = {short: params[long] for short, long in spec.param_names(layer, d).items()}
-            state0 = (h0[k], c0[k]) if spec.mode == "lstm" else (h0[k],)
+            state0 = (h0[k], c0[k]) if spec.mode is Mode.LSTM else (h0[k],)
             seq = inp[::-1] if d else inp
             h, state_T, lc = _run_layer(spec, seq, state0, p)
             outs.append(h[::-1] if d else h)
             caches.append(lc)
             h_n.append(state_T[0])
-            if spec.mode == "lstm":
+            if spec.mode is Mode.LSTM:
                 c_n.append(state_T[1])
         cache.layer_caches.append(caches)
         inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
     out = np.swapaxes(inp, 0, 1) if spec.batch_first else inp
-    states = (np.stack(h_n),) + ((np.stack(c_n),) if spec.mode == "lstm" else ())
+    states = (np.stack(h_n),) + ((np.stack(c_n),) if spec.mode is Mode.LSTM else ())
     return out, states, cache
 
 
@@ -197,9 +199,9 @@ def backward(
     dtype = d_out.dtype
     grads: dict[str, np.ndarray] = {}
     dh0 = np.zeros((L * D, B, P), dtype=dtype)
-    dc0 = np.zeros((L * D, B, H), dtype=dtype) if spec.mode == "lstm" else None
+    dc0 = np.zeros((L * D, B, H), dtype=dtype) if spec.mode is Mode.LSTM else None
     dh_all = np.empty((L * D, T, B, P), dtype=dtype)
-    dc_all = np.empty((L * D, T, B, H), dtype=dtype) if spec.mode == "lstm" else None
+    dc_all = np.empty((L * D, T, B, H), dtype=dtype) if spec.mode is Mode.LSTM else None
     for layer in reversed(range(L)):
         d_inp = None
         for d in range(D):
@@ -218,7 +220,7 @@ def backward(
             d_inp = dx if d_inp is None else d_inp + dx
             dh0[k] = dstate0[0]
             dh_all[k] = adj["h"][::-1] if d else adj["h"]
-            if spec.mode == "lstm":
+            if spec.mode is Mode.LSTM:
                 dc0[k] = dstate0[1]
                 dc_all[k] = adj["c"][::-1] if d else adj["c"]
         d_out = d_inp

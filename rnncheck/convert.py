@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .reference import Spec
+from .reference import Mode, Spec
 
 
 def mode_of(module: nn.Module) -> str | None:
@@ -19,9 +19,9 @@ def mode_of(module: nn.Module) -> str | None:
     The one place that maps torch's recurrent modules to the reference's names.
     """
     if isinstance(module, nn.LSTM | nn.LSTMCell):
-        return "lstm"
+        return Mode.LSTM
     if isinstance(module, nn.GRU | nn.GRUCell):
-        return "gru"
+        return Mode.GRU
     if isinstance(module, nn.RNN | nn.RNNCell):
         return "rnn_" + module.nonlinearity
     return None
@@ -73,11 +73,11 @@ def to_torch(spec: Spec, params: dict[str, np.ndarray], dtype: torch.dtype | Non
         bidirectional=spec.bidirectional,
         batch_first=spec.batch_first,
     )
-    if spec.mode == "lstm":
+    if spec.mode == Mode.LSTM:
         module: nn.RNNBase = nn.LSTM(proj_size=spec.proj_size, **kwargs)
-    elif spec.mode == "gru":
+    elif spec.mode == Mode.GRU:
         module = nn.GRU(**kwargs)
-    elif spec.mode in ("rnn_tanh", "rnn_relu"):
+    elif spec.mode in (Mode.RNN_TANH, Mode.RNN_RELU):
         module = nn.RNN(nonlinearity=spec.mode[4:], **kwargs)
     else:
         raise ValueError(f"PyTorch has no fused module for {spec.mode!r}")

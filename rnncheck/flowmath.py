@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .reference import Mode
+
 #: the propagation profile has fallen this far over the sequence: gradients vanish
 #: (rnncheck's choice; the same 1e-3 defines the reported "lag to 1e-3")
 VANISH_RATIO = 1e-3
@@ -47,7 +49,7 @@ THRESHOLDS = {
 }
 
 #: max |φ'| of each activation, the γ of Pascanu et al.'s bound
-GAMMA = {"rnn_tanh": 1.0, "rnn_relu": 1.0, "rnn_sigmoid": 0.25}
+GAMMA = {Mode.RNN_TANH: 1.0, Mode.RNN_RELU: 1.0, Mode.RNN_SIGMOID: 0.25}
 
 
 @dataclass
@@ -394,8 +396,8 @@ def sparkline(values: np.ndarray, plain: bool = False, width: int = 60) -> str:
 #: what usually changes each verdict, with where the advice comes from
 REMEDIES = {
     "vanishing": {
-        "lstm": "a forget-gate bias of 1 or more (Jozefowicz, Zaremba & Sutskever, ICML 2015)",
-        "gru": "update-gate biases that start near keeping the state, or shorter sequences",
+        Mode.LSTM: "a forget-gate bias of 1 or more (Jozefowicz, Zaremba & Sutskever, ICML 2015)",
+        Mode.GRU: "update-gate biases that start near keeping the state, or shorter sequences",
         "rnn": "an identity- or orthogonally-initialised W_hh (Le, Jaitly & Hinton 2015), or a gated cell",
         "linear": (
             "decays initialised closer to 1 (LRU's ring of eigenvalues with r_min near 1, Orvieto et al. 2023; "
@@ -418,7 +420,7 @@ def plain_words(verdict: str, rho: float | None, steps: int, mode: str | None, l
         f"step's weight, a step {far} back {rho**far:.1g}"
     )
     if verdict == "vanishing":
-        kind = mode if mode in ("lstm", "gru", "linear") else "rnn"
+        kind = mode if mode in (Mode.LSTM, Mode.GRU, "linear") else "rnn"
         reach = f"{lag_1e3} steps" if lag_1e3 is not None else "the sequence"
         text += (
             f". By the rule this is vanishing: the loss learns little from inputs more than {reach} back, which "

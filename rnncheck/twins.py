@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .convert import has_param, spec_of
-from .reference import GATES, gru, lstm  # the gate names and order, and the cell equations, have one home
+from .reference import GATES, Mode, gru, lstm, rnn  # the gate names and order, and the cell equations, have one home
 
 
 @dataclass
@@ -72,21 +72,21 @@ def cell_step(
     four (benchmarks/README.md §17).
     """
     h = state[0]
-    if folded is not None and mode != "gru":
+    if folded is not None and mode != Mode.GRU:
         pre = torch.addmm(xp, h, folded)
-    elif mode != "gru":
+    elif mode != Mode.GRU:
         pre = xp + h @ p["W_hh"].T + p["b_hh"]
-    if mode == "lstm":
+    if mode == Mode.LSTM:
         h_new, c, acts, _ = lstm.cell(pre, state[1], _LSTM_ACTS)
         if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
             h_new = h_new @ p["W_hr"].T
-        _record(gates_out, "lstm", acts)
+        _record(gates_out, Mode.LSTM, acts)
         return (h_new, c)
-    if mode == "gru":
+    if mode == Mode.GRU:
         h_new, acts, _ = gru.cell(xp, h, p["W_hh"], p["b_hh"], _GRU_ACTS)
-        _record(gates_out, "gru", acts)
+        _record(gates_out, Mode.GRU, acts)
         return (h_new,)
-    return (TORCH_ACTS[mode.split("_", 1)[1]](pre),)
+    return (rnn.cell(pre, TORCH_ACTS[Mode(mode).activation]),)
 
 
 def _record(gates_out: dict | None, mode: str, acts) -> None:
@@ -142,10 +142,10 @@ class Twin:
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
         if hx is None:  # made with the batch axis an unbatched input lacks: it is not added again below
             zeros = data.new_zeros(L * D, B, spec.output_size)
-            hx = (zeros, data.new_zeros(L * D, B, H)) if spec.mode == "lstm" else zeros
+            hx = (zeros, data.new_zeros(L * D, B, H)) if spec.mode == Mode.LSTM else zeros
         elif unbatched:
-            hx = tuple(h.unsqueeze(1) for h in hx) if spec.mode == "lstm" else hx.unsqueeze(1)
-        h0, c0 = hx if spec.mode == "lstm" else (hx, None)
+            hx = tuple(h.unsqueeze(1) for h in hx) if spec.mode == Mode.LSTM else hx.unsqueeze(1)
+        h0, c0 = hx if spec.mode == Mode.LSTM else (hx, None)
         if sorted_idx is not None:  # the states come in the caller's order, the packed rows in sorted order
             h0 = h0.index_select(1, sorted_idx)
             c0 = None if c0 is None else c0.index_select(1, sorted_idx)
@@ -155,7 +155,7 @@ class Twin:
             outs = []
             for d in range(D):
                 k = layer * D + d
-                state = (h0[k], c0[k]) if spec.mode == "lstm" else (h0[k],)
+                state = (h0[k], c0[k]) if spec.mode == Mode.LSTM else (h0[k],)
                 p = self.layer_params(layer, d)
                 trace = None
                 if self.traces is not None:
@@ -166,7 +166,7 @@ class Twin:
                     self.traces.append(trace)
                 projected = project_inputs(spec.mode, layer_in, p)
                 xp = torch.split(projected, sizes) if packed else projected
-                folded = None if spec.mode == "gru" or packed else p["W_hh"].T
+                folded = None if spec.mode == Mode.GRU or packed else p["W_hh"].T
                 xb = xp if folded is None else projected + p["b_hh"]  # what each step reads
                 hs = [None] * T
                 for t in range(T - 1, -1, -1) if d else range(T):
@@ -184,12 +184,12 @@ class Twin:
                     hs[t] = state[0][:n]
                 outs.append(torch.cat(hs) if packed else torch.stack(hs))
                 h_n.append(state[0])
-                if spec.mode == "lstm":
+                if spec.mode == Mode.LSTM:
                     c_n.append(state[1])
             layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)
         out = layer_in
         hn = torch.stack(h_n)
-        cn = torch.stack(c_n) if spec.mode == "lstm" else None
+        cn = torch.stack(c_n) if spec.mode == Mode.LSTM else None
         if packed:
             out = nn.utils.rnn.PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
             if unsorted_idx is not None:
@@ -200,7 +200,7 @@ class Twin:
             cn = None if cn is None else cn.squeeze(1)
         if spec.batch_first and not unbatched and not packed:
             out = out.transpose(0, 1)
-        if spec.mode == "lstm":
+        if spec.mode == Mode.LSTM:
             return out, (hn, cn)
         return out, hn
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..errors import CaseError
+from ..reference import Mode
 from ..reference_link import Comparison, Link, head_gradient, map_parameters
 from ..tolerances import current as tolerances
 from ..usercode import call_user
@@ -71,7 +72,7 @@ class NumpyCase(Case):
             self.inputs = self.inputs[:, None, :]
         self.head = head
         self.hidden = hidden
-        if reference in ("lstm", "gru") and not self.gates:
+        if reference in (Mode.LSTM, Mode.GRU) and not self.gates:
             from .base import GATE_NAMES
 
             names = dict(reference_map or {})

@@ -14,6 +14,7 @@ from ..convert import mode_of
 from ..errors import CaseError, UserCodeError, safe_str
 from ..nested import common_dtype, float_outputs, leaves, replace
 from ..numerics import BFLOAT16
+from ..reference import Mode
 from ..twins import capturing, fused_layers
 from ..usercode import call_user
 from .base import Case, Target, check_gates, stacked_gates, suggest_gates
@@ -64,7 +65,7 @@ class TorchCase(Case):
         self.reseed = bool(reseed)
         self._set_gates(gates)
         self._set_reference(reference, reference_map)
-        if reference in ("lstm", "gru"):
+        if reference in (Mode.LSTM, Mode.GRU):
             from .base import GATE_NAMES
 
             names = dict(reference_map or {})

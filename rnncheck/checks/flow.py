@@ -40,6 +40,7 @@ from ..errors import first_line
 from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
 from ..nested import float_outputs, replace
 from ..recording import recording
+from ..reference import Mode
 from ..tolerances import current as tolerances
 from ..twins import GATES, active_dropout, cell_step, dropout_off, fused_layers, project_inputs, swap_fused
 from ..usercode import call_user
@@ -798,7 +799,7 @@ def _gates(layer: _Layer, T: int) -> dict:
     if not layer.gates:
         return {
             "not_computed": "the cell does not expose its gates"
-            if layer.mode not in ("rnn_tanh", "rnn_relu", "rnn_sigmoid")
+            if layer.mode not in (Mode.RNN_TANH, Mode.RNN_RELU, Mode.RNN_SIGMOID)
             else "a plain RNN has no gates"
         }
     names = list(layer.gates)

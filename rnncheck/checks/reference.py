@@ -27,6 +27,7 @@ import numpy as np
 from .. import reference as R
 from ..findings import CheckName, CheckResult, Finding, Kind, Verdict, worst
 from ..reductions import max_abs, max_abs_diff
+from ..reference import Mode
 from ..reference.activations import sigmoid
 from ..reference_link import Link
 from ..tolerances import current as tolerances
@@ -58,13 +59,13 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
     target = h_case[t]
     scale = max(float(np.abs(target).max()), 1e-300)
     candidates = []
-    if spec.mode == "lstm":
+    if spec.mode == Mode.LSTM:
         a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
         c_prev = lc.c_prev[t]
         for desc, step in _lstm_variants():
             h_new, _ = step(a, c_prev)
             candidates.append((desc, h_new @ p["W_hr"].T if "W_hr" in p else h_new))
-    elif spec.mode == "gru":
+    elif spec.mode == Mode.GRU:
         ax = x_t @ p["W_ih"].T + p["b_ih"]
         for desc, step in _gru_variants():
             candidates.append((desc, step(ax, h_prev, p)))
@@ -72,7 +73,7 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
         from ..reference.activations import ACTIVATIONS
 
         a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
-        own = spec.mode.split("_")[1]
+        own = spec.mode.activation
         for name, fn in [*((n, f) for n, (f, _) in ACTIVATIONS.items()), ("identity", _identity)]:
             candidates.append(
                 ("the reference" if name == own else f"the activation is {name} where {own} belongs", fn(a))
