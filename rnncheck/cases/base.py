@@ -9,7 +9,9 @@ arrays and call the target; they never ask which backend is behind it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -137,6 +139,23 @@ class CheckTarget(Protocol):
     def close(self) -> None: ...
     def seed_call(self) -> None: ...  # before a call of the model: the same random numbers, where asked
 
+    # the flat view's derived facts
+    shapes: dict[str, tuple[int, ...]]  # each tensor's shape
+    blocks: list  # the tensors cut into gate blocks (Block), where gates are known
+    model_eps: float  # the unit roundoff of the arithmetic the user's gradient runs in
+
+    # the case and its inputs, where the adapter runs a model on them (empty otherwise)
+    case: object | None  # the case the target was bound from
+    param_names: list[str]  # the names in ``theta`` that are the model's parameters
+    input_names: list[str]  # the names in ``theta`` that are inputs requiring grad
+    inputs: object  # the model's positional inputs, as the case gave them
+    saved: dict  # every parameter and checked input at the check point, as detached tensors
+    saved_inputs: dict  # every input tensor at the check point, by its path ("input[0]")
+    dtype_option: str | None  # the --dtype the model was converted to, if any
+
+    def loss_of(self, out) -> object: ...  # the case's loss of a model output, as the user's loss() computes it
+    def head_gradient(self, link): ...  # ∂head/∂h for a case whose loss is a head on the reference's states
+
     # the recurrent states and the model behind the target
     records_states: bool  # the model's hidden states can be recorded step by step (a torch module)
     numeric_is_model: bool  # loss(θ) evaluates the very function gradient() differentiates, in its dtype
@@ -163,6 +182,14 @@ class Target:
     device: ClassVar[object | None] = None
     context: ClassVar[dict] = {}
     last_output: ClassVar[object | None] = None  # the model's output at the check point, where kept
+    # no model runs behind a target by default: nothing of it to name
+    case: ClassVar[object | None] = None
+    param_names: ClassVar[tuple[str, ...]] = ()
+    input_names: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple] = ()
+    saved: ClassVar[Mapping] = MappingProxyType({})
+    saved_inputs: ClassVar[Mapping] = MappingProxyType({})
+    dtype_option: ClassVar[str | None] = None
 
     theta: dict[str, np.ndarray]  # float64 copies of the parameters at the check point
     model_dtype: np.dtype  # the dtype the user's gradient is computed in
@@ -231,6 +258,14 @@ class Target:
     def reference_link(self):
         """``(Link, missing)`` onto the NumPy reference, or None."""
         return None
+
+    def loss_of(self, out):
+        """The case's loss of a model output (only where a model runs behind the target)."""
+        raise NotImplementedError
+
+    def head_gradient(self, link):
+        """∂head/∂h on the reference's states (only for a case whose loss is a head on them)."""
+        raise NotImplementedError
 
 
 #: the reference's first-layer parameters, as a reference_map names them

@@ -118,9 +118,26 @@ def _placed(case: TorchCase, device: torch.device, dtype: torch.dtype | None):
 
 
 class TorchTarget(Target):
-    case: TorchCase
     gradient_computes_loss = True  # gradient() runs the very forward that model_loss() would
     records_states = True  # a module: the flow check can record its hidden states
+
+    # what create() sets, declared here
+    case: TorchCase
+    model: nn.Module  # the case's module, placed on the device and in the dtype asked for
+    inputs: tuple  # its positional inputs, placed likewise
+    device: torch.device
+    param_names: list[str]  # parameters that require grad, in the module's order
+    input_names: list[str]  # paths of the inputs that require grad ("input[0]")
+    leaf_dtypes: dict[str, torch.dtype]  # each checked tensor's own dtype
+    saved: dict[str, torch.Tensor]  # the checked tensors at the check point, detached
+    saved_inputs: dict[str, torch.Tensor]  # every input tensor at the check point, by path
+    seed: int  # the run's --seed, for reseed=True cases
+    dtype_option: str | None  # --dtype, where the model was converted
+    numeric: NumericModel  # the float64 copy the numerical side evaluates
+    captured: dict | None  # the fused layers' inputs and upstream gradients, from the first gradient call
+    _capture_layers: list  # the fused layers the first gradient call watches (none without the reference check)
+    _loss_weights: object | None  # the fixed random functional a case without loss= is measured with
+    _model_eps: float  # TF32's roundoff, where a GPU computes float32 in it
 
     @classmethod
     def create(cls, case: TorchCase, options) -> TorchTarget:
@@ -201,9 +218,9 @@ class TorchTarget(Target):
             raise
         if keep_output:
             self.last_output = replace(out, "out", {}, lambda t: t.detach())
-        return self._loss_of(out)
+        return self.loss_of(out)
 
-    def _loss_of(self, out) -> torch.Tensor:
+    def loss_of(self, out) -> torch.Tensor:
         if self.case.loss_fn is not None:
             try:
                 value = call_user("loss()", self.case.loss_fn, out, user_file=self.case.file or None)

@@ -49,7 +49,7 @@ def own_reference(target, grad):
         first_path = "out[0]" if isinstance(out, tuple | list) else "out"
         first = cut[first_path]
         rest = [t for p, t in cut.items() if p != first_path and t.requires_grad]
-        loss = target._loss_of(out_cut)
+        loss = target.loss_of(out_cut)
         d_first, *d_rest = torch.autograd.grad(loss, [first] + rest, allow_unused=True)
     reads_states = any(d is not None and bool(d.abs().sum() > 0) for d in d_rest)
     np64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731

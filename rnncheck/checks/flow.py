@@ -144,7 +144,7 @@ def _loss_through(target, model, params, args):
     with torch.enable_grad():
         target.seed_call()
         out = call_user("the model's forward", functional_call, model, params, args, user_file=target.case.file or None)
-        return out, target._loss_of(out)
+        return out, target.loss_of(out)
 
 
 def _record_cell_loop(target, values, params, args) -> tuple[list[_Layer], object, list[Finding], str | None]:

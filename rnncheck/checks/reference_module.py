@@ -141,7 +141,7 @@ class Runner:
             outs = {p: t.detach().to("cpu", torch.float64) for p, t in time_hints.float_leaves(out)}
             if forward_only:  # a rerun on other inputs: its outputs alone (the loss may not take their shape)
                 return Side(outs, {})
-            loss = target._loss_of(out)
+            loss = target.loss_of(out)
             wanted = list(values.values()) + [leaves[n] for n in target.input_names]
             grads = torch.autograd.grad(loss, wanted, allow_unused=True)
         keys = [case_name(n) for n in names] + list(target.input_names)

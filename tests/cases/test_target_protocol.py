@@ -47,3 +47,18 @@ def test_no_check_asks_a_case_a_target_or_a_model_what_it_is():
         if pattern.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_every_target_attribute_a_check_reads_is_a_member_of_the_protocol():
+    import ast
+
+    used = {
+        (node.attr, f"{p.name}:{node.lineno}")
+        for p in CHECKS.glob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "target"
+    }
+    assert len(used) > 50  # the walk sees the checks' reads at all
+    outside = sorted(where + " ." + attr for attr, where in used if attr not in members())
+    assert not outside, outside
+    assert not [m for m in members() if m.startswith("_")]  # nothing private in the protocol
