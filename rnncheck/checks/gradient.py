@@ -21,7 +21,7 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import EntryDirection, block_scales, probe_direction, signs, spanning_directions
-from ..findings import CheckResult, Finding, GradientResult, Kind, TensorRow, Verdict, worst
+from ..findings import CheckName, CheckResult, Finding, GradientResult, Kind, TensorRow, Verdict, worst
 from ..numerics import machine_eps
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
@@ -218,7 +218,9 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     blocks = target.blocks
     unrepeatable = _unrepeatable(prober, target)
     if unrepeatable is not None:
-        return GradientResult("gradient", Verdict.ERROR, [unrepeatable], [], evaluations=target.evaluations - start)
+        return GradientResult(
+            CheckName.GRADIENT, Verdict.ERROR, [unrepeatable], [], evaluations=target.evaluations - start
+        )
     if options.full:
         return _full(prober, blocks, target, start, clock)
     k = plan_probes(options.probes, per_eval, clock.remaining)
@@ -291,7 +293,7 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     numbers["probe_details"] = [_probe_record(p, v) for p, v in zip(probes, directions)]
     numbers["step"] = prober.step
     verdict = worst([f.verdict for f in findings] + ([Verdict.FAIL] if failing else []))
-    return GradientResult("gradient", verdict, findings, rows, evaluations=evals, numbers=numbers)
+    return GradientResult(CheckName.GRADIENT, verdict, findings, rows, evaluations=evals, numbers=numbers)
 
 
 #: the detection power is a median over entries; above this many it is taken over a random sample
@@ -645,5 +647,10 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
     evals = target.evaluations - start
     verdict = worst(r.verdict for r in rows)
     return GradientResult(
-        "gradient", verdict, findings, rows, evaluations=evals, numbers={"mode": "full", "worst_rel_error": worst_rel}
+        CheckName.GRADIENT,
+        verdict,
+        findings,
+        rows,
+        evaluations=evals,
+        numbers={"mode": "full", "worst_rel_error": worst_rel},
     )
