@@ -521,7 +521,7 @@ def measure_layer(layer: _Layer, adjoint: dict, propagation: dict, options, rng,
     # propagation: lag 0 = the last state
     p = _norms([propagation.get(id(t)) for t in h])[::-1]
     _fit(flow, p)
-    flow.structure = _structure(layer) if options.spectral else dict(SPECTRAL_ON_REQUEST)
+    flow.structure = _structure(layer.mode, _recurrent_of(layer)) if options.spectral else dict(SPECTRAL_ON_REQUEST)
     flow.gates = _gates(layer, T)
 
     if layer.step is None:  # states recorded by rnncheck.record: no step function to differentiate
@@ -693,15 +693,20 @@ SPECTRAL_ON_REQUEST = {
 }
 
 
-def _structure(layer: _Layer) -> dict:
+def _recurrent_of(layer: _Layer):
+    """The layer's recurrent weight: its ``W_hh``, else the one weight it shows, else None."""
+    return layer.weights.get("W_hh") if "W_hh" in layer.weights else next(iter(layer.weights.values()), None)
+
+
+def _structure(mode, W) -> dict:
+    """``--spectral``: σ_max and the spectral radius of each square block of the recurrent weight ``W``."""
     out: dict = {}
-    W = layer.weights.get("W_hh") if "W_hh" in layer.weights else next(iter(layer.weights.values()), None)
     if W is None:
         out["not_computed"] = "no recurrent weight rnncheck can identify in this cell"
         return out
     W = W.detach()
     H = W.shape[1]
-    names = GATES.get(layer.mode, ()) if layer.mode else ()
+    names = GATES.get(mode, ()) if mode else ()
     if W.shape[0] % H != 0:
         out["not_computed"] = f"recurrent weight of shape {tuple(W.shape)} is not a stack of square blocks"
         return out
@@ -712,8 +717,8 @@ def _structure(layer: _Layer) -> dict:
     names = names if len(names) == blocks else tuple(str(i) for i in range(blocks)) if blocks > 1 else ("",)
     for gname, (smax, rad, how) in zip(names, fm.spectral_blocks(W.reshape(blocks, H, H))):
         out[gname or "W_hh"] = {"sigma_max": smax, "spectral_radius": rad, "radius_method": how}
-    if layer.mode in fm.GAMMA:
-        gamma = fm.GAMMA[layer.mode]
+    if mode in fm.GAMMA:
+        gamma = fm.GAMMA[mode]
         smax = out["W_hh"]["sigma_max"]
         out["pascanu"] = {
             "gamma": gamma,
@@ -928,8 +933,7 @@ def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[Che
                 spans.append(flow.span)
             names = spec.param_names(layer, d)
             W = _recurrent_weight({k: torch.as_tensor(link.params[v]) for k, v in names.items()})
-            layer_of_w = _Layer(name, spec.mode, [()] * T, [], lambda dtype: None, {"W_hh": W}, {})
-            flow.structure = _structure(layer_of_w) if options.spectral else dict(SPECTRAL_ON_REQUEST)
+            flow.structure = _structure(spec.mode, W) if options.spectral else dict(SPECTRAL_ON_REQUEST)
             flow.gates = _reference_gates(cache.layer_caches[layer][d], spec, T)
             flow.jacobian = {"not_computed": "the reference path measures the propagation profile only"}
             if not np.all(np.isfinite(flow.profile)) and g is not None:
