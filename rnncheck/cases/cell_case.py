@@ -7,7 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..convert import mode_of
 from ..errors import CaseError
+from .base import GATE_NAMES
 from .torch_case import TorchCase
 
 
@@ -74,8 +76,6 @@ class CellCase(TorchCase):
         x = inputs.transpose(0, 1) if batch_first else inputs
         self.cell = cell
         self.loop = CellLoop(cell, readout)
-        from ..convert import mode_of
-        from .base import GATE_NAMES
 
         mode = mode_of(cell)
         if gates is None and mode in GATE_NAMES:  # nn.LSTMCell / nn.GRUCell stack their gates as the layers do
@@ -95,6 +95,5 @@ class CellCase(TorchCase):
 
     def known_tensors(self, params) -> set[str]:
         """A built-in cell (nn.RNNCell, nn.LSTMCell, nn.GRUCell): its architecture is known."""
-        from ..convert import mode_of
 
         return {n for n in params if n.startswith("cell.")} if mode_of(self.cell) is not None else set()

@@ -6,12 +6,13 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from .. import reference as R
 from ..errors import CaseError
 from ..reference import Mode
 from ..reference_link import Comparison, Link, head_gradient, map_parameters
 from ..tolerances import current as tolerances
 from ..usercode import call_user
-from .base import Case, Target, check_gates, suggest_gates, unmapped_reference
+from .base import GATE_NAMES, Case, Target, check_gates, suggest_gates, unmapped_reference
 
 
 class NumpyCase(Case):
@@ -73,8 +74,6 @@ class NumpyCase(Case):
         self.head = head
         self.hidden = hidden
         if reference in (Mode.LSTM, Mode.GRU) and not self.gates:
-            from .base import GATE_NAMES
-
             names = dict(reference_map or {})
             for ref_name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
                 self.gates.setdefault(names.get(ref_name, ref_name), GATE_NAMES[reference])
@@ -210,7 +209,6 @@ class NumpyTarget(Target):
 
     def reference_link(self):
         """``(Link, link names, missing)`` mapping this case onto the reference, or None without ``reference=``."""
-        from .. import reference as R
 
         case = self.case
         if case.reference is None:

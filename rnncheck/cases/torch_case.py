@@ -17,8 +17,9 @@ from ..numerics import BFLOAT16
 from ..reference import Mode
 from ..twins import capturing, fused_layers
 from ..usercode import call_user
-from .base import Case, Target, check_gates, stacked_gates, suggest_gates
+from .base import GATE_NAMES, Case, Target, check_gates, stacked_gates, suggest_gates
 from .torch_numeric import NumericModel
+from .torch_reference import reference_comparisons
 
 
 class TorchCase(Case):
@@ -66,8 +67,6 @@ class TorchCase(Case):
         self._set_gates(gates)
         self._set_reference(reference, reference_map)
         if reference in (Mode.LSTM, Mode.GRU):
-            from .base import GATE_NAMES
-
             names = dict(reference_map or {})
             for ref_name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
                 self.gates.setdefault(names.get(ref_name, ref_name), GATE_NAMES[reference])
@@ -349,7 +348,6 @@ class TorchTarget(Target):
 
     def reference_comparisons(self, grad, options):
         """The torch side of the reference comparison: fused layers inside, and the model itself if it names one."""
-        from .torch_reference import reference_comparisons
 
         return reference_comparisons(self, grad, options)
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from .. import reference as R
 from ..errors import CaseError
 from ..nested import leaves, replace
 from ..numerics import machine_eps
@@ -30,7 +31,6 @@ def reference_comparisons(target, grad, options) -> list:
 
 def own_reference(target, grad):
     """The model claims to be ``reference``: called as nn.LSTM is, compared on its first input."""
-    from .. import reference as R
 
     case = target.case
     names = dict(case.reference_map or {})

@@ -33,8 +33,10 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 from .. import flowmath as fm
+from .. import reference as R
 from ..convert import mode_of
 from ..errors import first_line
 from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, FlowVerdict, LayerFlow, Verdict, worst
@@ -387,7 +389,6 @@ def _nonfinite_cause(layer: _Layer, bad: dict, source: dict | None) -> dict:
 
 def _first_nonfinite_op(layer: _Layer, k: int, prev) -> str | None:
     """Rerun step k and name the first torch function whose finite inputs gave a non-finite output."""
-    from torch.overrides import TorchFunctionMode
 
     class Watch(TorchFunctionMode):
         found: str | None = None
@@ -880,7 +881,6 @@ def _lyapunov(layer: _Layer, rng, k: int = 4) -> dict:
 
 def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[CheckResult | None, FlowDiagnostics]:
     """A NumpyCase's flow, from the reference's adjoints where it names one; else what cannot be seen, and why."""
-    from .. import reference as R
 
     got = target.reference_link()
     if got is None:

@@ -22,13 +22,17 @@ reference on the same weights and inputs:
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .. import reference as R
+from ..directions import probe_direction
 from ..findings import CheckName, CheckResult, Finding, Kind, Verdict, worst
+from ..probe import Prober, Status
 from ..reductions import max_abs, max_abs_diff
-from ..reference import Mode
-from ..reference.activations import sigmoid
+from ..reference import Mode, gru, lstm
+from ..reference.activations import ACTIVATIONS, sigmoid
 from ..reference_link import Link
 from ..tolerances import current as tolerances
 
@@ -70,8 +74,6 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
         for desc, step in _gru_variants():
             candidates.append((desc, step(ax, h_prev, p)))
     else:
-        from ..reference.activations import ACTIVATIONS
-
         a = x_t @ p["W_ih"].T + p["b_ih"] + h_prev @ p["W_hh"].T + p["b_hh"]
         own = spec.mode.activation
         for name, fn in [*((n, f) for n, (f, _) in ACTIVATIONS.items()), ("identity", _identity)]:
@@ -85,7 +87,6 @@ def explain_step(link: Link, t: int, h_case: np.ndarray, tol: float) -> str | No
 
 def _lstm_variants():
     """``(description, step)``: the reference's LSTM cell, then each forward bug as one substitution in it."""
-    from ..reference import lstm
 
     names = {sigmoid: "sigmoid", np.tanh: "tanh", _identity: "identity"}
 
@@ -109,7 +110,6 @@ def _lstm_variants():
 
 def _gru_variants():
     """``(description, step)``: the reference's GRU cell, then each forward bug as one substitution in it."""
-    from ..reference import gru
 
     def variant(reset=gru.reset_after, **act):
         return lambda ax, h_prev, p: gru.cell(ax, h_prev, p["W_hh"], p["b_hh"], {**gru.ACTS, **act}, reset)[0]
@@ -184,7 +184,6 @@ def _untransposed_recursion(link: Link, d_out, d_hn, d_cn) -> dict[str, np.ndarr
     is exactly the hand-written bug ``dh_prev = W_hh @ da``.  One layer, one direction,
     no projection.
     """
-    import copy
 
     spec = link.spec
     if spec.num_layers != 1 or spec.bidirectional or spec.proj_size:
@@ -472,8 +471,6 @@ def _time_findings(link: Link, case_grad, d_out, d_hn, d_cn, wrong: list[str]) -
 
 def _confirmer(target, grad, comparison):
     """``confirm(name, g)``: two fresh probes over the case's tensor ``name`` agree with ``g`` in place of its gradient."""
-    from ..directions import probe_direction
-    from ..probe import Prober, Status
 
     def confirm(mine: str, g_ref: np.ndarray) -> bool:
         if mine not in grad:

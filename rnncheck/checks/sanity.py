@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
 
 import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
 
+from ..errors import _library
 from ..findings import CheckName, CheckResult, Finding, Verdict, worst
 from ..reductions import all_finite, max_abs, max_abs_diff
 from ..tolerances import current as tolerances
@@ -144,7 +148,6 @@ def _randomness_advice(target) -> tuple[str, dict]:
     model = target.model if target is not None else None
     if model is None:
         return "disable dropout (model.eval()) or seed the randomness inside the loss", {}
-    import torch
 
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     dropouts = [
@@ -187,11 +190,6 @@ _DROPOUT = {"dropout", "dropout_", "alpha_dropout", "feature_alpha_dropout", "dr
 
 def _random_draws(target) -> list[str]:
     """The random ops one forward of the model calls, each with the line of the user's code that called it."""
-    import traceback
-
-    from torch.overrides import TorchFunctionMode
-
-    from ..errors import _library
 
     user_file = target.user_file
 
