@@ -68,7 +68,7 @@ class Case:
     reseed = False  # seed torch's generator before every call of the model (TorchCase(reseed=True))
     case_notes: tuple[str, ...] | list[str] = ()  # said in the report: how the case was read (FunctionCase …)
     time_dim: int = 0  # the time axis of the outputs a reference comparison reads (nn.LSTM's layout)
-    input_labels: dict[str, str] = {}  # noqa: RUF012 - read only: how the user calls an input ("input[1]" -> "state0")
+    input_labels: Mapping[str, str] = MappingProxyType({})  # how the user calls an input ("input[1]" -> "state0")
     step_model = None  # a StepCase's step form, which rnncheck loops over time for the flow check
 
     def output_states(self, recorder, out, values: dict) -> None:

@@ -523,7 +523,7 @@ def measure_layer(layer: _Layer, adjoint: dict, propagation: dict, options, rng,
     p = _norms([propagation.get(id(t)) for t in h])[::-1]
     _fit(flow, p)
     flow.structure = _structure(layer.mode, _recurrent_of(layer)) if options.spectral else dict(SPECTRAL_ON_REQUEST)
-    flow.gates = _gates(layer, T)
+    flow.gates = _gates(layer.mode, layer.gates, T)
 
     if layer.step is None:  # states recorded by rnncheck.record: no step function to differentiate
         flow.source, flow.structure = layer.source, {}
@@ -798,21 +798,24 @@ def _unflat(v: torch.Tensor, like) -> tuple[torch.Tensor, ...]:
 
 #: bins of each gate's histogram, over [0, 1] for a sigmoid gate and [-1, 1] for a tanh candidate
 GATE_BINS = 20
+#: the candidates squashed by tanh (an LSTM's g, a GRU's n); every other gate is a sigmoid
+TANH_GATES = ("g", "n")
 
 
-def _gates(layer: _Layer, T: int) -> dict:
-    """Each gate's mean, saturation shares and histogram; every number in one pass and one transfer."""
-    if not layer.gates:
+def _gates(mode, gates: dict, T: int) -> dict:
+    """Each gate's mean, saturation shares and histogram (``gates``: name -> activations per step); every
+    number in one pass and one transfer."""
+    if not gates:
         return {
             "not_computed": "the cell does not expose its gates"
-            if layer.mode not in (Mode.RNN_TANH, Mode.RNN_RELU, Mode.RNN_SIGMOID)
+            if mode not in (Mode.RNN_TANH, Mode.RNN_RELU, Mode.RNN_SIGMOID)
             else "a plain RNN has no gates"
         }
-    names = list(layer.gates)
+    names = list(gates)
+    lows = [-1.0 if name in TANH_GATES else 0.0 for name in names]  # a histogram's range: tanh's or sigmoid's
     stats, bins = [], []
-    for k, name in enumerate(names):
-        a = torch.cat([t.detach().reshape(-1) for t in layer.gates[name]]).float()  # steps may differ in rows
-        lo = -1.0 if name in ("g", "n") else 0.0
+    for k, (name, lo) in enumerate(zip(names, lows)):
+        a = torch.cat([t.detach().reshape(-1) for t in gates[name]]).float()  # steps may differ in rows
         # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
         inside = (a >= lo) & (a <= 1.0)
         b = ((a - lo) * (GATE_BINS / (1.0 - lo))).floor().clamp(0, GATE_BINS - 1)
@@ -829,8 +832,7 @@ def _gates(layer: _Layer, T: int) -> dict:
         )
     counts = torch.bincount(torch.cat(bins), minlength=len(names) * GATE_BINS + 1).tolist()
     out = {}
-    for k, (name, (mean, low, high, wide)) in enumerate(zip(names, torch.stack(stats).double().tolist())):
-        lo = -1.0 if name in ("g", "n") else 0.0
+    for k, (name, lo, (mean, low, high, wide)) in enumerate(zip(names, lows, torch.stack(stats).double().tolist())):
         entry = {
             "mean": mean,
             "histogram": {
@@ -838,7 +840,7 @@ def _gates(layer: _Layer, T: int) -> dict:
                 "counts": counts[k * GATE_BINS : (k + 1) * GATE_BINS],
             },
         }
-        if name in ("g", "n"):  # tanh candidates: saturated means |a| > 0.9
+        if name in TANH_GATES:  # saturated means |a| > 0.9
             entry["saturated"] = wide
         else:
             entry.update(below=low, above=high, saturated=low + high)
@@ -950,11 +952,6 @@ def _numpy_flow(target, options, rng, diagnostics: FlowDiagnostics) -> tuple[Che
 
 
 def _reference_gates(lc, spec, T: int) -> dict:
-    if spec.mode not in GATES:
-        return {"not_computed": "a plain RNN has no gates"}
-    H = spec.hidden_size
-    gates = {}
-    for k, gname in enumerate(GATES[spec.mode]):
-        gates[gname] = [torch.as_tensor(lc.gates[t, :, k * H : (k + 1) * H]) for t in range(T)]
-    layer = _Layer("", spec.mode, [()] * T, [], lambda dtype: None, {}, gates)
-    return _gates(layer, T)
+    """The gate statistics of one of the reference's layer caches, whose ``gates`` are (T, B, G·H)."""
+    acts = torch.as_tensor(lc.gates).chunk(spec.gate_count, dim=-1) if spec.gates else ()
+    return _gates(spec.mode, {name: list(a) for name, a in zip(spec.gates, acts)}, T)
