@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .findings import CaseResult, CheckName, CheckResult, Finding, Verdict
+from .findings import BaselineResult, CaseResult, CheckName, Finding, Verdict, worst
 
 FORMAT = 1
 SKETCH_DIRECTIONS = 4
@@ -306,16 +306,16 @@ def _at(seq, i):
 
 def gate_check(
     case_id: str, baseline: Baseline, fp: dict[str, Any], meta_now: dict[str, Any], settings: dict | None = None
-) -> CheckResult:
-    """The gate's verdict for one case, as a CheckResult named ``baseline``.
+) -> BaselineResult:
+    """The gate's verdict for one case, as a :class:`BaselineResult`.
 
     A case whose run errored never matches; a baseline recorded under another seed,
     dtype or device is named as such, not shown as gradients that moved.
     """
     findings: list[Finding] = []
     if fp.get("verdict") == Verdict.ERROR:
-        return CheckResult(
-            "baseline",
+        return BaselineResult(
+            CheckName.BASELINE,
             Verdict.ERROR,
             [Finding("baseline_error", Verdict.ERROR, "the case errored: an error never matches a baseline")],
         )
@@ -333,7 +333,7 @@ def gate_check(
                 "settings, or rewrite it with --update-baseline",
             )
         )
-        return CheckResult(CheckName.BASELINE, Verdict.ERROR, findings)
+        return BaselineResult(CheckName.BASELINE, Verdict.ERROR, findings)
     stored = baseline.cases.get(case_id)
     if stored is None:
         findings.append(
@@ -343,7 +343,7 @@ def gate_check(
                 f"{case_id} is not in the baseline: run with --update-baseline to record it",
             )
         )
-        return CheckResult(CheckName.BASELINE, Verdict.FAIL, findings)
+        return BaselineResult(CheckName.BASELINE, Verdict.FAIL, findings)
     if baseline.meta.get("torch") and baseline.meta.get("torch") != meta_now.get("torch"):
         findings.append(
             Finding(
@@ -359,6 +359,4 @@ def gate_check(
         )
     if not drifts:
         findings.append(Finding("baseline_match", Verdict.NOTE, "matches the baseline"))
-    from .findings import worst
-
-    return CheckResult(CheckName.BASELINE, worst(f.verdict for f in findings), findings)
+    return BaselineResult(CheckName.BASELINE, worst(f.verdict for f in findings), findings)

@@ -16,7 +16,7 @@ from rich.text import Text
 from . import zygote
 from .collect import collect, keyword_matcher
 from .errors import NoneSelected, UsageError
-from .findings import CheckName, Report, Verdict, gate_state, gate_verdict
+from .findings import CollectResult, Report, Verdict, gate_state, gate_verdict
 from .ids import id_root
 from .options import SPECS, Options, OptionSpec, find_config, resolve
 from .render.json_report import dumps
@@ -588,7 +588,7 @@ class Application:
 
     def rerun_command(self, result) -> str:
         """The exact command that checks this case alone, with the settings that matter for its numbers."""
-        file_error = any(c.name == CheckName.COLLECT for c in result.checks)  # the file, not a case, failed
+        file_error = any(isinstance(c, CollectResult) for c in result.checks)  # the file, not a case, failed
         target = result.file if file_error else f"{result.file}::{result.name}"
         words = ["rnncheck", self.view.command, shlex.quote(target), "--seed", str(self.options.seed)]
         for flag, value in (

@@ -8,9 +8,10 @@ case; a :class:`Report` is one run.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from .flowresults import FlowDiagnostics, FlowVerdict
 from .strenum import StrEnum
 
 
@@ -153,7 +154,12 @@ class CheckName(StrEnum):
 
 @dataclass
 class CheckResult:
-    """The outcome of one check on one case."""
+    """The outcome of one check on one case.
+
+    ``numbers`` holds a check's own free-form numbers (the sanity checks' loss); a check with
+    a summary the report shows has a subclass of its own with typed fields, which
+    :meth:`report_numbers` writes as the JSON's ``numbers``.
+    """
 
     name: CheckName
     verdict: Verdict
@@ -161,79 +167,146 @@ class CheckResult:
     tensors: list[TensorRow] = field(default_factory=list)
     evaluations: int = 0
     numbers: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None  # where the time went (``-v``)
+    traceback: str | None = None  # ``--debug``: the traceback of the error that stopped the check
 
     def __post_init__(self) -> None:
         self.name = CheckName(self.name)
         self.verdict = Verdict(self.verdict)
 
+    def own_numbers(self) -> dict[str, Any]:
+        """This check's numbers, as the JSON report writes them."""
+        return dict(self.numbers)
+
+    def report_numbers(self) -> dict[str, Any]:
+        """The JSON's ``checks[].numbers``: the check's own, then its traceback and time where known."""
+        out = self.own_numbers()
+        if self.traceback is not None:
+            out["traceback"] = self.traceback
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        return out
+
+
+@dataclass
+class ProbeRecord:
+    """What ``-v`` shows of one probe: both sides, the bound and where it came from."""
+
+    entry: str | None  # a small tensor's entry probed alone, else None
+    status: str
+    analytic: float
+    numeric: float
+    rel_error: float
+    rel_bound: float
+    evaluations: int
+    step: float | None = None  # the finite-difference step, truncation and rounding, where a derivative was taken
+    truncation: float | None = None
+    rounding: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("entry", "status", "analytic", "numeric", "rel_error", "rel_bound")}
+        out["evaluations"] = self.evaluations
+        if self.step is not None:
+            out.update(step=self.step, truncation=self.truncation, rounding=self.rounding)
+        return out
+
+
+@dataclass
+class ProbeSummary:
+    """The probes' summary, the line under the table: how many, the worst error against its tolerance, the dtypes."""
+
+    probes: int
+    entry_probes: int
+    numeric_dtype: str
+    model_dtype: str
+    worst_rel_error: float = 0.0
+    worst_rel_bound: float = 0.0
+    records: list[ProbeRecord] = field(default_factory=list)
+    step: float | None = None
+    measured_eps: float | None = None  # the unit roundoff the loss showed, where it was coarser than its dtype's
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "probes": self.probes,
+            "entry_probes": self.entry_probes,
+            "numeric_dtype": self.numeric_dtype,
+            "model_dtype": self.model_dtype,
+        }
+        if self.measured_eps is not None:
+            out["measured_eps"] = self.measured_eps
+        out.update(
+            worst_rel_error=self.worst_rel_error,
+            worst_rel_bound=self.worst_rel_bound,
+            probe_details=[r.to_json() for r in self.records],
+            step=self.step,
+        )
+        return out
+
+
+@dataclass
+class EntrywiseSummary:
+    """``--full``: every entry checked on its own; the worst entry's relative error."""
+
+    worst_rel_error: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": "full", "worst_rel_error": self.worst_rel_error}
+
 
 @dataclass
 class GradientResult(CheckResult):
-    """The gradient check's outcome; its ``numbers`` carry the probes' summary (probes, worst rel error,
-    tolerance, the numerical side's dtype …) that the report's line under the table shows."""
+    """The gradient check's outcome, with its summary (None where it stopped before any probe ran)."""
 
+    summary: ProbeSummary | EntrywiseSummary | None = None
+    notes: list[str] | None = None  # what the check's setup had to say (a float64 path, an input left out …)
+    threads: Any = None  # the thread policy the check ran under
 
-class FlowVerdict(StrEnum):
-    """How the gradient fares going back through time (``diagnostics.gradient_flow``)."""
-
-    HEALTHY = "healthy"
-    VANISHING = "vanishing"
-    EXPLODING = "exploding"
-    NONFINITE = "nonfinite"  # a NaN/Inf came in with the data or was made by an operation, not by the flow
-
-
-@dataclass
-class LayerFlow:
-    """What the flow diagnostics measured on one recurrent layer and direction."""
-
-    name: str  # e.g. "lstm/l0_reverse", "cell"
-    mode: str | None  # "lstm", "gru", "rnn_tanh" …, or None for a custom cell
-    steps: int
-    profile: list[float] = field(default_factory=list)  # ‖dL/dh_t‖ in time order (total, through the recurrence)
-    propagation: list[float] = field(default_factory=list)  # ‖∂⟨u, h_T⟩/∂h_(T-ℓ)‖, lag ℓ = 0 first
-    rho: float | None = None  # fitted decay per step of the propagation
-    horizon: float | None = None  # -1/ln ρ̂, in steps
-    lag_1e3: int | None = None  # the lag at which the propagation falls below 1e-3 of its start
-    span: float | None = None  # the propagation's fall (or growth) over the whole sequence
-    fit_intercept: float | None = None
-    structure: dict[str, Any] = field(default_factory=dict)  # σ_max, spectral radius per gate block, Pascanu's bound
-    gates: dict[str, Any] = field(default_factory=dict)  # saturation shares, histograms, timescale
-    jacobian: dict[str, Any] = field(default_factory=dict)  # ‖∂h_T/∂h_k‖ by lag, or why not computed
-    profile_c: list[float] | None = None  # ‖dL/dc_t‖ for an LSTM
-    lyapunov: dict[str, Any] | None = None
-    nonfinite: dict[str, Any] | None = None  # the first NaN/Inf: pass, step, tensor, cause
-    source: str | None = None  # where the states came from, when not the model's own forward
-    channels: dict[str, Any] | None = None  # a diagonal linear recurrence: per-channel decay and horizons
+    def own_numbers(self) -> dict[str, Any]:
+        out = {**(self.summary.to_json() if self.summary is not None else {}), **self.numbers}
+        if self.notes is not None:
+            out["notes"] = self.notes
+        if self.threads is not None:
+            out["threads"] = self.threads
+        return out
 
 
 @dataclass
-class FlowDiagnostics:
-    """The gradient-flow diagnostics of one case; ``gradient_flow`` is the verdict, with the thresholds that decided it."""
+class FlowResult(CheckResult):
+    """The flow check's findings; the measurements themselves are the case's :class:`FlowDiagnostics`."""
 
     gradient_flow: FlowVerdict | None = None
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    layers: list[LayerFlow] = field(default_factory=list)
-    not_computed: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
-    nonfinite_cause: str | None = None
-    twin: dict[str, Any] | None = (
-        None  # fused layers: how closely their unrolled twin, which records the states, reproduces them
-    )
+    measured: bool = False  # a verdict was reached or sought (False: nothing to measure)
 
-    def __post_init__(self) -> None:
-        if self.gradient_flow is not None:
-            self.gradient_flow = FlowVerdict(self.gradient_flow)
+    def own_numbers(self) -> dict[str, Any]:
+        return {**self.numbers, **({"gradient_flow": self.gradient_flow} if self.measured else {})}
 
-    def to_json(self) -> dict[str, Any]:
-        """The report's ``diagnostics`` object; optional fields that were not measured are left out."""
-        optional = ("profile_c", "lyapunov", "nonfinite", "source", "channels")
-        layers = [{k: v for k, v in asdict(la).items() if v is not None or k not in optional} for la in self.layers]
-        out = {"gradient_flow": self.gradient_flow, "thresholds": self.thresholds, "layers": layers}
-        out["not_computed"] = self.not_computed
-        if self.nonfinite_cause is not None:
-            out["nonfinite_cause"] = self.nonfinite_cause
-        if self.twin is not None:
-            out["twin"] = self.twin
-        return out
+
+@dataclass
+class BaselineResult(CheckResult):
+    """The regression gate's comparison of a case with its committed record."""
+
+    @property
+    def state(self) -> str:
+        """``matches``, ``moved``, ``new`` (not in the baseline), ``failing`` (fails its own checks, no failure
+        accepted) or ``error``."""
+        kinds = {f.kind for f in self.findings}
+        if Kind.BASELINE_MISSING in kinds:
+            return "new"
+        if kinds & {Kind.BASELINE_FAILING, Kind.BASELINE_REFUSED}:
+            return "failing"
+        if Kind.BASELINE_ERROR in kinds:
+            return "error"
+        return "moved" if self.verdict in (Verdict.FAIL, Verdict.ERROR) else "matches"
+
+
+@dataclass
+class CollectResult(CheckResult):
+    """A model file that could not be read, or gave no case: the file failed, not a case."""
+
+
+@dataclass
+class IsolationResult(CheckResult):
+    """The worker process that ran the case died or was stopped."""
 
 
 @dataclass
@@ -320,19 +393,15 @@ def finite_or_none(x: float | None) -> float | None:
 
 
 def gate_state(result: CaseResult) -> str | None:
-    """``matches``, ``moved``, ``new`` (not in the baseline), ``failing`` (fails its own checks, no failure
-    accepted) or ``error``; None where no gate ran."""
-    checks = [c for c in result.checks if c.name == CheckName.BASELINE]
+    """The gate's word for a case (see :attr:`BaselineResult.state`); None where no gate ran."""
+    checks = [c for c in result.checks if isinstance(c, BaselineResult)]
     if not checks:
         return None
-    kinds = {f.kind for c in checks for f in c.findings}
-    if Kind.BASELINE_MISSING in kinds:
-        return "new"
-    if kinds & {Kind.BASELINE_FAILING, Kind.BASELINE_REFUSED}:
-        return "failing"
-    if Kind.BASELINE_ERROR in kinds:
-        return "error"
-    return "moved" if any(c.verdict in (Verdict.FAIL, Verdict.ERROR) for c in checks) else "matches"
+    states = {c.state for c in checks}
+    for state in ("new", "failing", "error", "moved"):
+        if state in states:
+            return state
+    return "matches"
 
 
 def gate_verdict(result: CaseResult) -> str:
@@ -341,7 +410,7 @@ def gate_verdict(result: CaseResult) -> str:
     That check fails a case that fails its own checks unless its record accepted that failure
     (``--accept-failures``): recording a failure by accident cannot make it pass forever after.
     """
-    checks = [c for c in result.checks if c.name == CheckName.BASELINE]
+    checks = [c for c in result.checks if isinstance(c, BaselineResult)]
     if not checks:
         return result.verdict
     return worst(c.verdict for c in checks)

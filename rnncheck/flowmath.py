@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .flowresults import FlowVerdict
 from .reference import Mode
 
 #: the propagation profile has fallen this far over the sequence: gradients vanish
@@ -83,7 +84,7 @@ def fit_decay(profile: np.ndarray) -> Decay:
 NONFINITE_CAUSES = ("input", "parameter", "operation", "overflow")
 
 
-def flow_verdict(spans: list[float | None], nonfinite: bool, cause: str | None = None) -> str | None:
+def flow_verdict(spans: list[float | None], nonfinite: bool, cause: str | None = None) -> FlowVerdict | None:
     """``exploding`` / ``vanishing`` / ``healthy`` from every layer's fitted span, or None if none.
 
     A non-finite value is ``exploding`` when the recurrence grew it past the dtype's range
@@ -91,15 +92,15 @@ def flow_verdict(spans: list[float | None], nonfinite: bool, cause: str | None =
     parameters, or an operation made it from finite values (log of a negative number, 0/0).
     """
     if nonfinite:
-        return "nonfinite" if cause in ("input", "parameter", "operation") else "exploding"
+        return FlowVerdict.NONFINITE if cause in ("input", "parameter", "operation") else FlowVerdict.EXPLODING
     known = [s for s in spans if s is not None]
     if not known:
         return None
     if any(s > EXPLODE_RATIO for s in known):
-        return "exploding"
+        return FlowVerdict.EXPLODING
     if any(s < VANISH_RATIO for s in known):
-        return "vanishing"
-    return "healthy"
+        return FlowVerdict.VANISHING
+    return FlowVerdict.HEALTHY
 
 
 def scaled_norms(rows: np.ndarray) -> np.ndarray:
@@ -432,18 +433,17 @@ def plain_words(verdict: str, rho: float | None, steps: int, mode: str | None, l
     return text
 
 
-def describe_channels(channels: dict) -> str:
-    """``41 of 64 channels forget within 8 steps; 3 keep information past T = 512; median horizon 5.2 steps``."""
-    C = channels["channels"]
-    short, keep = channels["forget_within"], channels["keep_past_sequence"]
+def describe_channels(channels) -> str:
+    """``41 of 64 channels forget within 8 steps; 3 keep information past T = 512; median horizon 5.2 steps``
+    (``channels``: a :class:`rnncheck.flowresults.Channels`)."""
+    short, keep, horizon = channels.forget_within, channels.keep_past_sequence, channels.horizon
     parts = [
-        f"{short['channels']} of {C} channels forget within {short['steps']} steps",
-        f"{keep['channels']} keep information past T = {keep['steps']}",
-        f"median horizon {_fmt(channels['horizon']['median'])} steps "
-        f"(min {_fmt(channels['horizon']['min'])}, max {_fmt(channels['horizon']['max'])})",
+        f"{short.channels} of {channels.channels} channels forget within {short.steps} steps",
+        f"{keep.channels} keep information past T = {keep.steps}",
+        f"median horizon {_fmt(horizon.median)} steps (min {_fmt(horizon.min)}, max {_fmt(horizon.max)})",
     ]
-    if channels["growing"]:
-        parts.append(f"{channels['growing']} grow (|a| > 1 on average)")
+    if channels.growing:
+        parts.append(f"{channels.growing} grow (|a| > 1 on average)")
     return "; ".join(parts)
 
 

@@ -20,9 +20,9 @@ import torch
 
 from .baseline import Baseline, gate_check, spread
 from .findings import (
+    BaselineResult,
     CaseResult,
     CheckName,
-    CheckResult,
     Finding,
     Verdict,
     gate_verdict,  # noqa: F401
@@ -112,7 +112,7 @@ class Gate:
         cid = case_id(result, self.root)
         if result.fingerprint is None:
             result.checks.append(
-                CheckResult(
+                BaselineResult(
                     CheckName.BASELINE,
                     Verdict.ERROR,
                     [
@@ -130,7 +130,7 @@ class Gate:
         if self.update and failing and not self.accept_failures:
             self.refused.append(cid)
             result.checks.append(
-                CheckResult(
+                BaselineResult(
                     CheckName.BASELINE,
                     Verdict.FAIL,
                     [
@@ -155,7 +155,7 @@ class Gate:
             self.recorded[cid] = record
             self.written += 1
             result.checks.append(
-                CheckResult(
+                BaselineResult(
                     CheckName.BASELINE,
                     Verdict.PASS,
                     [Finding("baseline_written", Verdict.NOTE, f"recorded in {self.path} ({len(prints)} runs)")],

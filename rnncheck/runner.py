@@ -24,7 +24,18 @@ from .checks.pipeline import CHECKS, Context
 from .clock import Clock
 from .collect import CaseDef
 from .errors import BudgetExceeded, CaseError, UserCodeError, first_line, user_frame
-from .findings import CaseResult, CheckName, CheckResult, Finding, Kind, Report, Verdict, worst
+from .findings import (
+    CaseResult,
+    CheckName,
+    CheckResult,
+    CollectResult,
+    Finding,
+    IsolationResult,
+    Kind,
+    Report,
+    Verdict,
+    worst,
+)
 from .options import Options
 from .threads import apply_policy, blas_threads
 from .tolerances import using
@@ -80,9 +91,9 @@ def _check_error(check, exc: BaseException, debug: bool, user_file: str | None =
     reason = _reason(exc, check.stage, user_file)
     if verdict == Verdict.WARN:
         reason += "; the other checks' verdicts stand"
-    result = CheckResult(check.name, verdict, [Finding(Kind(f"{check.name}_error"), verdict, reason)])
+    result = check.result_type(check.name, verdict, [Finding(Kind(f"{check.name}_error"), verdict, reason)])
     if debug:
-        result.numbers["traceback"] = _traceback(exc)
+        result.traceback = _traceback(exc)
     return result
 
 
@@ -133,7 +144,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 except Exception as exc:  # one check's failure is that check's error, never the others'
                     outcome = _check_error(check, exc, options.debug, file)
                 if outcome is not None:
-                    outcome.numbers["seconds"] = time.perf_counter() - began  # where the time went (-v)
+                    outcome.seconds = time.perf_counter() - began  # where the time went (-v)
                     ctx.results.append(outcome)
                     result.checks.append(outcome)
             result.unit_seconds = ctx.call_seconds  # one call of the user's gradient: a forward and a backward
@@ -141,7 +152,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 result.diagnostics = ctx.diagnostics
             gradient = ctx.result(CheckName.GRADIENT)
             if gradient is not None:
-                gradient.numbers["threads"] = threads
+                gradient.threads = threads
             result.verdict = _case_verdict(result.checks)
             errors = [f.message for c in result.checks for f in c.findings if f.verdict == Verdict.ERROR]
             if errors and result.verdict == Verdict.ERROR:  # a failing case's setup problem stays its own row
@@ -160,8 +171,8 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                     pass
     if state.changed:
         result.checks.append(
-            CheckResult(
-                "isolation",
+            IsolationResult(
+                CheckName.ISOLATION,
                 Verdict.PASS,
                 [
                     Finding(
@@ -213,4 +224,4 @@ def run_meta(options: Options, started: float) -> dict:
 
 def error_result(name: str, file: str, message: str) -> CaseResult:
     """A result for something that never became a case (a file that failed to import)."""
-    return CaseResult(name, file, Verdict.ERROR, [CheckResult(CheckName.COLLECT, Verdict.ERROR)], error=message)
+    return CaseResult(name, file, Verdict.ERROR, [CollectResult(CheckName.COLLECT, Verdict.ERROR)], error=message)

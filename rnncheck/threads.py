@@ -90,7 +90,7 @@ def apply_policy(target, requested: int | None) -> str:
         return f"{torch.get_num_threads()} thread(s) for the host side; the model runs on {target.device}"
     budget = available_cores()
     size = sum(v.size for v in target.theta.values())
-    if budget == 1 or size < SMALL_MODEL or not target.records_states:
+    if budget == 1 or size < SMALL_MODEL or target.model is None:
         torch.set_num_threads(1)
         return "1 thread (a small model: one thread waits at no barrier when the machine is busy)"
     key = (

@@ -42,7 +42,7 @@ from pathlib import Path
 from . import usercode, zygote
 from .collect import CaseDef, FileProblem, load_file
 from .errors import safe_str
-from .findings import CaseResult, CheckName, CheckResult, Finding, Kind, Verdict
+from .findings import BaselineResult, CaseResult, CheckName, Finding, IsolationResult, Kind, Verdict
 from .options import Options
 
 #: bytes of the board each worker writes its current activity to
@@ -280,8 +280,8 @@ def _vanished(name: str) -> str:
 def _note_threads(result: CaseResult, left: list[threading.Thread]) -> None:
     names = ", ".join(t.name for t in left[:3])
     result.checks.append(
-        CheckResult(
-            "isolation",
+        IsolationResult(
+            CheckName.ISOLATION,
             Verdict.PASS,
             [
                 Finding(
@@ -621,11 +621,11 @@ class Supervisor:
         return keep
 
     def _error(self, file: str, name: str, message: str, kind: Kind = Kind.WORKER_STOPPED) -> CaseResult:
-        checks = [CheckResult(CheckName.ISOLATION, Verdict.ERROR, [Finding(kind, Verdict.ERROR, message)])]
+        checks = [IsolationResult(CheckName.ISOLATION, Verdict.ERROR, [Finding(kind, Verdict.ERROR, message)])]
         if self.gate is not None:
             reason = "the case cannot be compared with a baseline: " + message
             checks.append(
-                CheckResult(CheckName.BASELINE, Verdict.ERROR, [Finding("baseline_error", Verdict.ERROR, reason)])
+                BaselineResult(CheckName.BASELINE, Verdict.ERROR, [Finding("baseline_error", Verdict.ERROR, reason)])
             )
         return CaseResult(name, file, Verdict.ERROR, checks, error=message)
 

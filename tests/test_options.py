@@ -85,7 +85,7 @@ def test_the_same_options_in_pytest_options_ini_keys_and_the_marker(pytester, mo
             return rc.NumpyCase({"w": np.ones(3)}, loss=lambda p: float((p["w"] ** 2).sum()), grad=lambda p: {"w": 2 * p["w"]})
 
         def probes(result):
-            return next(c for c in result.checks if c.name == "gradient").numbers["probes"]
+            return next(c for c in result.checks if c.name == "gradient").summary.probes
 
         def test_from_ini(rnncheck):
             assert probes(rnncheck.verify(case())) == EXPECTED

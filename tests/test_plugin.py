@@ -124,7 +124,7 @@ def test_marker_sets_options(pytester):
             case = rc.NumpyCase({"w": np.ones(3)}, loss=lambda p: float((p["w"] ** 2).sum()), grad=lambda p: {"w": 2 * p["w"]})
             result = rnncheck.verify(case)
             gradient = next(c for c in result.checks if c.name == "gradient")
-            assert gradient.numbers["probes"] == 5
+            assert gradient.summary.probes == 5
 
         """
     )

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import CaseError
 from ..numerics import machine_eps
+from ..recorders import record_reference
 from ..reference import GATES as GATE_NAMES  # the gate names and order have one home: the reference
 from ..reference import MODES as REFERENCE_MODES  # and so do the mode names
 
@@ -157,11 +158,11 @@ class CheckTarget(Protocol):
     def head_gradient(self, link): ...  # ∂head/∂h for a case whose loss is a head on the reference's states
 
     # the recurrent states and the model behind the target
-    records_states: bool  # the model's hidden states can be recorded step by step (a torch module)
+    def record_states(self, rng): ...  # one forward with the hidden states kept: a rnncheck.recorders.Recording
+
     numeric_is_model: bool  # loss(θ) evaluates the very function gradient() differentiates, in its dtype
     last_output: object | None  # the model's output at the check point, kept by the first gradient call
     model: object | None  # the nn.Module, where there is one
-    cell_loop: object | None  # a CellCase's loop over the user's cell, which records every state it runs
     device: object | None  # where it runs, where that is a question
     user_file: str | None  # the model file the case came from, to point at the user's own lines
 
@@ -176,9 +177,7 @@ class Target:
     adapter cannot do.  Subclasses implement ``loss``, ``model_loss`` and ``gradient``."""
 
     gradient_computes_loss: ClassVar[bool] = False
-    records_states: ClassVar[bool] = False
     model: ClassVar[object | None] = None
-    cell_loop: ClassVar[object | None] = None
     device: ClassVar[object | None] = None
     context: ClassVar[dict] = {}
     last_output: ClassVar[object | None] = None  # the model's output at the check point, where kept
@@ -258,6 +257,10 @@ class Target:
     def reference_link(self):
         """``(Link, missing)`` onto the NumPy reference, or None."""
         return None
+
+    def record_states(self, rng):
+        """The hidden states, for the flow check: by default from the NumPy reference, where the case names one."""
+        return record_reference(self, rng)
 
     def loss_of(self, out):
         """The case's loss of a model output (only where a model runs behind the target)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from ..convert import mode_of
 from ..errors import CaseError, UserCodeError, safe_str
 from ..nested import common_dtype, float_outputs, leaves, replace
 from ..numerics import BFLOAT16
+from ..recorders import record_cell_loop, record_module
 from ..reference import Mode
 from ..twins import capturing, fused_layers
 from ..usercode import call_user
@@ -118,7 +120,7 @@ def _placed(case: TorchCase, device: torch.device, dtype: torch.dtype | None):
 
 class TorchTarget(Target):
     gradient_computes_loss = True  # gradient() runs the very forward that model_loss() would
-    records_states = True  # a module: the flow check can record its hidden states
+    cell_loop: ClassVar[object | None] = None  # a CellCase's loop over the user's cell, which records every state
 
     # what create() sets, declared here
     case: TorchCase
@@ -218,6 +220,11 @@ class TorchTarget(Target):
         if keep_output:
             self.last_output = replace(out, "out", {}, lambda t: t.detach())
         return self.loss_of(out)
+
+    def record_states(self, rng):
+        """One forward with the hidden states kept: a CellCase's loop records them, else the module's twins and
+        its ``rnncheck.record`` calls."""
+        return record_cell_loop(self) if self.cell_loop is not None else record_module(self)
 
     def loss_of(self, out) -> torch.Tensor:
         if self.case.loss_fn is not None:

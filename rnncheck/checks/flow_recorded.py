@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import flowmath as fm
-from ..findings import LayerFlow
+from ..flowresults import ChannelCount, Channels, Histogram, LayerFlow, NotComputed, Spread
 
 #: a channel whose propagated factor falls below this has forgotten (the same 1e-3 as lag_1e3)
 FORGOTTEN = 1e-3
@@ -53,7 +53,7 @@ def _per_step(x: torch.Tensor, time_dim: int, batch: int | None = None) -> torch
     return t.movedim((time_dim, batch), (0, 1)).reshape(T, t.shape[batch], -1)
 
 
-def channel_horizons(decay: torch.Tensor, time_dim: int, steps: int) -> dict:
+def channel_horizons(decay: torch.Tensor, time_dim: int, steps: int) -> Channels:
     """Each channel's decay per step (geometric mean of |a_t| over time and batch) and its horizon.
 
     A constant |a| = s gives s itself and the horizon −1/ln s exactly.  "Forgets within k
@@ -69,28 +69,24 @@ def channel_horizons(decay: torch.Tensor, time_dim: int, steps: int) -> dict:
         lag = np.where(log_a < 0, math.log(FORGOTTEN) / log_a, np.inf)
     C = len(rho)
     finite = horizon[np.isfinite(horizon)]
-    return {
-        "channels": C,
-        "rho": {"min": float(rho.min()), "median": float(np.median(rho)), "max": float(rho.max())},
-        "horizon": {
-            "min": float(horizon.min()),
-            "median": float(np.median(horizon)),
-            "max": float(horizon.max()),
-        },
-        "forget_within": {"steps": SHORT, "channels": int((lag <= SHORT).sum())},
-        "keep_past_sequence": {"steps": steps, "channels": int((lag > steps).sum())},
-        "growing": int((log_a > 0).sum()),
-        "histogram_log10_horizon": _histogram(finite),
-        "method": "geometric mean of |a_t| over time and batch per channel; horizon −1/ln of it",
-    }
+    return Channels(
+        C,
+        Spread(float(rho.min()), float(np.median(rho)), float(rho.max())),
+        Spread(float(horizon.min()), float(np.median(horizon)), float(horizon.max())),
+        forget_within=ChannelCount(SHORT, int((lag <= SHORT).sum())),
+        keep_past_sequence=ChannelCount(steps, int((lag > steps).sum())),
+        growing=int((log_a > 0).sum()),
+        histogram_log10_horizon=_histogram(finite),
+        method="geometric mean of |a_t| over time and batch per channel; horizon −1/ln of it",
+    )
 
 
-def _histogram(horizon: np.ndarray) -> dict:
+def _histogram(horizon: np.ndarray) -> Histogram:
     if not horizon.size:
-        return {"edges": [], "counts": []}
+        return Histogram([], [])
     logs = np.log10(np.maximum(horizon, 1e-3))
     counts, edges = np.histogram(logs, bins=min(10, max(1, horizon.size)))
-    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+    return Histogram([float(e) for e in edges], [int(c) for c in counts])
 
 
 def measure_stacked(record, loss, leaves: dict[str, torch.Tensor], rng) -> LayerFlow:
@@ -137,7 +133,7 @@ def _through_inputs(flow: LayerFlow, record, loss, u: torch.Tensor, leaves: dict
     sequences = [t for t in leaves.values() if t.dim() > time_dim and t.shape[time_dim] == T and t.requires_grad]
     flow.source = "the inputs' influence on the last state (stacked states without decay=)"
     if not sequences:
-        flow.structure = {"not_computed": "no input with a time axis of the states' length requires grad"}
+        flow.structure = NotComputed("no input with a time axis of the states' length requires grad")
         return
     last = h.select(time_dim, T - 1)
     grads = torch.autograd.grad((u * last).sum(), sequences, retain_graph=True, allow_unused=True)

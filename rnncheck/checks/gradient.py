@@ -21,7 +21,19 @@ import numpy as np
 
 from ..cases.base import Block
 from ..directions import EntryDirection, block_scales, probe_direction, signs, spanning_directions
-from ..findings import CheckName, CheckResult, Finding, GradientResult, Kind, TensorRow, Verdict, worst
+from ..findings import (
+    CheckName,
+    CheckResult,
+    EntrywiseSummary,
+    Finding,
+    GradientResult,
+    Kind,
+    ProbeRecord,
+    ProbeSummary,
+    TensorRow,
+    Verdict,
+    worst,
+)
 from ..numerics import machine_eps
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
@@ -43,20 +55,13 @@ def _jitter(theta, blocks, rng, size) -> dict[str, np.ndarray]:
     return moved
 
 
-def _probe_record(p: Probe, v: dict | None = None) -> dict:
+def _probe_record(p: Probe, v: dict | None = None) -> ProbeRecord:
     """What ``-v`` shows of one probe: both sides, the bound and where it came from."""
-    record = {
-        "entry": getattr(v, "entry", None),  # a small tensor's entry probed alone, else None
-        "status": p.status,
-        "analytic": p.analytic,
-        "numeric": p.numeric,
-        "rel_error": p.rel_error,
-        "rel_bound": p.rel_bound,
-        "evaluations": p.evaluations,
-    }
+    entry = getattr(v, "entry", None)  # a small tensor's entry probed alone, else None
+    record = ProbeRecord(entry, p.status, p.analytic, p.numeric, p.rel_error, p.rel_bound, p.evaluations)
     d = p.derivative
     if d is not None:
-        record.update(step=d.step, truncation=d.truncation, rounding=d.rounding)
+        record.step, record.truncation, record.rounding = d.step, d.truncation, d.rounding
     return record
 
 
@@ -227,14 +232,13 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     directions, probes = _probe_all(prober, target, grad, blocks, rng, k)
     findings: list[Finding] = []
     entries = sum(isinstance(v, EntryDirection) for v in directions)
-    numbers = {
-        "probes": len(directions) - entries,
-        "entry_probes": entries,
-        "numeric_dtype": str(target.numeric_dtype),
-        "model_dtype": str(target.model_dtype),
-    }
-    if prober.measured_eps is not None:
-        numbers["measured_eps"] = prober.measured_eps
+    summary = ProbeSummary(
+        len(directions) - entries,
+        entries,
+        str(target.numeric_dtype),
+        str(target.model_dtype),
+        measured_eps=prober.measured_eps,
+    )
 
     if any(p.status == Status.KINK for p in probes):
         kinked = [p for p in probes if p.status == Status.KINK]
@@ -288,12 +292,12 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     evals = target.evaluations - start
     # the summary line speaks of the rows: the worst row's error and its tolerance
     worst_row = max(rows, key=lambda r: r.error, default=None)
-    numbers["worst_rel_error"] = worst_row.error if worst_row else max(p.rel_error for p in probes)
-    numbers["worst_rel_bound"] = worst_row.tolerance if worst_row else max(p.rel_bound for p in probes)
-    numbers["probe_details"] = [_probe_record(p, v) for p, v in zip(probes, directions)]
-    numbers["step"] = prober.step
+    summary.worst_rel_error = worst_row.error if worst_row else max(p.rel_error for p in probes)
+    summary.worst_rel_bound = worst_row.tolerance if worst_row else max(p.rel_bound for p in probes)
+    summary.records = [_probe_record(p, v) for p, v in zip(probes, directions)]
+    summary.step = prober.step
     verdict = worst([f.verdict for f in findings] + ([Verdict.FAIL] if failing else []))
-    return GradientResult(CheckName.GRADIENT, verdict, findings, rows, evaluations=evals, numbers=numbers)
+    return GradientResult(CheckName.GRADIENT, verdict, findings, rows, evaluations=evals, summary=summary)
 
 
 #: the detection power is a median over entries; above this many it is taken over a random sample
@@ -652,5 +656,5 @@ def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> Che
         findings,
         rows,
         evaluations=evals,
-        numbers={"mode": "full", "worst_rel_error": worst_rel},
+        summary=EntrywiseSummary(worst_rel),
     )

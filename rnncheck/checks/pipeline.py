@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..findings import CheckName, CheckResult, Finding, FlowDiagnostics, Kind, Verdict
+from ..findings import CheckName, CheckResult, FlowDiagnostics, FlowResult, GradientResult, Kind, Verdict
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Context:
 
 
 class Sanity:
-    name, stage = CheckName.SANITY, "the sanity checks"
+    name, stage, result_type = CheckName.SANITY, "the sanity checks", CheckResult
 
     def applies(self, ctx: Context) -> bool:
         return True
@@ -65,7 +65,7 @@ class Sanity:
 
 
 class Gradient:
-    name, stage = CheckName.GRADIENT, "the gradient probes"
+    name, stage, result_type = CheckName.GRADIENT, "the gradient probes", GradientResult
 
     def applies(self, ctx: Context) -> bool:
         return ctx.options.gradient and ctx.sane
@@ -82,12 +82,12 @@ class Gradient:
             notes.append(f"non-finite gradient entries of {', '.join(nonfinite)} probed as 0 (see nonfinite_gradient)")
         known = (ctx.loss, ctx.call_seconds) if ctx.loss is not None else None
         result = check_gradient(target, grad, ctx.options, rng, ctx.clock, known)
-        result.numbers["notes"] = list(target.notes) + notes
+        result.notes = list(target.notes) + notes
         return result
 
 
 class Reference:
-    name, stage = CheckName.REFERENCE, "the reference comparison"
+    name, stage, result_type = CheckName.REFERENCE, "the reference comparison", CheckResult
 
     def applies(self, ctx: Context) -> bool:
         return ctx.options.reference and ctx.sane
@@ -101,7 +101,7 @@ class Reference:
 
 
 class ReferenceModule:
-    name, stage = CheckName.REFERENCE_MODULE, "the comparison with your reference module"
+    name, stage, result_type = CheckName.REFERENCE_MODULE, "the comparison with your reference module", CheckResult
 
     def applies(self, ctx: Context) -> bool:
         return ctx.options.reference and ctx.sane and ctx.case.reference_module is not None
@@ -113,7 +113,7 @@ class ReferenceModule:
 
 
 class Flow:
-    name, stage = CheckName.FLOW, "the gradient-flow diagnostics"
+    name, stage, result_type = CheckName.FLOW, "the gradient-flow diagnostics", FlowResult
     advisory = True  # it measures, it does not judge the gradient: its own failure is a warn, never an error
 
     def applies(self, ctx: Context) -> bool:
@@ -126,17 +126,6 @@ class Flow:
         from .flow import check_flow
 
         check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
-        verdict = ctx.diagnostics.gradient_flow
-        if verdict in ctx.options.fail_on:
-            check = check or CheckResult(CheckName.FLOW, Verdict.PASS)
-            check.findings.append(
-                Finding(
-                    "flow_verdict",
-                    Verdict.FAIL,
-                    f"the gradient flow is {verdict}, which --fail-on {','.join(ctx.options.fail_on)} makes a failure",
-                )
-            )
-            check.verdict = Verdict.FAIL
         return check
 
 

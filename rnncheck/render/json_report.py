@@ -48,7 +48,7 @@ def case_dict(case: CaseResult) -> dict[str, Any]:
                     "name": c.name,
                     "verdict": c.verdict,
                     "evaluations": c.evaluations,
-                    "numbers": c.numbers,
+                    "numbers": c.report_numbers(),
                     "findings": c.findings,
                     "tensors": c.tensors,
                 }

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..findings import CaseResult
+from ..flowresults import Gates
 
 
 def _safe(name: str) -> str:
@@ -92,23 +93,20 @@ def plot_case(case: CaseResult, folder: Path) -> list[Path]:
     plt.close(fig)
 
     gated = [
-        (layer.name, g, v)
-        for layer in layers
-        for g, v in layer.gates.items()
-        if isinstance(v, dict) and "histogram" in v
+        (layer.name, g, v) for layer in layers if isinstance(layer.gates, Gates) for g, v in layer.gates.gates.items()
     ]
     if gated:
         cols = min(4, len(gated))
         rows = -(-len(gated) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.5 * rows), squeeze=False)
         for ax, (lname, gate, v) in zip(axes.ravel(), gated):
-            edges = np.asarray(v["histogram"]["edges"])
-            counts = np.asarray(v["histogram"]["counts"], dtype=float)
+            edges = np.asarray(v.histogram.edges)
+            counts = np.asarray(v.histogram.counts, dtype=float)
             ax.bar(edges[:-1], counts / max(counts.sum(), 1), width=np.diff(edges), align="edge", color="tab:blue")
             lo = -0.9 if edges[0] < 0 else 0.1
             ax.axvspan(edges[0], lo, color="red", alpha=0.12)
             ax.axvspan(0.9, 1.0, color="red", alpha=0.12)
-            ax.set_title(f"{lname} gate {gate}: {100 * v.get('saturated', 0):.0f}% saturated", fontsize=8)
+            ax.set_title(f"{lname} gate {gate}: {100 * v.saturated:.0f}% saturated", fontsize=8)
             ax.tick_params(labelsize=7)
         for ax in axes.ravel()[len(gated) :]:
             ax.axis("off")

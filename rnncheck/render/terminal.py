@@ -14,7 +14,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..findings import CaseResult, CheckResult, GradientResult, Kind, Report, Verdict, gate_state
+from ..findings import (
+    CaseResult,
+    CheckResult,
+    EntrywiseSummary,
+    GradientResult,
+    Kind,
+    ProbeRecord,
+    ProbeSummary,
+    Report,
+    Verdict,
+    gate_state,
+)
+from ..flowresults import Structure
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
 STYLE = {"unchecked": "yellow", "pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "note": "cyan"}
@@ -138,7 +150,7 @@ def _time_shares(case: CaseResult) -> str:
     unit = case.unit_seconds or 0.0
     parts = []
     for c in case.checks:
-        seconds = c.numbers.get("seconds")
+        seconds = c.seconds
         if seconds is None:
             continue
         units = f" = {seconds / unit:.1f} units" if unit > 0 else ""
@@ -261,32 +273,45 @@ def render_check(check: CheckResult, console: Console, case: CaseResult, verbosi
         )
         if f.hint and f.kind != Kind.MISMATCH:  # a mismatch's hint is printed once, as its own line
             console.print(Text(f"        hint: {printable(f.hint)}", style="cyan"), soft_wrap=plain)
-    if check.numbers.get("traceback"):
-        console.print(printable(check.numbers["traceback"], keep_newlines=True), markup=False, highlight=False)
+    if check.traceback:
+        console.print(printable(check.traceback, keep_newlines=True), markup=False, highlight=False)
 
 
 @render_check.register
 def _render_gradient(check: GradientResult, console: Console, case: CaseResult, verbosity: int = 0) -> None:
     """The gradient check: first the line under the table (probes, worst error, dtypes), then its findings."""
-    n = check.numbers
-    if n.get("mode") == "full":
-        line = "every entry checked on its own"
-    elif "probes" not in n:  # stopped before any probe ran (its finding says why)
-        line = ""
-    else:
-        entries = f" (+ {n['entry_probes']} single entries of small tensors)" if n.get("entry_probes") else ""
-        line = (
-            f"{n.get('probes')} probe directions{entries}, worst rel err {_fmt(n.get('worst_rel_error'))} "
-            f"(tolerance {_fmt(n.get('worst_rel_bound'))}); numerical side in {n.get('numeric_dtype')}, "
-            f"gradient in {n.get('model_dtype')}"
-        )
+    line = summary_text(check.summary)  # empty where it stopped before any probe ran (its finding says why)
     if line:
         console.print(Text(f"      {line}", style="dim"))
     if verbosity > 0:
-        _render_probes(console, n)
-    for note in n.get("notes", []):
+        if check.threads:
+            console.print(Text(f"      threads: {check.threads}", style="dim"))
+        if isinstance(check.summary, ProbeSummary):
+            _render_probes(console, check.summary.records)
+    for note in check.notes or []:
         console.print(Text(f"      note: {printable(note)}", style="dim"))
     render_check.dispatch(CheckResult)(check, console, case, verbosity)
+
+
+@functools.singledispatch
+def summary_text(summary) -> str:
+    """The line under the table: nothing where the check stopped before any probe ran."""
+    return ""
+
+
+@summary_text.register
+def _(summary: EntrywiseSummary) -> str:
+    return "every entry checked on its own"
+
+
+@summary_text.register
+def _(summary: ProbeSummary) -> str:
+    entries = f" (+ {summary.entry_probes} single entries of small tensors)" if summary.entry_probes else ""
+    return (
+        f"{summary.probes} probe directions{entries}, worst rel err {_fmt(summary.worst_rel_error)} "
+        f"(tolerance {_fmt(summary.worst_rel_bound)}); numerical side in {summary.numeric_dtype}, "
+        f"gradient in {summary.model_dtype}"
+    )
 
 
 def render_flow(console: Console, case: CaseResult) -> None:
@@ -344,39 +369,36 @@ def render_flow(console: Console, case: CaseResult) -> None:
         console.print(Text(f"        ... {len(d.layers) - 8} more layers in the JSON report", style="dim"))
 
 
-def _spectral_text(structure: dict) -> str:
+def _spectral_text(structure) -> str:
     """``--spectral``'s numbers for one layer: each recurrent block's σ_max and radius, and Pascanu's bound."""
-    blocks = [(name, v) for name, v in structure.items() if isinstance(v, dict) and "sigma_max" in v]
-    if not blocks:
+    if not isinstance(structure, Structure) or not structure.blocks:
         return ""
     parts = [
-        f"{'' if name == 'W_hh' else name + ' '}sigma_max {v['sigma_max']:.3g}, radius {v['spectral_radius']:.3g}"
-        for name, v in blocks
+        f"{'' if name == 'W_hh' else name + ' '}sigma_max {b.sigma_max:.3g}, radius {b.spectral_radius:.3g}"
+        for name, b in structure.blocks.items()
     ]
-    bound = structure.get("pascanu")
-    if bound:
-        parts.append(f"sigma_max*gamma {bound['sigma_max_times_gamma']:.3g}: {bound['reading']} (Pascanu et al.)")
+    bound = structure.pascanu
+    if bound is not None:
+        parts.append(f"sigma_max*gamma {bound.sigma_max_times_gamma:.3g}: {bound.reading} (Pascanu et al.)")
     return "; ".join(parts)
 
 
-def _render_probes(console: Console, numbers: dict) -> None:
+def _render_probes(console: Console, records: list[ProbeRecord]) -> None:
     """``-v``: every probe with both sides and the error model's parts."""
-    if numbers.get("threads"):
-        console.print(Text(f"      threads: {numbers['threads']}", style="dim"))
-    shared = [p for p in numbers.get("probe_details", []) if not p.get("entry")]
-    entries = [p for p in numbers.get("probe_details", []) if p.get("entry")]
+    shared = [p for p in records if not p.entry]
+    entries = [p for p in records if p.entry]
     for i, p in enumerate(shared + entries, 1):
-        label = f"entry probe {p['entry']}" if p.get("entry") else f"probe {i}"
+        label = f"entry probe {p.entry}" if p.entry else f"probe {i}"
         parts = [
-            f"{label}: {p['status']}",
-            f"analytic {p['analytic']:.10g}",
-            f"numeric {p['numeric']:.10g}",
-            f"rel err {_fmt(p['rel_error'])}",
-            f"bound {_fmt(p['rel_bound'])}",
+            f"{label}: {p.status}",
+            f"analytic {p.analytic:.10g}",
+            f"numeric {p.numeric:.10g}",
+            f"rel err {_fmt(p.rel_error)}",
+            f"bound {_fmt(p.rel_bound)}",
         ]
-        if p.get("step") is not None:
-            parts.append(f"step {p['step']:.2g}, truncation {_fmt(p['truncation'])}, rounding {_fmt(p['rounding'])}")
-        parts.append(f"{p['evaluations']} evaluations")
+        if p.step is not None:
+            parts.append(f"step {p.step:.2g}, truncation {_fmt(p.truncation)}, rounding {_fmt(p.rounding)}")
+        parts.append(f"{p.evaluations} evaluations")
         console.print(Text("        " + "; ".join(parts), style="dim"), soft_wrap=True)
 
 

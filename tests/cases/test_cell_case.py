@@ -29,7 +29,7 @@ def _zeros():
 def _notes(case):
     result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False, reference=False))
     gradient = next(c for c in result.checks if c.name == "gradient")
-    return result, gradient.numbers["notes"]
+    return result, gradient.notes
 
 
 def test_a_custom_cell_accepts_gates_and_its_suggestion_is_gone():

@@ -173,5 +173,5 @@ def test_an_unbatched_sequence_is_checked_and_its_flow_measured(kind, given_stat
         inputs.append((state, state.clone()) if kind == "LSTM" else state)
     result = rnncheck.verify_case(rnncheck.TorchCase(layer, inputs=tuple(inputs)), rnncheck.Options())
     assert result.verdict == rnncheck.Verdict.PASS, result.error
-    assert result.diagnostics.twin["reproduces"]
+    assert result.diagnostics.twin.reproduces
     assert len(result.diagnostics.layers) == 2 and all(len(f.profile) == 6 for f in result.diagnostics.layers)

@@ -35,7 +35,7 @@ def test_every_adapter_has_every_member_of_the_protocol():
         target = case.bind(rnncheck.Options())
         missing = [m for m in members() if not hasattr(target, m)]
         assert not missing, (type(target).__name__, missing)
-    assert {"loss", "gradient", "loss_offset", "records_states", "reference_comparisons", "reference_link"} <= members()
+    assert {"loss", "gradient", "loss_offset", "record_states", "reference_comparisons", "reference_link"} <= members()
 
 
 def test_no_check_asks_a_case_a_target_or_a_model_what_it_is():

@@ -48,8 +48,8 @@ def test_the_same_models_without_the_error_pass(cell, dtype):
 def test_the_report_says_the_loss_computes_in_float32():
     result = rnncheck.verify_case(case_for("gru", seed=0, float32_only=True), rnncheck.Options())
     gradient = next(c for c in result.checks if c.name == "gradient")
-    assert gradient.numbers["measured_eps"] == pytest.approx(2.0**-23)
-    assert gradient.numbers["probes"] == 3 + 2 * 4  # the shared probes, then two per tensor
+    assert gradient.summary.measured_eps == pytest.approx(2.0**-23)
+    assert gradient.summary.probes == 3 + 2 * 4  # the shared probes, then two per tensor
 
 
 def test_a_float64_loss_with_kinks_is_not_taken_for_low_precision():

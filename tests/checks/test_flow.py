@@ -30,7 +30,7 @@ def test_twin_profile_equals_reference_total_adjoints(cls):
     layers = result.diagnostics.layers
     assert [layer.name for layer in layers] == ["rnn/l0", "rnn/l0_reverse", "rnn/l1", "rnn/l1_reverse"]
     twin = result.diagnostics.twin  # the states come from an unrolled twin, which must reproduce the fused module
-    assert twin["fused_layers"] == 1 and twin["reproduces"] and twin["max_rel_diff"] < 1e-12
+    assert twin.fused_layers == 1 and twin.reproduces and twin.max_rel_diff < 1e-12
 
     spec, params = from_torch(module)
     _, _, cache = R.forward(spec, params, x.numpy())
@@ -89,14 +89,14 @@ def test_nan_planted_at_a_step_is_located_at_that_step():
     d = result.diagnostics
     assert d.gradient_flow == "nonfinite"  # a NaN never reads as healthy, nor as exploding when it is in the data
     bad = d.layers[0].nonfinite
-    assert {k: bad[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
+    assert {k: bad.to_json()[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
         "layer": "cell",
         "step": 7,
         "tensor": "h",
         "pass": "forward",
         "cause": "input",
     }
-    assert bad["source"]["index"] == [7, 1, 0]
+    assert bad.source["index"] == [7, 1, 0]
 
 
 class _InfGradAt(torch.autograd.Function):
@@ -132,7 +132,7 @@ def test_nonfinite_in_the_backward_is_located():
     case = CellCase(cell, x, torch.zeros(3, 4))
     result = _diagnose(case)
     bad = result.diagnostics.layers[0].nonfinite
-    assert {k: bad[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
+    assert {k: bad.to_json()[k] for k in ("layer", "step", "tensor", "pass", "cause")} == {
         "layer": "cell",
         "step": 4,
         "tensor": "dL/dh",
@@ -179,8 +179,8 @@ def test_lstm_gates_report_saturation_and_forget_timescale():
         model.bias_ih_l0[6:12] = 20.0  # forget gate always ~1
     result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(15, 2, 3),)))
     gates = result.diagnostics.layers[0].gates
-    assert gates["f"]["above"] == 1.0
-    assert gates["timescale"]["gate"] == "f" and gates["timescale"]["steps"] > 1e5
+    assert gates.gates["f"].above == 1.0
+    assert gates.timescale.gate == "f" and gates.timescale.steps > 1e5
 
 
 def test_pascanu_bound_and_spectral_numbers_for_a_plain_rnn():
@@ -189,11 +189,11 @@ def test_pascanu_bound_and_spectral_numbers_for_a_plain_rnn():
         model.weight_hh_l0.copy_(0.5 * torch.eye(4))
     result = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)), spectral=True)
     s = result.diagnostics.layers[0].structure
-    assert abs(s["W_hh"]["sigma_max"] - 0.5) < 1e-6 and abs(s["W_hh"]["spectral_radius"] - 0.5) < 1e-6
-    assert s["pascanu"]["reading"] == "vanishing guaranteed"
+    assert abs(s.blocks["W_hh"].sigma_max - 0.5) < 1e-6 and abs(s.blocks["W_hh"].spectral_radius - 0.5) < 1e-6
+    assert s.pascanu.reading == "vanishing guaranteed"
     # without --spectral the eigensolves do not run, and the report says how to ask for them
     plain = _diagnose(rnncheck.TorchCase(model, inputs=(torch.randn(6, 1, 2),)))
-    assert "--spectral" in plain.diagnostics.layers[0].structure["not_computed"]
+    assert "--spectral" in plain.diagnostics.layers[0].structure.reason
     assert plain.diagnostics.gradient_flow == result.diagnostics.gradient_flow  # no verdict reads the spectrum
 
 
@@ -204,7 +204,7 @@ def test_jacobian_power_iteration_on_a_linear_recurrence():
         model.bias_hh_l0.fill_(10.0)  # every unit active: the recurrence is linear
     x = torch.zeros(9, 1, 1, dtype=torch.float64)
     result = verify_case(rnncheck.TorchCase(model, inputs=(x,)), Options(gradient=False, jacobian=True))
-    norms = result.diagnostics.layers[0].jacobian["norms"]
+    norms = result.diagnostics.layers[0].jacobian.norms
     for lag, value in norms.items():  # four iterations: converged to (0.5/0.9)^(8·lag)
         assert abs(value - 0.9 ** int(lag)) <= 1e-3 * 0.9 ** int(lag)
 
@@ -217,8 +217,8 @@ def test_lyapunov_exponents_of_a_linear_recurrence():
     x = torch.zeros(40, 1, 1, dtype=torch.float64)
     result = verify_case(rnncheck.TorchCase(model, inputs=(x,)), Options(gradient=False, lyapunov=True))
     lyap = result.diagnostics.layers[0].lyapunov
-    assert np.allclose(lyap["exponents"][:2], [math.log(0.8), math.log(0.5)], atol=1e-4)
-    assert lyap["log_base"] == "e" and lyap["warmup_steps"] == 10
+    assert np.allclose(lyap.exponents[:2], [math.log(0.8), math.log(0.5)], atol=1e-4)
+    assert lyap.log_base == "e" and lyap.warmup_steps == 10
 
 
 # --- flowmath on known answers ----------------------------------------------------
@@ -333,5 +333,5 @@ def test_nonfinite_recurrent_weight_leaves_the_structure_uncomputed_and_the_loca
     )
     flow = next(c for c in result.checks if c.name == "flow")
     assert flow.verdict != "error", [f.message for f in flow.findings]
-    assert "non-finite" in result.diagnostics.layers[0].structure["not_computed"]
+    assert "non-finite" in result.diagnostics.layers[0].structure.reason
     assert any("weight_hh_l0[0, 0]" in f.message for f in flow.findings)

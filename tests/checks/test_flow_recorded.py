@@ -66,9 +66,9 @@ def test_a_constant_decay_has_horizon_minus_one_over_ln_s_exactly(s):
     assert layer.rho == pytest.approx(s, rel=1e-12)
     assert layer.horizon == pytest.approx(-1 / math.log(s), rel=1e-10)
     ch = layer.channels
-    assert ch["channels"] == 6
-    assert ch["horizon"]["min"] == pytest.approx(-1 / math.log(s), rel=1e-12)
-    assert ch["horizon"]["max"] == pytest.approx(-1 / math.log(s), rel=1e-12)
+    assert ch.channels == 6
+    assert ch.horizon.min == pytest.approx(-1 / math.log(s), rel=1e-12)
+    assert ch.horizon.max == pytest.approx(-1 / math.log(s), rel=1e-12)
     expected = np.array([s**lag for lag in range(40)])
     assert np.allclose(layer.propagation, expected, rtol=1e-12, atol=0)
 
@@ -79,8 +79,8 @@ def test_per_channel_horizons_are_counted_against_the_sequence_length():
     result, d = _flow(Diagonal(decays), x)
     ch = d.layers[0].channels
     lags = [math.log(1e-3) / math.log(s) for s in decays]  # steps until 1e-3
-    assert ch["forget_within"]["channels"] == sum(lag <= 8 for lag in lags) == 3
-    assert ch["keep_past_sequence"]["channels"] == sum(lag > 100 for lag in lags) == 2
+    assert ch.forget_within.channels == sum(lag <= 8 for lag in lags) == 3
+    assert ch.keep_past_sequence.channels == sum(lag > 100 for lag in lags) == 2
     note = next(f for c in result.checks for f in c.findings if f.kind == "flow_channels")
     assert "3 of 6 channels forget within 8 steps; 2 keep information past T = 100" in note.message
 

@@ -37,8 +37,8 @@ def test_a_correct_low_precision_gru_cell_loop_never_fails(dtype, seed):
     result = rnncheck.verify_case(case, rnncheck.Options(seed=seed, diagnostics=False))
     gradient = next(c for c in result.checks if c.name == "gradient")
     assert result.verdict in ("pass", "warn"), [f.message for f in result.findings]
-    assert gradient.numbers["numeric_dtype"] == "float64"  # the numerical side runs in float64, and says so
-    assert gradient.numbers["model_dtype"] == str(dtype).replace("torch.", "")
+    assert gradient.summary.numeric_dtype == "float64"  # the numerical side runs in float64, and says so
+    assert gradient.summary.model_dtype == str(dtype).replace("torch.", "")
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

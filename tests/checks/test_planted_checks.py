@@ -50,7 +50,7 @@ def test_twin_that_does_not_reproduce_the_fused_layer_is_reported(monkeypatch):
     )
     assert [f for f in result.findings if f.kind == "twin_mismatch"]
     assert result.verdict == "warn"
-    assert result.diagnostics.twin["reproduces"] is False and result.diagnostics.twin["max_rel_diff"] > 1e-3
+    assert result.diagnostics.twin.reproduces is False and result.diagnostics.twin.max_rel_diff > 1e-3
 
 
 def test_fused_layer_that_differs_from_the_reference_is_reported(monkeypatch):

@@ -45,7 +45,7 @@ def test_the_rel_err_of_every_failing_tensor_is_within_3x_of_the_truth(mutant):
     assert failing, mutant
     for row in failing:
         assert truth[row.name] / 3 <= row.error <= 3 * truth[row.name], (mutant, row.name, row.error, truth[row.name])
-    assert gradient.numbers["worst_rel_error"] == max(r.error for r in gradient.tensors)  # the summary is a row's
+    assert gradient.summary.worst_rel_error == max(r.error for r in gradient.tensors)  # the summary is a row's
 
 
 def test_the_h_t_for_h_prev_bug_reads_as_the_size_it_is():
