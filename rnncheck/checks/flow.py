@@ -223,6 +223,20 @@ def check_flow(
     diagnostics.layers += stacked
     findings += [_nonfinite_finding(flow.nonfinite) for flow in diagnostics.layers if flow.nonfinite is not None]
     findings += [_channels_finding(flow) for flow in diagnostics.layers if flow.channels is not None]
+    findings += _judge(diagnostics, recording, measured, stacked, target, options)
+    result = FlowResult(
+        CheckName.FLOW,
+        worst(f.verdict for f in findings),
+        findings,
+        gradient_flow=diagnostics.gradient_flow,
+        measured=True,
+    )
+    return result, diagnostics
+
+
+def _judge(diagnostics: FlowDiagnostics, recording: Recording, measured, stacked, target, options) -> list[Finding]:
+    """The verdict over every layer, at the horizon asked for, with the finding that explains it and the
+    ``--fail-on`` policy's failure where it names the verdict."""
     _at_horizon(diagnostics, options.horizon)
     nonfinite = (
         not _loss_finite(recording)
@@ -238,15 +252,13 @@ def check_flow(
     diagnostics.gradient_flow = verdict
     if nonfinite and recording.loss is not None:
         diagnostics.nonfinite_cause = cause
+    findings = []
     if verdict in (FlowVerdict.VANISHING, FlowVerdict.EXPLODING):
         findings.append(_verdict_finding(verdict, diagnostics.layers, options.horizon))
     failure = verdict.failure(options.fail_on) if verdict is not None else None
     if failure:
         findings.append(Finding("flow_verdict", Verdict.FAIL, failure))
-    result = FlowResult(
-        CheckName.FLOW, worst(f.verdict for f in findings), findings, gradient_flow=verdict, measured=True
-    )
-    return result, diagnostics
+    return findings
 
 
 def _measure_layers(recording, adjoint, propagation, target, options, rng, clock) -> list[tuple[LayerFlow, bool]]:

@@ -16,15 +16,14 @@ then run again at a point moved off it, and the result is at worst a ``warn``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..cases.base import Block
-from ..directions import EntryDirection, block_scales, probe_direction, signs, spanning_directions
+from ..directions import EntryDirection, block_scales, probe_direction, spanning_directions
 from ..findings import (
     CheckName,
-    CheckResult,
-    EntrywiseSummary,
     Finding,
     GradientResult,
     Kind,
@@ -37,8 +36,8 @@ from ..findings import (
 from ..numerics import machine_eps
 from ..probe import Probe, Prober, Status
 from ..tolerances import current as tolerances
-from .hints import find_hints
-from .localize import attribute, narrow
+from .entrywise import check_entrywise
+from .localize import localize
 from .sanity import nondeterminism
 
 
@@ -141,26 +140,38 @@ def _probe_all(prober: Prober, target, grad, blocks, rng, k: int, theta=None):
     return directions, probes
 
 
-def _confirm(prober: Prober, blocks, probes: list[Probe], directions, rng, target):
-    """Localize the failing probes: ``(rows, findings)``, or None when nothing fails.
+@dataclass
+class Confirmation:
+    """What localizing the failing probes showed: the rows and findings, or that the failures are not proof."""
+
+    rows: list[TensorRow]
+    findings: list[Finding]
+    unresolved: bool = False  # marginal failures no block alone reproduces, in low precision: not proof
+
+
+def _confirm(prober: Prober, blocks, rows: list[TensorRow], probes: list[Probe], directions, rng, target):
+    """Localize the failing probes on copies of ``rows``: a :class:`Confirmation`, or None when nothing fails.
 
     In low precision a probe that fails by less than ``Tolerances.kink_dense_margin`` times its bound,
     where no block alone reproduces it, is not proof (a kink or a rounding burst inside the
-    long stencil does that): it becomes unresolved, and the check says so instead of failing.
+    long stencil does that): the confirmation says it is unresolved, and the check says so instead of failing.
     """
     failing = [p for p in probes if p.status == Status.FAIL]
     if not failing:
         return None
-    rows = _rows(prober, blocks, probes, directions)
-    findings = _localize(prober, blocks, rows, rng, target.context or {})
+    localized = [replace(r) for r in rows]
+    findings = localize(prober, blocks, localized, rng, target.context or {})
     marginal = all(p.mismatch < tolerances().kink_dense_margin * p.bound for p in failing)
     if prober.extended and marginal and not any(f.kind == Kind.MISMATCH for f in findings):
-        for p in failing:
-            p.status = Status.UNRESOLVED
-        return None
+        return Confirmation(rows, [], unresolved=True)
     if not any(f.kind == Kind.MISMATCH for f in findings):
-        findings = _unlocalized(probes, directions, rows) + findings
-    return rows, findings
+        findings = _unlocalized(probes, directions, localized) + findings
+    return Confirmation(localized, findings)
+
+
+def _unresolve(probes: list[Probe], which) -> list[Probe]:
+    """The probes, with the failing ones ``which`` accepts marked unresolved."""
+    return [replace(p, status=Status.UNRESOLVED) if p.status == Status.FAIL and which(p) else p for p in probes]
 
 
 def _unlocalized(probes: list[Probe], directions, rows: list[TensorRow]) -> list[Finding]:
@@ -199,97 +210,86 @@ def _unlocalized(probes: list[Probe], directions, rows: list[TensorRow]) -> list
     return out
 
 
-def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult:
+def check_gradient(target, grad, options, rng, clock, known=None) -> GradientResult:
     """Compare ``grad`` (the user's gradient at the check point) with numerical derivatives.
 
-    ``known``: ``(loss, seconds)`` of the sanity checks' gradient call, where its loss is the
-    numerical side's own value at θ (``target.numeric_is_model``): the probes then start
-    from it, and count in the call's seconds, an over-estimate of one loss evaluation's
-    that errs toward fewer probes when a budget is tight.
+    The steps: choose the mode (probes, or every entry with ``--full``), measure the
+    analytic side's own rounding, build the prober, make sure the model repeats itself,
+    then run the mode.  ``known``: ``(loss, seconds)`` of the sanity checks' gradient
+    call, where its loss is the numerical side's own value at θ (``target.numeric_is_model``):
+    the probes then start from it, and count in the call's seconds, an over-estimate of one
+    loss evaluation's that errs toward fewer probes when a budget is tight.
     """
     clock.stage = "the gradient probes"
-    analytic_noise = None
+    mode = _entrywise_mode if options.full else _probe_mode
     start = target.evaluations
-    if target.model_dtype != np.float64:
-        _, g_j = target.gradient(_ulp_jitter(target.theta, target.model_eps, rng))
-        analytic_noise = {n: np.abs(grad[n] - g_j[n]) for n in grad}
-    t0 = time.perf_counter()
-    if known is not None and target.numeric_is_model:
-        prober = Prober(target, target.theta, grad, analytic_noise, clock, loss0=known[0])
-        per_eval = known[1]
-    else:
-        prober = Prober(target, target.theta, grad, analytic_noise, clock)
-        per_eval = time.perf_counter() - t0  # one loss evaluation: the unit the plan counts in
-    blocks = target.blocks
+    noise = _analytic_noise(target, grad, rng)
+    prober, per_eval = _prober(target, grad, noise, clock, known)
     unrepeatable = _unrepeatable(prober, target)
     if unrepeatable is not None:
-        return GradientResult(
-            CheckName.GRADIENT, Verdict.ERROR, [unrepeatable], [], evaluations=target.evaluations - start
-        )
-    if options.full:
-        return _full(prober, blocks, target, start, clock)
-    k = plan_probes(options.probes, per_eval, clock.remaining)
-    directions, probes = _probe_all(prober, target, grad, blocks, rng, k)
-    findings: list[Finding] = []
-    entries = sum(isinstance(v, EntryDirection) for v in directions)
-    summary = ProbeSummary(
-        len(directions) - entries,
-        entries,
-        str(target.numeric_dtype),
-        str(target.model_dtype),
-        measured_eps=prober.measured_eps,
+        evaluations = target.evaluations - start
+        return GradientResult(CheckName.GRADIENT, Verdict.ERROR, [unrepeatable], [], evaluations=evaluations)
+    return mode(
+        Run(target, grad, prober, noise, rng, clock, start, plan_probes(options.probes, per_eval, clock.remaining))
     )
 
+
+@dataclass
+class Run:
+    """What one mode of the gradient check works with."""
+
+    target: object
+    grad: dict[str, np.ndarray]
+    prober: Prober
+    analytic_noise: dict[str, np.ndarray] | None
+    rng: np.random.Generator
+    clock: object
+    start: int  # the target's evaluation count when the check began
+    probes: int  # the shared probes planned within the budget
+
+
+def _analytic_noise(target, grad, rng) -> dict[str, np.ndarray] | None:
+    """Below float64, the analytic gradient's own rounding: |g − g'| with g' at parameters moved by a few ulps."""
+    if target.model_dtype == np.float64:
+        return None
+    _, g_j = target.gradient(_ulp_jitter(target.theta, target.model_eps, rng))
+    return {n: np.abs(grad[n] - g_j[n]) for n in grad}
+
+
+def _prober(target, grad, noise, clock, known) -> tuple[Prober, float]:
+    """The prober at the check point, and the seconds of one loss evaluation (the unit the plan counts in)."""
+    if known is not None and target.numeric_is_model:
+        return Prober(target, target.theta, grad, noise, clock, loss0=known[0]), known[1]
+    t0 = time.perf_counter()
+    prober = Prober(target, target.theta, grad, noise, clock)
+    return prober, time.perf_counter() - t0
+
+
+def _entrywise_mode(run: Run) -> GradientResult:
+    return check_entrywise(run.prober, run.target, run.start, run.clock)
+
+
+def _probe_mode(run: Run) -> GradientResult:
+    """Random probe directions over every block; failures localized, kinks stepped off, weak tensors named."""
+    target, blocks = run.target, run.target.blocks
+    prober, grad = run.prober, run.grad
+    directions, probes = _probe_all(prober, target, grad, blocks, run.rng, run.probes)
+    summary = _summary(target, directions, prober)
+    findings: list[Finding] = []
     if any(p.status == Status.KINK for p in probes):
-        kinked = [p for p in probes if p.status == Status.KINK]
-        moved = _jitter(target.theta, blocks, rng, tolerances().kink_jitter)
-        _, g_moved = target.gradient(moved)
-        first_count = len(probes)
-        # a fresh prober measures the noise again at its own short step: the old step may straddle the kink,
-        # and a low-precision loss with kinks this near gets no long steps (they would straddle more)
-        prober = Prober(target, moved, g_moved, analytic_noise, clock, long_steps=not prober.extended)
-        directions, probes = _probe_all(prober, target, g_moved, blocks, rng, k, moved)
-        still = sum(p.status == Status.KINK for p in probes)
-        if still:  # kinks even off the point: the smooth error model is not to be trusted to its margin
-            for p in probes:
-                if p.status == Status.FAIL and p.mismatch < tolerances().kink_dense_margin * p.bound:
-                    p.status = Status.UNRESOLVED
-        d = kinked[0].derivative
-        findings.append(
-            Finding(
-                "kink",
-                Verdict.WARN,
-                f"the loss has a kink at the given parameters: along {len(kinked)} of {first_count} probes the slope jumps "
-                f"(Δ⁴ shrank linearly with the step, {abs(d.fourth_difference):.2e} at h={d.step:.1e}); "
-                + (
-                    f"checked at a point moved by {tolerances().kink_jitter:g} of each block's size instead"
-                    if not still
-                    else f"{still} probes still sit on kinks after moving off: those directions are unchecked"
-                ),
-                numbers={"probes_on_kink": len(kinked), "after_moving": still},
-                hint="a ReLU (or max, abs, clip) pre-activation exactly at its break point, e.g. padded steps with zero state and zero bias",
-            )
-        )
-    localized = _confirm(prober, blocks, probes, directions, rng, target)
-    if any(p.status == Status.UNRESOLVED for p in probes):
-        n = sum(p.status == Status.UNRESOLVED for p in probes)
-        findings.append(
-            Finding(
-                "unresolved",
-                Verdict.WARN,
-                f"{n} of {len(probes)} probes could not be resolved numerically (the finite differences did not settle as the step "
-                "shrank, agreed only within more than 10%, or, in low precision, disagreed by less than "
-                f"{tolerances().kink_dense_margin:g}x the bound where no block alone reproduces it); those directions are unchecked",
-            )
-        )
-    failing = [p for p in probes if p.status == Status.FAIL]
+        prober, directions, probes, kink = _off_the_kinks(run, probes)
+        findings.append(kink)
+    rows = _rows(prober, blocks, probes, directions)
+    confirmation = _confirm(prober, blocks, rows, probes, directions, run.rng, target)
+    if confirmation is not None and confirmation.unresolved:
+        probes = _unresolve(probes, lambda p: True)
+    findings += _unresolved(probes)
+    failing = any(p.status == Status.FAIL for p in probes)
     if failing:
-        rows, more = localized
-        findings += more
+        rows = confirmation.rows
+        findings += confirmation.findings
     else:
-        rows = _rows(prober, blocks, probes, directions)
         findings += _unchecked(rows, target)
-    evals = target.evaluations - start
     # the summary line speaks of the rows: the worst row's error and its tolerance
     worst_row = max(rows, key=lambda r: r.error, default=None)
     summary.worst_rel_error = worst_row.error if worst_row else max(p.rel_error for p in probes)
@@ -297,7 +297,64 @@ def check_gradient(target, grad, options, rng, clock, known=None) -> CheckResult
     summary.records = [_probe_record(p, v) for p, v in zip(probes, directions)]
     summary.step = prober.step
     verdict = worst([f.verdict for f in findings] + ([Verdict.FAIL] if failing else []))
-    return GradientResult(CheckName.GRADIENT, verdict, findings, rows, evaluations=evals, summary=summary)
+    evaluations = target.evaluations - run.start
+    return GradientResult(CheckName.GRADIENT, verdict, findings, rows, evaluations=evaluations, summary=summary)
+
+
+def _summary(target, directions, prober: Prober) -> ProbeSummary:
+    entries = sum(isinstance(v, EntryDirection) for v in directions)
+    return ProbeSummary(
+        len(directions) - entries,
+        entries,
+        str(target.numeric_dtype),
+        str(target.model_dtype),
+        measured_eps=prober.measured_eps,
+    )
+
+
+def _off_the_kinks(run: Run, probes: list[Probe]):
+    """Probes on a kink: the check again at a point moved off it; ``(prober, directions, probes, finding)``."""
+    target, blocks = run.target, run.target.blocks
+    kinked = [p for p in probes if p.status == Status.KINK]
+    moved = _jitter(target.theta, blocks, run.rng, tolerances().kink_jitter)
+    _, g_moved = target.gradient(moved)
+    # a fresh prober measures the noise again at its own short step: the old step may straddle the kink,
+    # and a low-precision loss with kinks this near gets no long steps (they would straddle more)
+    prober = Prober(target, moved, g_moved, run.analytic_noise, run.clock, long_steps=not run.prober.extended)
+    directions, again = _probe_all(prober, target, g_moved, blocks, run.rng, run.probes, moved)
+    still = sum(p.status == Status.KINK for p in again)
+    if still:  # kinks even off the point: the smooth error model is not to be trusted to its margin
+        again = _unresolve(again, lambda p: p.mismatch < tolerances().kink_dense_margin * p.bound)
+    d = kinked[0].derivative
+    finding = Finding(
+        "kink",
+        Verdict.WARN,
+        f"the loss has a kink at the given parameters: along {len(kinked)} of {len(probes)} probes the slope jumps "
+        f"(Δ⁴ shrank linearly with the step, {abs(d.fourth_difference):.2e} at h={d.step:.1e}); "
+        + (
+            f"checked at a point moved by {tolerances().kink_jitter:g} of each block's size instead"
+            if not still
+            else f"{still} probes still sit on kinks after moving off: those directions are unchecked"
+        ),
+        numbers={"probes_on_kink": len(kinked), "after_moving": still},
+        hint="a ReLU (or max, abs, clip) pre-activation exactly at its break point, e.g. padded steps with zero state and zero bias",
+    )
+    return prober, directions, again, finding
+
+
+def _unresolved(probes: list[Probe]) -> list[Finding]:
+    n = sum(p.status == Status.UNRESOLVED for p in probes)
+    if not n:
+        return []
+    return [
+        Finding(
+            "unresolved",
+            Verdict.WARN,
+            f"{n} of {len(probes)} probes could not be resolved numerically (the finite differences did not settle as the step "
+            "shrank, agreed only within more than 10%, or, in low precision, disagreed by less than "
+            f"{tolerances().kink_dense_margin:g}x the bound where no block alone reproduces it); those directions are unchecked",
+        )
+    ]
 
 
 #: the detection power is a median over entries; above this many it is taken over a random sample
@@ -330,6 +387,8 @@ def _unchecked(rows: list[TensorRow], target) -> list[Finding]:
 
 
 def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) -> list[TensorRow]:
+    """The table's rows, built once from the probes: each tensor's own error and detection power; every verdict
+    a pass until localization (or the unchecked rule) judges it."""
     rows = []
     err = max((p.rel_error for p in probes), default=0.0)
     tol = max((p.rel_bound for p in probes), default=0.0)
@@ -345,11 +404,10 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
                 reach = np.maximum(reach, gs * np.abs(v[name].ravel()[idx]) / p.bound)
         nz = reach[reach > 0]
         detection = float(1.0 / np.median(nz)) if nz.size else None
-        verdict = Verdict.FAIL if any(p.status == Status.FAIL for p in probes) else Verdict.PASS
         own = _own_numbers(name, g, probes, directions)
         row_err, row_tol = own if own is not None else (err, tol)
         rows.append(
-            TensorRow(name, tuple(g.shape), float(np.sqrt(flat @ flat)), row_err, row_tol, verdict, "", detection)
+            TensorRow(name, tuple(g.shape), float(np.sqrt(flat @ flat)), row_err, row_tol, Verdict.PASS, "", detection)
         )
     return rows
 
@@ -373,288 +431,3 @@ def _own_numbers(name: str, g: np.ndarray, probes: list[Probe], directions) -> t
         if best is None or pair[1] < best[1]:
             best = pair
     return best
-
-
-#: probes along random signs over one failing tensor, for its own normwise relative error
-ERROR_PROBES = 16
-
-
-def block_errors(prober: Prober, blocks: list[Block], rng, probes: int = 8) -> dict[Block, float]:
-    """Each gate block's own ``‖g − g_true‖ / ‖g_true‖``, from random-sign probes over that block alone.
-
-    Probed one at a time, every block of a tensor whose recurrence carries a wrong gate's
-    error back fails; their own errors say which one is wrong (f: 107%, the others 3%).
-    """
-    return {b: _normwise_error(prober, b.tensor, b.rows, rng, probes)[0] for b in blocks}
-
-
-def tensor_error(prober: Prober, blocks: list[Block], name: str, rng) -> tuple[float, float]:
-    """``‖g − g_true‖ / ‖g_true‖`` for one tensor, estimated from probes over that tensor alone, and its bound.
-
-    For a direction v = s·r of independent random signs r, E[(e·r)²] = ‖e‖²: the mismatches
-    a − n of a few such probes estimate the error's norm (exactly, for an error in one
-    entry).  ‖g_true‖² = ‖g‖² − 2 g·e + ‖e‖², with E[(g·r)(e·r)] = g·e, is estimated as
-    ‖g‖² + mean(n² − a²)/s²: the analytic gradient g is known exactly, so only the
-    difference is left to chance, and it is small where the error is.  Where the error is
-    as large as g itself that difference is not small, and mean(n²)/s², which does not
-    depend on g, estimates ‖g_true‖² instead.
-    """
-    return _normwise_error(prober, name, Ellipsis, rng, ERROR_PROBES)
-
-
-def _normwise_error(prober: Prober, name: str, rows, rng, count: int) -> tuple[float, float]:
-    """:func:`tensor_error` over the rows ``rows`` of one tensor (``...``: all of it)."""
-    block = Block(name, "") if rows is Ellipsis else Block(name, "part", rows.start, rows.stop)
-    scale = block_scales(prober.theta, [block])[block]
-    g = prober.grad[name][rows]
-    shape = prober.theta[name].shape
-    h = prober.step
-    if g.size <= count:  # no more central differences than the estimate would take: each entry, exactly
-        return _entrywise_error(prober, name, rows, scale)
-    mismatch, shift, bound, numeric_sq = [], [], [], []
-    for _ in range(count):
-        # one central difference at the calibrated step: this estimate needs ~10%, not the fail's proof
-        v = {name: np.zeros(shape)}
-        v[name][rows] = signs(rng, np.shape(g), scale)
-        a, a_err, _ = prober.analytic(v)
-        phi = prober.phi(v)
-        n = (phi(h) - phi(-h)) / (2 * h)
-        numeric_sq.append(n**2)
-        mismatch.append((a - n) ** 2)
-        shift.append(n**2 - a**2)
-        bound.append((tolerances().safety * prober.noise0 / h + a_err) ** 2)
-    error_sq = float(np.mean(mismatch)) / scale**2
-    g_sq = float(np.vdot(g, g))
-    if error_sq <= 0.25 * g_sq:
-        truth_sq = g_sq + float(np.mean(shift)) / scale**2
-    else:
-        truth_sq = float(np.mean(numeric_sq)) / scale**2
-    if truth_sq <= float(np.mean(bound)) / scale**2:  # zero as far as the probes resolve: the loss's own scale
-        truth_sq = (prober.scale_floor / scale) ** 2
-    truth_sq = max(truth_sq, np.finfo(float).tiny)
-    return float(np.sqrt(error_sq / truth_sq)), float(np.sqrt(np.mean(bound) / scale**2 / truth_sq))
-
-
-def _entrywise_error(prober: Prober, name: str, rows, scale: float) -> tuple[float, float]:
-    """``‖g − g_true‖ / ‖g_true‖`` of a small block from one central difference per entry."""
-    shape = prober.theta[name].shape
-    idx = np.arange(int(np.prod(shape))).reshape(shape)[rows].ravel() if shape else np.arange(1)
-    h = prober.step
-    err_sq = truth_sq = bound_sq = 0.0
-    for j in idx:
-        v = np.zeros(int(np.prod(shape)) if shape else 1)
-        v[j] = scale
-        d = {name: v.reshape(shape)}
-        a, a_err, _ = prober.analytic(d)
-        phi = prober.phi(d)
-        n = (phi(h) - phi(-h)) / (2 * h)
-        err_sq += (a - n) ** 2
-        truth_sq += n**2
-        bound_sq += (tolerances().safety * prober.noise0 / h + a_err) ** 2
-    if truth_sq <= bound_sq:  # a true gradient of zero, as far as the probes resolve: relative to the loss's scale
-        truth_sq = prober.scale_floor**2
-    truth_sq = max(truth_sq, np.finfo(float).tiny)
-    return float(np.sqrt(err_sq / truth_sq)), float(np.sqrt(bound_sq / truth_sq))
-
-
-def _localize(prober: Prober, blocks: list[Block], rows: list[TensorRow], rng, context: dict) -> list[Finding]:
-    """Probe every block alone, narrow each failing block to an entry, and look for a verified hint."""
-    per_block = attribute(prober, blocks, rng)
-    by_tensor: dict[str, list[tuple[Block, Probe]]] = {}
-    for b, p in per_block.items():
-        by_tensor.setdefault(b.tensor, []).append((b, p))
-    findings = []
-    for row in rows:
-        results = by_tensor.get(row.name, [])
-        row.error = max((p.rel_error for _, p in results), default=0.0)
-        row.tolerance = max((p.rel_bound for _, p in results), default=0.0)
-        bad = [(b, p) for b, p in results if p.status == Status.FAIL]
-        row.verdict = Verdict.FAIL if bad else Verdict.PASS
-        if bad:  # the column then says how wrong the tensor is, as ‖g − g_true‖ / ‖g_true‖
-            row.error, row.tolerance = tensor_error(prober, blocks, row.name, rng)
-        every_gate = len(bad) > 1 and len(bad) == len(results)
-        ranking = ""
-        if every_gate:  # one line, narrowed in the gate whose own error is largest
-            own = block_errors(prober, [b for b, _ in bad], rng)
-            bad = [max(bad, key=lambda bp: own[bp[0]])]
-            ranking = _gate_ranking(own)
-        for b, p in bad:
-            place = narrow(prober, b, rng)
-            row.worst = place.where()
-            total = sum(q.evaluations for _, q in results) + place.evaluations
-            spread = " — the error is spread over the block (both halves disagree)" if place.spread else ""
-            if every_gate:
-                spread += f"; all {len(results)} gate blocks of {b.tensor} disagree, {ranking}"
-            findings.append(
-                Finding(
-                    "mismatch",
-                    Verdict.FAIL,
-                    f"{place.where()}: analytic {place.analytic:.6g}, numeric {place.numeric:.6g}, "
-                    f"rel err {place.rel_error:.2g}, bound {place.bound:.1g}{spread} "
-                    f"({total} evaluations to localize)",
-                    tensor=b.tensor,
-                    location={
-                        "gate": b.label or None,
-                        "index": list(place.index),  # in the whole tensor
-                        "gate_index": list(place.gate_index),  # within the gate block, as the entry is printed
-                        "entry": place.where(),
-                        "block_rel_error": p.rel_error,
-                    },
-                    numbers={
-                        "analytic": place.analytic,
-                        "numeric": place.numeric,
-                        "rel_error": place.rel_error,
-                        "bound": place.bound,
-                        "block_rel_error": p.rel_error,
-                        "localization_evaluations": total,
-                    },
-                )
-            )
-    hints = find_hints(prober, blocks, per_block, rng, context)
-    for h in hints:
-        for f in findings:
-            if (
-                f.hint is None
-                and (h.tensor is None or h.tensor == f.tensor)
-                and (not (h.location or {}).get("gate") or (f.location or {}).get("gate") == h.location["gate"])
-            ):
-                f.hint = h.message
-    return findings + hints
-
-
-#: a gate whose own error is this many times every other gate's is the one named wrong
-GATE_DOMINANCE = 5.0
-
-
-def _gate_ranking(own: dict[Block, float]) -> str:
-    """The gate blocks ranked by their own error, and what the ranking says (measured, not guessed)."""
-    ranked = sorted(own.items(), key=lambda kv: -kv[1])
-    listed = ", ".join(f"{b.label} {_percent(e)}" for b, e in ranked)
-    top, second = ranked[0][1], ranked[1][1]
-    if second > 0 and top >= GATE_DOMINANCE * second or second == 0 and top > 0:
-        return (
-            f"ranked by their own error: {listed}: the {ranked[0][0].label} gate's gradient is wrong, "
-            f"{top / max(second, 1e-300):.3g}× any other's; the other gates' smaller errors are consistent with "
-            "what the recurrence carries back from it"
-        )
-    return (
-        f"no one gate accounting for it ({listed}, each its own ‖g − g_true‖/‖g_true‖): the error is consistent "
-        "with one upstream of the gates, in what reaches all of them (dL/dh or dL/dc carried back from later steps)"
-    )
-
-
-def _percent(e: float) -> str:
-    return f"{100 * e:.0f}%" if e >= 0.1 else f"{100 * e:.2g}%"
-
-
-def _noise_floor(noise: dict[str, np.ndarray], blocks: list[Block]) -> dict[str, np.ndarray]:
-    """Each entry's measured rounding |g − g'|, raised to its block's root mean square.
-
-    One entry's difference is a single draw of its rounding, and may come out near zero by
-    chance when the error itself is not: alone it would be a bound that a correct low
-    precision gradient exceeds.  Entries of one block accumulate alike terms, so the
-    block's RMS is the level any of its entries' rounding is expected at.  A probe over
-    many entries sums those draws, which needs no floor.
-    """
-    floored = {n: np.array(a, dtype=np.float64, copy=True) for n, a in noise.items()}
-    for b in blocks:
-        if b.tensor in floored:
-            part = floored[b.tensor][b.rows]
-            if part.size:
-                np.maximum(part, np.sqrt(np.mean(np.square(part))), out=part)
-    return floored
-
-
-def _full(prober: Prober, blocks: list[Block], target, start: int, clock) -> CheckResult:
-    """Every entry on its own: one central difference each (two evaluations), screened against the
-    error model measured on the first entry; an entry the screen does not pass gets a full probe."""
-    clock.stage = "the element-wise check"
-    scales = block_scales(prober.theta, blocks)
-    if prober.analytic_noise is not None:
-        prober.analytic_noise = _noise_floor(prober.analytic_noise, blocks)
-    rows, findings = [], []
-    worst_rel = 0.0
-    calibrated = False
-    truncation_per_scale = None
-    for name, g in prober.grad.items():
-        errs = np.zeros(g.size)
-        bounds = np.zeros(g.size)
-        status = np.empty(g.size, dtype=object)
-        tensor_blocks = [b for b in blocks if b.tensor == name]
-        flat_scale = np.zeros(g.shape)
-        for b in tensor_blocks:
-            flat_scale[b.rows] = scales[b]
-        flat_scale = flat_scale.ravel()
-        for j in range(g.size):
-            v = np.zeros(g.size)
-            v[j] = flat_scale[j]
-            direction = {name: v.reshape(g.shape)}
-            if not calibrated:  # the first entry in full: the noise and truncation the screens need
-                p = prober.run_many([direction])[0]
-                calibrated = True
-                if p.derivative is not None and p.scale:
-                    truncation_per_scale = p.derivative.truncation / p.scale
-            else:
-                phi = prober.phi(direction)
-                p = prober.screen(direction, truncation_per_scale, phi) or prober.run(direction, phi=phi)
-            errs[j] = p.mismatch / flat_scale[j]
-            bounds[j] = p.bound / flat_scale[j]
-            status[j] = p.status
-        fails = np.flatnonzero(status == Status.FAIL)
-        kinks = np.flatnonzero(status == Status.KINK)
-        # relative to |g_j|, or to the bound where g_j is smaller: an entry near 0 has no relative error of its own
-        denom = np.maximum(np.abs(g.ravel()), np.maximum(bounds, np.finfo(float).tiny))
-        rel = errs / denom
-        nonzero = np.abs(g.ravel()) > 0
-        # what one entry catches: its bound relative to its own size (the median over the tensor's entries)
-        catches = float(np.median(bounds[nonzero] / np.abs(g.ravel()[nonzero]))) if nonzero.any() else None
-        j_worst = int(fails[np.argmax(rel[fails])]) if fails.size else int(np.argmax(rel))
-        idx = tuple(int(i) for i in np.unravel_index(j_worst, g.shape))
-        worst_rel = max(worst_rel, float(rel[j_worst]) if g.size else 0.0)
-        verdict = Verdict.FAIL if fails.size else (Verdict.WARN if kinks.size else Verdict.PASS)
-        rows.append(
-            TensorRow(
-                name,
-                tuple(g.shape),
-                float(np.linalg.norm(g)),
-                float(rel.max(initial=0)),
-                float((bounds / denom).max(initial=0)),
-                verdict,
-                f"{name}[{', '.join(map(str, idx))}]" if g.ndim else name,
-                catches,
-            )
-        )
-        if fails.size:
-            findings.append(
-                Finding(
-                    "mismatch",
-                    Verdict.FAIL,
-                    f"{name}: {fails.size} of {g.size} entries disagree; worst {name}[{', '.join(map(str, idx))}] rel err {rel[j_worst]:.2g}",
-                    tensor=name,
-                    location={"index": list(idx)},
-                    numbers={
-                        "entries_wrong": int(fails.size),
-                        "entries": int(g.size),
-                        "rel_error": float(rel[j_worst]),
-                    },
-                )
-            )
-        if kinks.size:
-            findings.append(
-                Finding(
-                    "kink",
-                    Verdict.WARN,
-                    f"{name}: {kinks.size} entries sit on a kink and were not checked",
-                    tensor=name,
-                )
-            )
-    evals = target.evaluations - start
-    verdict = worst(r.verdict for r in rows)
-    return GradientResult(
-        CheckName.GRADIENT,
-        verdict,
-        findings,
-        rows,
-        evaluations=evals,
-        summary=EntrywiseSummary(worst_rel),
-    )

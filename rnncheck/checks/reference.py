@@ -250,122 +250,115 @@ def check_reference_link(
     ``g`` in place of tensor ``name``'s.  A claim that "the reference and the finite differences agree"
     is printed only when it says so; where they do not, the reference is the one not to trust.
     """
-    findings: list[Finding] = []
-    spec = link.spec
-    label = f" ({link.label})" if link.label else ""
-    forward_ok = True
-    if h_case is not None:
-        h_ref, _, _ = link.forward()
-        where = first_divergence(h_case, h_ref, tol)
-        if where is not None:
-            forward_ok = False
-            t, unit = where
-            why = explain_step(link, t, h_case, tol)
-            findings.append(
-                Finding(
-                    "forward_mismatch",
-                    Verdict.FAIL,
-                    f"the forward pass differs from the {spec.mode} reference{label} first at step {t} (unit {unit}): "
-                    + (why if why else "no single-gate substitution of the reference step reproduces it"),
-                    location={"step": t, "unit": unit, "explanation": why},
-                    numbers={"max_abs_diff": float(np.abs(h_case - h_ref).max())},
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    "forward_match",
-                    Verdict.NOTE,
-                    f"the forward pass matches the {spec.mode} reference{label} at every step (tolerance {tol:.0e})",
-                )
-            )
+    findings = _forward_findings(link, h_case, tol) if h_case is not None else []
+    forward_ok = not any(f.kind == Kind.FORWARD_MISMATCH for f in findings)
     if d_out is None:
         return CheckResult(CheckName.REFERENCE, worst(f.verdict for f in findings), findings)
-
     ref_grad, _, _ = reference_gradient(link, d_out, d_hn, d_cn)
     for name, g_ref in ref_grad.items():
         g_case = case_grad.get(name)
         if g_case is None:
             continue
-        scale = max(max_abs(g_ref), 1e-300)
-        err = max_abs_diff(g_case, g_ref) / scale
-        agrees = err <= tol
+        err = max_abs_diff(g_case, g_ref) / max(max_abs(g_ref), 1e-300)
         numeric = numeric_rows.get(name, "unknown")
-        if agrees:
-            if numeric == Verdict.FAIL:
-                findings.append(
-                    Finding(
-                        "reference_says_numeric",
-                        Verdict.WARN,
-                        f"{name}: the analytic gradient matches the reference (rel err {err:.1e}) while the finite differences "
-                        "disagree: the numerical side is the one at fault here (a kink, or a loss the step cannot resolve)",
-                        tensor=name,
-                    )
-                )
-            continue
-        if not forward_ok:
-            continue  # the forward is wrong: its own gradient need not match the reference's
-        if numeric == "unknown":
-            findings.append(
-                Finding(
-                    "fused_mismatch",
-                    Verdict.WARN,
-                    f"{name}: the layer's own backward differs from the reference (rel err {err:.2g}, tolerance {tol:.0e}) "
-                    "on the same weights, inputs and upstream gradient",
-                    tensor=name,
-                    numbers={"rel_error_vs_reference": err},
-                )
-            )
-        elif numeric == "not probed":  # the user's code, with no gradient probes in this run (diagnose)
-            findings.append(
-                Finding(
-                    "reference_differs",
-                    Verdict.NOTE,
-                    f"{name}: the analytic gradient differs from the reference's (rel err {err:.2g}); this run has no "
-                    "gradient probes to say which side is wrong: rnncheck verify says",
-                    tensor=name,
-                    numbers={"rel_error_vs_reference": err},
-                )
-            )
-        elif numeric == Verdict.PASS:
-            findings.append(
-                Finding(
-                    "reference_mismatch",
-                    Verdict.WARN,
-                    f"{name}: the gradient agrees with the finite differences but not with the reference (rel err {err:.2g}): "
-                    "the case's loss is not the reference's on these weights — check reference_map and head",
-                    tensor=name,
-                )
-            )
-        elif confirm is None or confirm(name, g_ref):
-            findings.append(
-                Finding(
-                    "reference_says_gradient",
-                    Verdict.FAIL,
-                    f"{name}: the analytic gradient is wrong — the reference and the finite differences agree on another "
-                    f"value (rel err against the reference {err:.2g}"
-                    + ("; verified: the reference's gradient passes fresh probes" if confirm else "")
-                    + "); the forward pass matches",
-                    tensor=name,
-                    numbers={"rel_error_vs_reference": err},
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    "reference_mismatch",
-                    Verdict.WARN,
-                    f"{name}: the finite differences disagree with the analytic gradient and with the reference's too "
-                    f"(rel err between the two {err:.2g}): the gradient is wrong, as the probes say, and the reference's "
-                    "loss is not the case's on these weights — check reference_map and head (head and hidden take the "
-                    "states as (T, B, H))",
-                    tensor=name,
-                )
-            )
+        if err <= tol:
+            findings += _numeric_at_fault(name, err) if numeric == Verdict.FAIL else []
+        elif forward_ok:  # a wrong forward's own gradient need not match the reference's
+            findings.append(_gradient_differs(name, err, tol, numeric, confirm, g_ref))
     wrong = [f.tensor for f in findings if f.kind == Kind.REFERENCE_SAYS_GRADIENT]
     if wrong:
         findings += _time_findings(link, case_grad, d_out, d_hn, d_cn, wrong)
     return CheckResult(CheckName.REFERENCE, worst(f.verdict for f in findings), findings)
+
+
+def _forward_findings(link: Link, h_case: np.ndarray, tol: float) -> list[Finding]:
+    """The case's hidden states against the reference's: the first step that differs, and why, or a match."""
+    spec = link.spec
+    label = f" ({link.label})" if link.label else ""
+    h_ref, _, _ = link.forward()
+    where = first_divergence(h_case, h_ref, tol)
+    if where is None:
+        return [
+            Finding(
+                "forward_match",
+                Verdict.NOTE,
+                f"the forward pass matches the {spec.mode} reference{label} at every step (tolerance {tol:.0e})",
+            )
+        ]
+    t, unit = where
+    why = explain_step(link, t, h_case, tol)
+    return [
+        Finding(
+            "forward_mismatch",
+            Verdict.FAIL,
+            f"the forward pass differs from the {spec.mode} reference{label} first at step {t} (unit {unit}): "
+            + (why if why else "no single-gate substitution of the reference step reproduces it"),
+            location={"step": t, "unit": unit, "explanation": why},
+            numbers={"max_abs_diff": float(np.abs(h_case - h_ref).max())},
+        )
+    ]
+
+
+def _numeric_at_fault(name: str, err: float) -> list[Finding]:
+    return [
+        Finding(
+            "reference_says_numeric",
+            Verdict.WARN,
+            f"{name}: the analytic gradient matches the reference (rel err {err:.1e}) while the finite differences "
+            "disagree: the numerical side is the one at fault here (a kink, or a loss the step cannot resolve)",
+            tensor=name,
+        )
+    ]
+
+
+def _gradient_differs(name: str, err: float, tol: float, numeric: str, confirm, g_ref) -> Finding:
+    """A tensor whose gradient differs from the reference's, judged with what the finite differences said."""
+    if numeric == "unknown":
+        return Finding(
+            "fused_mismatch",
+            Verdict.WARN,
+            f"{name}: the layer's own backward differs from the reference (rel err {err:.2g}, tolerance {tol:.0e}) "
+            "on the same weights, inputs and upstream gradient",
+            tensor=name,
+            numbers={"rel_error_vs_reference": err},
+        )
+    if numeric == "not probed":  # the user's code, with no gradient probes in this run (diagnose)
+        return Finding(
+            "reference_differs",
+            Verdict.NOTE,
+            f"{name}: the analytic gradient differs from the reference's (rel err {err:.2g}); this run has no "
+            "gradient probes to say which side is wrong: rnncheck verify says",
+            tensor=name,
+            numbers={"rel_error_vs_reference": err},
+        )
+    if numeric == Verdict.PASS:
+        return Finding(
+            "reference_mismatch",
+            Verdict.WARN,
+            f"{name}: the gradient agrees with the finite differences but not with the reference (rel err {err:.2g}): "
+            "the case's loss is not the reference's on these weights — check reference_map and head",
+            tensor=name,
+        )
+    if confirm is None or confirm(name, g_ref):
+        return Finding(
+            "reference_says_gradient",
+            Verdict.FAIL,
+            f"{name}: the analytic gradient is wrong — the reference and the finite differences agree on another "
+            f"value (rel err against the reference {err:.2g}"
+            + ("; verified: the reference's gradient passes fresh probes" if confirm else "")
+            + "); the forward pass matches",
+            tensor=name,
+            numbers={"rel_error_vs_reference": err},
+        )
+    return Finding(
+        "reference_mismatch",
+        Verdict.WARN,
+        f"{name}: the finite differences disagree with the analytic gradient and with the reference's too "
+        f"(rel err between the two {err:.2g}): the gradient is wrong, as the probes say, and the reference's "
+        "loss is not the case's on these weights — check reference_map and head (head and hidden take the "
+        "states as (T, B, H))",
+        tensor=name,
+    )
 
 
 def single_step_span(link: Link, case_grad: dict[str, np.ndarray], wrong: list[str]) -> list[Finding]:

@@ -26,77 +26,30 @@ from ..tolerances import current as tolerances
 
 
 def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
-    """Run the sanity checks.  Returns the result, the loss, and the *first* gradient."""
-    findings: list[Finding] = []
+    """Run the sanity checks.  Returns the result, the loss, and the *first* gradient.
+
+    The steps: the loss is finite and repeats; the gradient is finite and repeats; the
+    gradient function's own loss is the loss; no call changed its arguments.
+    """
     start = target.evaluations
-    eps = target.model_eps
     # where the gradient call evaluates the very loss (torch), its value serves the loss checks
     own = target.gradient_computes_loss
-    if own:
-        l1, g1 = target.gradient()
-    else:
-        l1 = target.model_loss()
-    if not math.isfinite(l1):
-        findings.append(
-            Finding(
-                "nonfinite_loss",
-                Verdict.ERROR,
-                f"the loss is {l1} at the given parameters: fix the model or its inputs so the loss is finite",
-            )
-        )
-        return CheckResult(CheckName.SANITY, Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
-    if own:
-        l2, g2 = target.gradient()
-    else:
-        l2 = target.model_loss()
-    unrepeatable = nondeterminism(l1, l2, eps, target=target)
-    if unrepeatable is not None:
-        findings.append(unrepeatable)
-        return CheckResult(CheckName.SANITY, Verdict.ERROR, findings, evaluations=target.evaluations - start), l1, {}
-    if own:
-        gl1 = None  # nothing separate to compare
-    else:
+    l1, g1 = target.gradient() if own else (target.model_loss(), None)
+    stop = _nonfinite_loss(l1)
+    if stop is None:
+        l2, g2 = target.gradient() if own else (target.model_loss(), None)
+        stop = nondeterminism(l1, l2, target.model_eps, target=target)
+    if stop is not None:
+        return CheckResult(CheckName.SANITY, Verdict.ERROR, [stop], evaluations=target.evaluations - start), l1, {}
+    gl1 = None  # the gradient function's own loss, where it is a separate call to compare
+    if not own:
         gl1, g1 = target.gradient()
         _, g2 = target.gradient()
-
-    for name, g in g1.items():
-        if all_finite(g):
-            continue
-        bad = ~np.isfinite(g)
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        findings.append(
-            Finding(
-                "nonfinite_gradient",
-                Verdict.FAIL,
-                f"the gradient of {name} has {int(bad.sum())} non-finite entries (first at {list(idx)}) while the loss is finite",
-                tensor=name,
-                location={"index": list(idx)},
-            )
-        )
-    for name in g1:
-        a, b = g1[name], g2[name]
-        scale = max(max_abs(a), max_abs(b))
-        # 1e3 ulps: room for a GPU's atomics, none for a state that doubles or shifts the result
-        if np.isfinite(scale) and max_abs_diff(a, b) > tolerances().stateful_ulps * eps * scale:
-            ratio = _ratio(a, b)
-            extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
-            findings.append(
-                Finding(
-                    "stateful_gradient",
-                    Verdict.FAIL,
-                    f"the gradient of {name} differs between two calls at the same parameters{extra}: "
-                    "the backward keeps state between calls (an accumulator not reset?)",
-                    tensor=name,
-                    numbers={"ratio": ratio},
-                    hint="only the first call is right: state is kept between calls"
-                    + (
-                        f" (the second returns {ratio:.4g}× the first: an accumulator added to, never reset)"
-                        if ratio
-                        else ""
-                    ),
-                )
-            )
-    if gl1 is not None and abs(gl1 - l1) > tolerances().loss_agreement_ulps * eps * max(abs(l1), abs(gl1)) + 1e-300:
+    findings = _nonfinite_gradients(g1) + _stateful_gradients(g1, g2, target.model_eps)
+    if (
+        gl1 is not None
+        and abs(gl1 - l1) > tolerances().loss_agreement_ulps * target.model_eps * max(abs(l1), abs(gl1)) + 1e-300
+    ):
         findings.append(
             Finding(
                 "inconsistent_loss",
@@ -113,12 +66,65 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
                 f"{note}: a loss or gradient must not change the arrays it is given (work on a copy)",
             )
         )
+    evaluations = target.evaluations - start
     verdict = worst(f.verdict for f in findings)
-    return (
-        CheckResult(CheckName.SANITY, verdict, findings, evaluations=target.evaluations - start, numbers={"loss": l1}),
-        l1,
-        g1,
+    result = CheckResult(CheckName.SANITY, verdict, findings, evaluations=evaluations, numbers={"loss": l1})
+    return result, l1, g1
+
+
+def _nonfinite_loss(l1: float) -> Finding | None:
+    if math.isfinite(l1):
+        return None
+    return Finding(
+        "nonfinite_loss",
+        Verdict.ERROR,
+        f"the loss is {l1} at the given parameters: fix the model or its inputs so the loss is finite",
     )
+
+
+def _nonfinite_gradients(g1: dict[str, np.ndarray]) -> list[Finding]:
+    findings = []
+    for name, g in g1.items():
+        if all_finite(g):
+            continue
+        bad = ~np.isfinite(g)
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        findings.append(
+            Finding(
+                "nonfinite_gradient",
+                Verdict.FAIL,
+                f"the gradient of {name} has {int(bad.sum())} non-finite entries (first at {list(idx)}) while the loss is finite",
+                tensor=name,
+                location={"index": list(idx)},
+            )
+        )
+    return findings
+
+
+def _stateful_gradients(g1: dict[str, np.ndarray], g2: dict[str, np.ndarray], eps: float) -> list[Finding]:
+    """Two gradient calls at one point that differ by more than rounding: the backward keeps state."""
+    findings = []
+    for name in g1:
+        a, b = g1[name], g2[name]
+        scale = max(max_abs(a), max_abs(b))
+        # 1e3 ulps: room for a GPU's atomics, none for a state that doubles or shifts the result
+        if not (np.isfinite(scale) and max_abs_diff(a, b) > tolerances().stateful_ulps * eps * scale):
+            continue
+        ratio = _ratio(a, b)
+        extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
+        accumulator = f" (the second returns {ratio:.4g}× the first: an accumulator added to, never reset)"
+        findings.append(
+            Finding(
+                "stateful_gradient",
+                Verdict.FAIL,
+                f"the gradient of {name} differs between two calls at the same parameters{extra}: "
+                "the backward keeps state between calls (an accumulator not reset?)",
+                tensor=name,
+                numbers={"ratio": ratio},
+                hint="only the first call is right: state is kept between calls" + (accumulator if ratio else ""),
+            )
+        )
+    return findings
 
 
 def nondeterminism(first: float, second: float, eps: float, what: str = "", target=None) -> Finding | None:

@@ -44,6 +44,15 @@ def test_a_flat_profile_shows_the_decay_the_vanishing_verdict_is_about():
     assert "k=0..99 steps back (the verdict's)" in lines[i + 1]
 
 
+def test_a_numpy_case_explains_its_flow_verdict_as_a_torch_model_does():
+    """The NumPy reference's recording is measured by the same steps: the verdict comes with the line that
+    names the limiting layer, its decay and the rule."""
+    code, out = _run("verify", f"{EXAMPLES / 'article_rnn.py'}::article_rnn_corrected", "--no-color")
+    line = next(s for s in out.splitlines() if "gradient_flow:" in s)
+    assert "vanishing through time in reference/l0, the layer that limits the memory" in line
+    assert "ρ̂ = 0.257" in line and "(rule:" in line
+
+
 def test_diagnose_counts_flow_verdicts_and_does_not_blame_a_layers_backward_in_numpy_code():
     code, out = _run(
         "diagnose", str(EXAMPLES / "article_rnn.py"), str(EXAMPLES / "flow_exploding_rnn.py"), "--no-color"
