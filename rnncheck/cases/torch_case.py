@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -118,22 +119,98 @@ def _placed(case: TorchCase, device: torch.device, dtype: torch.dtype | None):
     return model, replace(case.inputs, "input", {}, move)
 
 
+@dataclass
+class Placement:
+    """Where the model runs and in which dtype: the device, the ``--dtype`` conversion, each checked tensor's dtype."""
+
+    device: torch.device
+    dtype_option: str | None  # --dtype, where the model was converted
+    leaf_dtypes: dict[str, torch.dtype]  # each checked tensor's own dtype
+    device_cache: list = field(default_factory=list)  # θ and the few directions in use, on the device
+
+    def tensors(self, theta, dtype=None) -> dict[str, torch.Tensor]:
+        """``theta`` on the device, each tensor in ``dtype`` or its own."""
+        return {n: torch.as_tensor(v, device=self.device).to(dtype or self.leaf_dtypes[n]) for n, v in theta.items()}
+
+    def on_device(self, arrays: dict) -> dict:
+        """``arrays`` on the device in float64, remembered by identity so that θ and a direction move once."""
+        for obj, dev in self.device_cache:
+            if obj is arrays:
+                return dev
+        dev = {n: torch.as_tensor(a, device=self.device, dtype=torch.float64) for n, a in arrays.items()}
+        self.device_cache.append((arrays, dev))
+        del self.device_cache[:-4]  # θ and the few directions in use
+        return dev
+
+    def explain_forward(self, exc: UserCodeError) -> None:
+        """Raise the user's forward error with the fix, where ``--device`` or ``--dtype`` is the likely cause."""
+        text = safe_str(exc)
+        if self.device.type != "cpu" and "cpu" in text.lower():
+            raise CaseError(
+                f"{text}; with --device {self.device} rnncheck moves every input tensor there: move one that "
+                "must stay on the CPU back inside the model (pack_padded_sequence(x, lengths.cpu()) …)"
+            ) from exc
+        if self.dtype_option and "dtype" in text.lower():
+            raise CaseError(
+                f"{text}; with --dtype {self.dtype_option} rnncheck converts the model and its inputs, not tensors "
+                "your code makes or captures: create them like the input (x.new_zeros(...), dtype=x.dtype)"
+            ) from exc
+
+    def explain_loss(self, exc: UserCodeError) -> None:
+        """Raise the user's loss error with the fix, where the output moved to ``--device`` is the likely cause."""
+        if self.device.type != "cpu" and "device" in safe_str(exc):
+            raise CaseError(
+                f"{safe_str(exc)}; with --device {self.device}, tensors the loss captures must follow the output: "
+                "use t.to(out.device) inside the loss"
+            ) from exc
+
+
+@dataclass
+class MutationGuard:
+    """The parameters and inputs a call was given must come out as they went in; a change is noted and undone."""
+
+    model: nn.Module
+    inputs: tuple
+    saved: dict[str, torch.Tensor]  # the checked tensors at the check point, detached
+    saved_inputs: dict[str, torch.Tensor]  # every input tensor at the check point, by path
+    mutations: list[str]  # the target's own list: what the report says was changed
+
+    def check(self, values: dict[str, torch.Tensor] | None = None) -> None:
+        """The model's parameters and inputs (restored where changed), and ``values`` a call was given."""
+        current = {n: p for n, p in self.model.named_parameters() if n in self.saved}
+        current.update(dict(leaves(self.inputs, "input")))
+        saved = {**self.saved, **self.saved_inputs}
+        for n, now in current.items():
+            self._compare(n, now, saved[n], restore=True)
+        for n, now in (values or {}).items():
+            self._compare(n, now, self.saved[n], restore=False)
+
+    def _compare(self, name: str, now: torch.Tensor, saved: torch.Tensor, restore: bool) -> None:
+        if torch.equal(now.detach(), saved):
+            return
+        note = f"a call changed {name} in place"
+        if note not in self.mutations:
+            self.mutations.append(note)
+        if restore:
+            with torch.no_grad():
+                now.copy_(saved)
+
+
 class TorchTarget(Target):
     gradient_computes_loss = True  # gradient() runs the very forward that model_loss() would
     cell_loop: ClassVar[object | None] = None  # a CellCase's loop over the user's cell, which records every state
 
-    # what create() sets, declared here
+    # what create() sets, declared here; the parts first
+    placement: Placement  # the device and the dtypes
+    guard: MutationGuard  # arguments a call changed, noted and undone
     case: TorchCase
     model: nn.Module  # the case's module, placed on the device and in the dtype asked for
     inputs: tuple  # its positional inputs, placed likewise
-    device: torch.device
     param_names: list[str]  # parameters that require grad, in the module's order
     input_names: list[str]  # paths of the inputs that require grad ("input[0]")
-    leaf_dtypes: dict[str, torch.dtype]  # each checked tensor's own dtype
     saved: dict[str, torch.Tensor]  # the checked tensors at the check point, detached
     saved_inputs: dict[str, torch.Tensor]  # every input tensor at the check point, by path
     seed: int  # the run's --seed, for reseed=True cases
-    dtype_option: str | None  # --dtype, where the model was converted
     numeric: NumericModel  # the float64 copy the numerical side evaluates
     captured: dict | None  # the fused layers' inputs and upstream gradients, from the first gradient call
     _capture_layers: list  # the fused layers the first gradient call watches (none without the reference check)
@@ -167,12 +244,12 @@ class TorchTarget(Target):
             target.notes.append(hint)
         target.notes.extend(case.case_notes)
         target.case, target.model, target.inputs = case, model, inputs
-        target.device, target.param_names, target.input_names = device, list(params), list(input_leaves)
-        target.leaf_dtypes = {n: t.dtype for n, t in detached.items()}
+        target.param_names, target.input_names = list(params), list(input_leaves)
+        target.placement = Placement(device, options.dtype, {n: t.dtype for n, t in detached.items()})
         target.saved = {n: t.detach().clone() for n, t in detached.items()}
         target.saved_inputs = {p: t.detach().clone() for p, t in leaves(inputs, "input")}
+        target.guard = MutationGuard(model, inputs, target.saved, target.saved_inputs, target.mutations)
         target.seed = options.seed
-        target.dtype_option = options.dtype
         target._loss_weights = None
         if (
             device.type == "cuda"
@@ -190,6 +267,18 @@ class TorchTarget(Target):
         target.captured = None
         return target
 
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+    @property
+    def dtype_option(self) -> str | None:
+        return self.placement.dtype_option
+
+    @property
+    def leaf_dtypes(self) -> dict[str, torch.dtype]:
+        return self.placement.leaf_dtypes
+
     # --- evaluation ------------------------------------------------------------------
     def seed_call(self) -> None:
         """Before a call of the model: the same random numbers every time, where the case asks (``reseed=True``)."""
@@ -206,16 +295,7 @@ class TorchTarget(Target):
                 "the model's forward", functional_call, model, params, tuple(args), user_file=self.case.file or None
             )
         except UserCodeError as exc:
-            if self.device.type != "cpu" and "cpu" in safe_str(exc).lower():
-                raise CaseError(
-                    f"{safe_str(exc)}; with --device {self.device} rnncheck moves every input tensor there: move one that "
-                    "must stay on the CPU back inside the model (pack_padded_sequence(x, lengths.cpu()) …)"
-                ) from exc
-            if self.dtype_option and "dtype" in safe_str(exc).lower():
-                raise CaseError(
-                    f"{safe_str(exc)}; with --dtype {self.dtype_option} rnncheck converts the model and its inputs, not tensors "
-                    "your code makes or captures: create them like the input (x.new_zeros(...), dtype=x.dtype)"
-                ) from exc
+            self.placement.explain_forward(exc)
             raise
         if keep_output:
             self.last_output = replace(out, "out", {}, lambda t: t.detach())
@@ -231,11 +311,7 @@ class TorchTarget(Target):
             try:
                 value = call_user("loss()", self.case.loss_fn, out, user_file=self.case.file or None)
             except UserCodeError as exc:
-                if self.device.type != "cpu" and "device" in safe_str(exc):
-                    raise CaseError(
-                        f"{safe_str(exc)}; with --device {self.device}, tensors the loss captures must follow the output: "
-                        "use t.to(out.device) inside the loss"
-                    ) from exc
+                self.placement.explain_loss(exc)
                 raise
             if not isinstance(value, torch.Tensor):
                 value = torch.as_tensor(value)
@@ -260,16 +336,13 @@ class TorchTarget(Target):
 
     def _numeric_forward(self, theta) -> torch.Tensor:
         dtype = torch.float64 if self.numeric_dtype == np.float64 else None
-        return self.numeric.loss(self._tensors(theta, dtype))
-
-    def _tensors(self, theta, dtype=None) -> dict[str, torch.Tensor]:
-        return {n: torch.as_tensor(v, device=self.device).to(dtype or self.leaf_dtypes[n]) for n, v in theta.items()}
+        return self.numeric.loss(self.placement.tensors(theta, dtype))
 
     # --- the adapter's job --------------------------------------------------------------
     def loss(self, theta):
         self.evaluations += 1
         value = self._numeric_forward(theta)
-        self._check_untouched()
+        self.guard.check()
         return float(value)
 
     def loss_offset(self, theta, v, s: float) -> float:
@@ -281,7 +354,7 @@ class TorchTarget(Target):
         parameters costs more, in page faults, than the sum itself.
         """
         self.evaluations += 1
-        base, step = self._on_device(theta), self._on_device(v)
+        base, step = self.placement.on_device(theta), self.placement.on_device(v)
         dtype = torch.float64 if self.numeric_dtype == np.float64 else None
         buffers = self.__dict__.setdefault("_offset_buffers", {})
         values = {}
@@ -295,18 +368,8 @@ class TorchTarget(Target):
                 values[n] = b
         values = {n: t.to(dtype or self.leaf_dtypes[n]) for n, t in values.items()}
         value = self.numeric.loss(values)
-        self._check_untouched()
+        self.guard.check()
         return float(value)
-
-    def _on_device(self, arrays: dict) -> dict:
-        cache = self.__dict__.setdefault("_device_cache", [])
-        for obj, dev in cache:
-            if obj is arrays:
-                return dev
-        dev = {n: torch.as_tensor(a, device=self.device, dtype=torch.float64) for n, a in arrays.items()}
-        cache.append((arrays, dev))
-        del cache[:-4]  # θ and the few directions in use
-        return dev
 
     @property
     def numeric_is_model(self) -> bool:
@@ -318,7 +381,7 @@ class TorchTarget(Target):
         values = {n: t.clone() for n, t in self.saved.items()}
         with torch.no_grad():
             value = self._forward(self.model, values, self.inputs)
-        self._check_untouched(values)
+        self.guard.check(values)
         return float(value)
 
     def gradient(self, theta=None):
@@ -326,7 +389,7 @@ class TorchTarget(Target):
         if theta is None:
             values = {n: t.clone().requires_grad_(True) for n, t in self.saved.items()}
         else:
-            values = {n: t.requires_grad_(True) for n, t in self._tensors(theta).items()}
+            values = {n: t.requires_grad_(True) for n, t in self.placement.tensors(theta).items()}
         layers = self._capture_layers if theta is None and self.captured is None else []
         with capturing(layers) as caught, torch.enable_grad():
             value = self._forward(self.model, values, self.inputs, keep_output=theta is None)
@@ -345,7 +408,7 @@ class TorchTarget(Target):
                 allow_unused=True,
                 user_file=self.case.file or None,
             )
-        self._check_untouched(values if theta is None else None)
+        self.guard.check(values if theta is None else None)
         if layers:  # a frozen layer's outputs, which no gradient reaches, keep None
             self.captured = {name: (args, out, ups) for name, (args, out, _, ups) in caught.items()}
         result = {}
@@ -357,26 +420,6 @@ class TorchTarget(Target):
         """The torch side of the reference comparison: fused layers inside, and the model itself if it names one."""
 
         return reference_comparisons(self, grad, options)
-
-    def _check_untouched(self, values: dict[str, torch.Tensor] | None = None) -> None:
-        """The parameters and inputs a call was given must come out as they went in."""
-        current = {n: p for n, p in self.model.named_parameters() if n in self.saved}
-        current.update(dict(leaves(self.inputs, "input")))
-        saved = {**self.saved, **self.saved_inputs}
-        for n, now in current.items():
-            self._compare(n, now, saved[n], restore=True)
-        for n, now in (values or {}).items():
-            self._compare(n, now, self.saved[n], restore=False)
-
-    def _compare(self, name: str, now: torch.Tensor, saved: torch.Tensor, restore: bool) -> None:
-        if torch.equal(now.detach(), saved):
-            return
-        note = f"a call changed {name} in place"
-        if note not in self.mutations:
-            self.mutations.append(note)
-        if restore:
-            with torch.no_grad():
-                now.copy_(saved)
 
 
 def numpy_dtype(dtype: torch.dtype):
