@@ -89,7 +89,7 @@ class _Declared(click.ParamType):
         if value is None or not isinstance(value, str):
             return value
         try:
-            return self.spec.parse(value, self.spec.cli)
+            return self.spec.parse(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -99,22 +99,15 @@ def _click_option(spec: OptionSpec):
     env_help = f" [env {spec.env}]"
     if spec.kind == "flag":
         return click.option(spec.cli, spec.field, is_flag=True, help=spec.help + env_help)
-    kinds = {
-        "verdicts": lambda: _Declared(spec),
-        "int": lambda: click.IntRange(spec.minimum, spec.maximum),
-        "seconds": lambda: _Declared(spec),
-        "number": lambda: _Declared(spec),
-        "choice": lambda: click.Choice(list(spec.choices)),
-        "str": lambda: click.STRING,
-    }
     default = spec.default if spec.default != () else None
+    metavar = spec.metavar or ("[" + "|".join(spec.choices) + "]" if spec.kind == "choice" else None)
     return click.option(
         spec.cli,
         spec.field,
-        type=kinds[spec.kind](),
+        type=_Declared(spec),  # the declaration's own parser: the same checks as the environment and the config
         default=default,
         show_default=default is not None,
-        metavar=spec.metavar,
+        metavar=metavar,
         help=spec.help + env_help,
     )
 

@@ -65,45 +65,13 @@ class Options:
     """Overrides ``tolerances.safety``: how many times its estimated error a probe must be off to fail."""
 
     def __post_init__(self) -> None:
-        """Refuse what could only fail later, with the reason (a ``ValueError``)."""
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
-        for key in ("budget", "timeout"):
-            value = getattr(self, key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
-                raise ValueError(f"{key} must be a positive number of seconds (or None for no limit), got {value!r}")
-            if math.isinf(value):
-                setattr(self, key, None)  # inf: no limit
-            elif key == "timeout" and value < MIN_TIMEOUT:
-                raise ValueError(
-                    f"timeout must be at least {MIN_TIMEOUT} s (a case cannot even start in less), got {value!r}"
-                )
-        if self.horizon is not None and (
-            isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1
-        ):
-            raise ValueError(f"horizon must be a whole number of steps, at least 1 (or None), got {self.horizon!r}")
-        if isinstance(self.probes, bool) or not isinstance(self.probes, int) or not 1 <= self.probes <= 64:
-            raise ValueError(f"probes must be a whole number from 1 to 64, got {self.probes!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise ValueError(
-                f"threads must be a whole number of at least 1 (or None for the policy), got {self.threads!r}"
-            )
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise ValueError(
-                f"dtype must be one of {', '.join(DTYPES)} (or None for the model's own), got {self.dtype!r}"
-            )
-        if isinstance(self.fail_on, str):
-            self.fail_on = tuple(v.strip() for v in self.fail_on.split(",") if v.strip())
-        bad = [v for v in self.fail_on if v not in FLOW_VERDICTS]
-        if bad:
-            raise ValueError(f"fail_on takes flow verdicts from {', '.join(FLOW_VERDICTS)}, got {', '.join(bad)}")
-        self.fail_on = tuple(self.fail_on)
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"device must be a name such as 'cpu' or 'cuda:0', got {self.device!r}")
+        """Refuse what could only fail later, with the reason (a ``ValueError``): every declared option is
+        checked by its kind's parser, with the range its declaration gives."""
+        for spec in SPECS:
+            value = getattr(self, spec.field)
+            if value is None and Options.__dataclass_fields__[spec.field].default is None:
+                continue  # "not given": no limit, the policy, the model's own dtype
+            setattr(self, spec.field, spec.check(value))
         if not isinstance(self.tolerances, Tolerances):
             raise ValueError(f"tolerances must be an rnncheck.Tolerances, got {type(self.tolerances).__name__}")
         if self.safety is not None:
@@ -129,7 +97,7 @@ class OptionSpec:
     flag: str = ""
     invert: bool = False  # a flag that turns its field off (--no-flow -> diagnostics=False)
     choices: tuple[str, ...] = ()
-    minimum: int | None = None
+    minimum: float | None = None
     maximum: int | None = None
     commands: tuple[str, ...] = ("verify", "diagnose")
     metavar: str | None = None
@@ -152,59 +120,127 @@ class OptionSpec:
         value = Options.__dataclass_fields__[self.field].default
         return (not value) if self.invert else value
 
-    def parse(self, raw, source: str):
-        """A value from the environment or a config file, as the command line would take it (ValueError if bad)."""
-        if self.kind == "flag":
-            if isinstance(raw, bool):
-                on = raw
-            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
-                on = True
-            elif str(raw).strip().lower() in ("0", "false", "no", "off", ""):
-                on = False
-            else:
-                raise ValueError(f"{source}: {self.key} takes true or false, got {raw!r}")
-            return on
-        if self.kind == "seconds":
-            try:
-                value = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"{source}: {self.key} takes a number of seconds, got {raw!r}") from None
-            if math.isnan(value) or value <= 0:
-                raise ValueError(f"{source}: {self.key} takes a positive number of seconds or inf, got {raw!r}")
-            return None if math.isinf(value) else value
-        if self.kind == "number":
-            try:
-                value = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"{source}: {self.key} takes a number, got {raw!r}") from None
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{source}: {self.key} takes a positive finite number, got {raw!r}")
-            return value
-        if self.kind == "int":
-            try:
-                value = int(str(raw).strip()) if not isinstance(raw, int) or isinstance(raw, bool) else raw
-            except ValueError:
-                raise ValueError(f"{source}: {self.key} takes a whole number, got {raw!r}") from None
-            if (self.minimum is not None and value < self.minimum) or (
-                self.maximum is not None and value > self.maximum
-            ):
-                raise ValueError(f"{source}: {self.key} must be from {self.minimum} to {self.maximum}, got {value}")
-            return value
-        if self.kind == "verdicts":
-            values = tuple(
-                v.strip() for v in (raw if isinstance(raw, list | tuple) else str(raw).split(",")) if v.strip()
-            )
-            bad = [v for v in values if v not in self.choices]
-            if bad:
-                raise ValueError(f"{source}: {self.key} takes any of {', '.join(self.choices)}, got {', '.join(bad)}")
-            return values
-        if self.kind == "choice" and str(raw) not in self.choices:
-            raise ValueError(f"{source}: {self.key} takes one of {', '.join(self.choices)}, got {raw!r}")
-        return str(raw)
+    def parse(self, raw, source: str = ""):
+        """A value as text gives it (the command line, the environment, a config file, a pytest option);
+        ValueError naming ``source`` if bad (the command line, whose parser names the flag itself, gives "")."""
+        return PARSERS[self.kind](self, raw, True, source)
+
+    def check(self, value):
+        """A value given in Python (``Options(...)``, a pytest marker): of the field's own type, within range."""
+        return PARSERS[self.kind](self, value, False, None)
+
+    def refuse(self, what: str, raw, source: str | None) -> ValueError:
+        """The error naming where the value came from: ``source`` (text), the command line (""), or Python (None)."""
+        name = self.field if source is None else f"{source}: {self.key}" if source else self.key
+        return ValueError(f"{name} {what}, got {raw!r}")
 
     def to_field(self, value):
         """The Options field's value for this option's value (a --no-* flag turns its field off)."""
         return (not value) if self.invert else value
+
+
+# --- one parser per kind of option: ``parser(spec, raw, text, source)`` -----------------------------
+# ``text``: the value came as text (the environment, a config file) and may be converted; else it is a
+# Python value that must already have the field's type.
+
+
+def _whole(raw, text: bool):
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if text:
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _parse_int(spec: OptionSpec, raw, text: bool, source: str | None) -> int:
+    value = _whole(raw, text)
+    upper = f" to {spec.maximum}" if spec.maximum is not None else ""
+    lower = f"from {spec.minimum}{upper}" if upper else f"of at least {spec.minimum}"
+    ranged = f" {lower}" if spec.minimum is not None else ""
+    if value is None or (spec.minimum is not None and value < spec.minimum):
+        raise spec.refuse(f"must be a whole number{ranged}", raw, source)
+    if spec.maximum is not None and value > spec.maximum:
+        raise spec.refuse(f"must be a whole number{ranged}", raw, source)
+    return value
+
+
+def _real(raw, text: bool) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    if text:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _parse_seconds(spec: OptionSpec, raw, text: bool, source: str | None) -> float | None:
+    value = _real(raw, text)
+    if value is None or math.isnan(value) or value <= 0:
+        raise spec.refuse("must be a positive number of seconds (inf, or None in Python: no limit)", raw, source)
+    if math.isinf(value):
+        return None
+    if spec.minimum is not None and value < spec.minimum:
+        raise spec.refuse(f"must be at least {spec.minimum} s (a case cannot even start in less)", raw, source)
+    return raw if isinstance(raw, int | float) and not text else value
+
+
+def _parse_number(spec: OptionSpec, raw, text: bool, source: str | None) -> float:
+    value = _real(raw, text)
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise spec.refuse("must be a positive finite number", raw, source)
+    return raw if isinstance(raw, int | float) and not text else value
+
+
+def _parse_flag(spec: OptionSpec, raw, text: bool, source: str | None) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower() if text else None
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise spec.refuse("takes true or false", raw, source)
+
+
+def _parse_choice(spec: OptionSpec, raw, text: bool, source: str | None) -> str:
+    if not (isinstance(raw, str) or text) or str(raw) not in spec.choices:
+        raise spec.refuse(f"must be one of {', '.join(spec.choices)}", raw, source)
+    return str(raw)
+
+
+def _parse_str(spec: OptionSpec, raw, text: bool, source: str | None) -> str:
+    if not (isinstance(raw, str) or text) or not str(raw):
+        raise spec.refuse("must be a name such as 'cpu' or 'cuda:0'", raw, source)
+    return str(raw)
+
+
+def _parse_verdicts(spec: OptionSpec, raw, text: bool, source: str | None) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    values = tuple(str(v).strip() for v in items if str(v).strip())
+    bad = [v for v in values if v not in spec.choices]
+    if bad:
+        raise spec.refuse(f"takes any of {', '.join(spec.choices)}", ", ".join(bad), source)
+    return values
+
+
+PARSERS = {
+    "int": _parse_int,
+    "seconds": _parse_seconds,
+    "number": _parse_number,
+    "flag": _parse_flag,
+    "choice": _parse_choice,
+    "str": _parse_str,
+    "verdicts": _parse_verdicts,
+}
 
 
 SPECS: tuple[OptionSpec, ...] = (
@@ -220,6 +256,7 @@ SPECS: tuple[OptionSpec, ...] = (
         "timeout",
         "seconds",
         "Hard time per case: a case still running then is stopped and reported as an error.",
+        minimum=MIN_TIMEOUT,
         metavar="SECONDS",
     ),
     OptionSpec(

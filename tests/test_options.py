@@ -61,10 +61,10 @@ def test_a_flag_from_the_config_file_and_from_the_environment(tmp_path):
 @pytest.mark.parametrize(
     "env, pyproject, message",
     [
-        ({"RNNCHECK_PROBES": "0"}, None, "RNNCHECK_PROBES: probes must be from 1 to 64"),
-        ({"RNNCHECK_TIMEOUT": "soon"}, None, "RNNCHECK_TIMEOUT: timeout takes a number of seconds"),
+        ({"RNNCHECK_PROBES": "0"}, None, "RNNCHECK_PROBES: probes must be a whole number from 1 to 64"),
+        ({"RNNCHECK_TIMEOUT": "soon"}, None, "RNNCHECK_TIMEOUT: timeout must be a positive number of seconds"),
         ({}, "[tool.rnncheck]\nprobez = 3\n", "unknown key(s) in [tool.rnncheck]: probez"),
-        ({}, "[tool.rnncheck]\ndtype = 'float8'\n", "dtype takes one of float32, float64"),
+        ({}, "[tool.rnncheck]\ndtype = 'float8'\n", "dtype must be one of float32, float64"),
         ({}, "[tool.rnncheck\n", "cannot be read as TOML"),
     ],
 )
@@ -99,7 +99,7 @@ def test_the_same_options_in_pytest_options_ini_keys_and_the_marker(pytester, mo
     monkeypatch.setenv("EXPECT", "6")
     pytester.runpytest("-p", "no:cacheprovider", "--rnncheck-probes", "6").assert_outcomes(passed=2)
     bad = pytester.runpytest("-p", "no:cacheprovider", "--rnncheck-probes", "0")
-    assert "probes must be from 1 to 64" in bad.stdout.str() + bad.stderr.str()
+    assert "probes must be a whole number from 1 to 64" in bad.stdout.str() + bad.stderr.str()
 
 
 def test_every_declared_option_reaches_options_and_validates():
@@ -145,3 +145,22 @@ def test_tolerances_are_one_object_that_options_carry():
     for bad in (lambda: rnncheck.Tolerances(safety=0), lambda: rnncheck.Options(tolerances={"safety": 4})):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_python_values_and_text_meet_one_parser_per_kind_with_the_declared_range():
+    """Options(...), the environment and the command line refuse the same values, from the one declaration."""
+    from rnncheck.options import PARSERS, SPECS  # the declaration itself
+
+    assert {s.kind for s in SPECS} <= set(PARSERS)
+    ranged = [s for s in SPECS if s.kind == "int" and s.minimum is not None]
+    assert {s.field for s in ranged} >= {"seed", "probes", "threads", "horizon"}
+    for spec in ranged:
+        outside = [spec.minimum - 1] + ([spec.maximum + 1] if spec.maximum is not None else [])
+        for value in outside:
+            with pytest.raises(ValueError, match=f"{spec.field} must be a whole number"):
+                rnncheck.Options(**{spec.field: value})
+            by_env = CliRunner().invoke(main, ["verify", "x.py"], env={spec.env: str(value)})
+            assert by_env.exit_code == 2 and f"{spec.env}: {spec.key} must be a whole number" in by_env.output
+            result = CliRunner().invoke(main, ["verify", spec.cli, str(value), "x.py"])
+            assert result.exit_code == 2 and f"{spec.key} must be a whole number" in result.output
+        assert rnncheck.Options(**{spec.field: spec.minimum}) is not None  # the bound itself is inside
