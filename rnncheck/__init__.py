@@ -13,6 +13,8 @@ and the library entry point ``rnncheck.verify(cases, options) -> Report``.
 
 from __future__ import annotations
 
+import importlib
+
 # the model-file decorator and record() load no torch, and are bound here once: a model file that drops
 # rnncheck's modules from sys.modules cannot make a later file register its cases into a second copy
 from .collect import case  # noqa: E402
@@ -78,7 +80,6 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rnncheck' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import schema
 from .findings import BaselineResult, CaseResult, CheckName, Finding, Verdict, worst
 
 FORMAT = 1
@@ -138,7 +139,6 @@ class Baseline:
             raise ValueError(f"{path}: not a baseline file ({problem}); rewrite it with --update-baseline")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: baseline format {data.get('format')!r}, this rnncheck reads format {FORMAT}")
-        from . import schema
 
         broken = schema.problem(data, schema.load("baseline"))
         if broken:  # checked against the committed schema: a record stripped to {"verdict": "pass"} never matches

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from . import zygote
@@ -27,7 +30,6 @@ from .version import __version__
 
 def _heavy(module: str):
     """A module that imports torch, imported when a command runs: --help and --version answer without torch."""
-    import importlib
 
     return importlib.import_module(f"rnncheck.{module}")
 
@@ -708,7 +710,6 @@ def _plots(report: Report, folder: Path) -> list[str]:
 @contextlib.contextmanager
 def _terminate_as_interrupt():
     """SIGTERM (a CI runner's cancel) stops the run as Ctrl-C does: what finished is reported, marked interrupted."""
-    import signal
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -727,7 +728,6 @@ def _terminate_as_interrupt():
 @contextlib.contextmanager
 def _no_interrupts():
     """Ctrl-C and SIGTERM held off while the report is written (their default comes back after)."""
-    import signal
 
     try:
         old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -756,7 +756,6 @@ class _progress:
     def __enter__(self):
         if getattr(self.console, "plain", True) or not self.console.is_terminal:
             return self
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(
             SpinnerColumn(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
@@ -82,7 +83,6 @@ def marks_cases(source: bytes | str) -> int | None:
     as rc`` then ``@rc.case``; ``from rnncheck import case as mark`` then ``@mark``): a comment
     about ``@casefold`` or a decorator ``@case_insensitive`` marks nothing.
     """
-    import ast
 
     if (b"rnncheck" if isinstance(source, bytes) else "rnncheck") not in source:
         return None
@@ -109,7 +109,6 @@ def marks_cases(source: bytes | str) -> int | None:
 
 def _decorates_or_calls(tree, name) -> bool:
     """``name`` (imported as rnncheck's case) is used as a decorator or called, not merely mentioned."""
-    import ast
 
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

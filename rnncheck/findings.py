@@ -332,20 +332,14 @@ class CaseResult:
         return [f for c in self.checks for f in c.findings]
 
     def _repr_html_(self) -> str:
-        from .render.terminal import html_view
-
-        return html_view(self)
+        return _view("html_view")(self)
 
     def __str__(self) -> str:
         """``print(result)``: the plain-text report of this case."""
-        from .render.terminal import text_view
-
-        return text_view(self)
+        return _view("text_view")(self)
 
     def __rich_console__(self, console, options):
-        from .render.terminal import rich_view
-
-        yield from rich_view(self, console, options)
+        yield from _view("rich_view")(self, console, options)
 
 
 @dataclass
@@ -368,20 +362,22 @@ class Report:
 
     def _repr_html_(self) -> str:
         """The notebook view: ``rnncheck.verify(case)`` as the last line of a cell shows the report."""
-        from .render.terminal import html_view
-
-        return html_view(self)
+        return _view("html_view")(self)
 
     def __str__(self) -> str:
         """``print(report)`` in a script: the plain-text table, findings and summary, as a log shows them."""
-        from .render.terminal import text_view
-
-        return text_view(self)
+        return _view("text_view")(self)
 
     def __rich_console__(self, console, options):
-        from .render.terminal import rich_view
+        yield from _view("rich_view")(self, console, options)
 
-        yield from rich_view(self, console, options)
+
+def _view(name: str):
+    """One of the terminal renderer's views (``text_view``, ``rich_view``, ``html_view``); it is imported on
+    use, since the renderer imports this module."""
+    from .render import terminal
+
+    return getattr(terminal, name)
 
 
 def finite_or_none(x: float | None) -> float | None:

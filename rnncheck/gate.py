@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,6 @@ class Gate:
         self.recorded: dict[str, dict] = {}
 
     def run(self, item, options: Options, progress=None) -> CaseResult:
-        from dataclasses import replace
 
         options = replace(options, fingerprint=True)
         result = verify_case(item, options, progress)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .tolerances import Tolerances
 
@@ -328,7 +330,6 @@ SPEC_BY_FIELD = {s.field: s for s in SPECS}
 
 def find_config(start) -> tuple[dict, str | None]:
     """The ``[tool.rnncheck]`` table of the nearest pyproject.toml at or above ``start``, and that file."""
-    from pathlib import Path
 
     try:
         import tomllib
@@ -358,7 +359,6 @@ def resolve(given: dict, env=None, config: dict | None = None, config_file: str 
 
     Raises ``ValueError`` naming the source of a bad value, or an unknown config key.
     """
-    import os
 
     env = os.environ if env is None else env
     config = config or {}

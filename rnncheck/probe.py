@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .numerics import (
     FOURTH_DIFFERENCE_NOISE,
@@ -75,7 +76,6 @@ class Probe:
 
 def _product(a: np.ndarray, b: np.ndarray, out=None):
     """a ⊙ b, flat, as a torch tensor (torch's threads for big arrays), written into ``out`` when given."""
-    import torch
 
     return torch.mul(flat_tensor(a), flat_tensor(b), out=out)
 
@@ -143,7 +143,6 @@ class Prober:
         gradient was also measured at ulp-moved parameters, the difference of the two
         (``analytic_noise``) is that rounding, observed.
         """
-        import torch
 
         key = id(v)
         if self._analytic_cache.get("key") == key and self._analytic_cache.get("v") is v:
@@ -165,7 +164,6 @@ class Prober:
 
     def _scratch(self, name: str, size: int):
         """A float64 buffer of ``size`` entries kept for ``name``: a large model's products reuse it."""
-        import torch
 
         buf = self._buffers.get(name)
         if buf is None or buf.numel() != size:

@@ -17,23 +17,26 @@ and :class:`rnncheck.gate.Gate`.  Nothing heavy (torch) is imported until a test
 
 from __future__ import annotations
 
+import difflib
+import io
 from pathlib import Path
 
 import pytest
 
-from .errors import RnncheckFailure
+from .collect import SKIPPED_NAMES, load_file, looks_like_model_file
+from .errors import RnncheckFailure, failure_line
 from .findings import Verdict
+from .options import SPECS, Options, find_config, resolve
+from .render.terminal import make_console, render_case
 
 
 def _marker_keywords() -> tuple[str, ...]:
-    from .options import SPECS
 
     return tuple(spec.field for spec in SPECS)
 
 
 def pytest_addoption(parser) -> None:
     """The plugin's own switches, then every declared option as ``--rnncheck-<name>`` and ini key ``rnncheck_<name>``."""
-    from .options import SPECS
 
     group = parser.getgroup("rnncheck", "rnncheck gradient checks")
     group.addoption(
@@ -83,8 +86,6 @@ class RnncheckSession:
     def base_values(self) -> dict:
         """Command line, then RNNCHECK_*, then ini keys, then [tool.rnncheck]: the first that says wins."""
         if self._base is None:
-            from .options import SPECS, find_config, resolve
-
             given, ini = {}, {}
             for spec in SPECS:
                 raw = self.config.getoption("rnncheck_opt_" + spec.field, None)
@@ -102,7 +103,6 @@ class RnncheckSession:
         return dict(self._base)
 
     def options(self, overrides: dict | None = None):
-        from .options import Options
 
         values = self.base_values()
         known = _marker_keywords()
@@ -206,7 +206,6 @@ def rnncheck(request) -> RnncheckFixture:
 
 
 def _unknown_keyword(key: str, known) -> str:
-    import difflib
 
     near = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(known)}"
@@ -224,10 +223,6 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
 
 def render_text(result) -> str:
-    import io
-
-    from .errors import failure_line
-    from .render.terminal import make_console, render_case
 
     buf = io.StringIO()
     render_case(make_console(buf), result)
@@ -241,7 +236,6 @@ def render_text(result) -> str:
 def pytest_collect_file(file_path: Path, parent):
     if not parent.config.getoption("rnncheck") or file_path.suffix != ".py":
         return None
-    from .collect import SKIPPED_NAMES, looks_like_model_file
 
     if file_path.name in SKIPPED_NAMES or not looks_like_model_file(file_path):
         return None
@@ -250,7 +244,6 @@ def pytest_collect_file(file_path: Path, parent):
 
 class RnncheckFile(pytest.File):
     def collect(self):
-        from .collect import load_file
 
         timeout = self.config.stash[SESSION_KEY].base_values()["timeout"]
         cases, problem = load_file(self.path, timeout)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from threadpoolctl import ThreadpoolController
 
 #: below this many checked parameters a case runs on one thread without measuring
 SMALL_MODEL = 50_000
@@ -127,8 +128,6 @@ def blas_threads(n: int) -> Iterator[None]:
     global _CONTROLLER
     try:
         if _CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController
-
             _CONTROLLER = ThreadpoolController()
         limiter = _CONTROLLER.limit(limits=n, user_api="blas")
     except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive: the case runs as it is

@@ -156,3 +156,54 @@ def test_no_function_under_checks_is_over_50_lines():
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 50
     ]
     assert not long, long
+
+
+#: every import inside a function, and why it waits: a dependency kept optional, torch kept out of a module
+#: that must load without it, or a cycle.  Anything else belongs at the top of its module.
+DEFERRED = {
+    ("cli.py", "torch"): "the command answers --help and --version without loading torch",
+    ("cli.py", ".render.plots"): "--plot's matplotlib is optional (the import error becomes the advice to install it)",
+    ("collect.py", ".usercode"): "import rnncheck (the @case decorator) loads no torch",
+    ("recording.py", "torch"): "rnncheck.record loads no torch when a model file imports it",
+    ("findings.py", ".render"): "a cycle: the renderer imports the results",
+    ("flowmath.py", "torch"): "the terminal renderer imports flowmath's text helpers without torch",
+    ("options.py", "tomllib"): "Python 3.10 has no tomllib",
+    ("options.py", "tomli"): "tomli is optional on Python 3.10",
+    ("pytest_plugin.py", ".gate"): "pytest loads the plugin in every session: torch only once a check runs",
+    ("pytest_plugin.py", ".runner"): "pytest loads the plugin in every session: torch only once a check runs",
+    ("render/plots.py", "matplotlib"): "matplotlib is optional",
+    ("render/plots.py", "matplotlib.pyplot"): "matplotlib is optional",
+    ("workers.py", "numpy"): "the fork server loads the checks once, before its first fork, not at import",
+    ("workers.py", "torch"): "the fork server loads the checks once, before its first fork, not at import",
+    ("workers.py", ".cases.numpy_case"): "the fork server loads the checks once, before its first fork",
+    ("workers.py", ".cases.torch_case"): "the fork server loads the checks once, before its first fork",
+    ("workers.py", ".runner"): "the fork server loads the checks once, before its first fork",
+    ("zygote.py", "."): "the zygote loads no torch itself; the server it starts does",
+}
+
+
+def _function_imports(path: Path) -> list[tuple[str, int]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom):
+                    found.append(("." * sub.level + (sub.module or ""), sub.lineno))
+                elif isinstance(sub, ast.Import):
+                    found += [(alias.name, sub.lineno) for alias in sub.names]
+    return found
+
+
+def test_imports_inside_functions_only_where_they_keep_something_optional_or_break_a_cycle():
+    found = {
+        (str(p.relative_to(PACKAGE)), module): line
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p.name != "__init__.py"
+        for module, line in _function_imports(p)
+    }
+    unexplained = sorted(
+        f"{where}:{line} imports {module}" for (where, module), line in found.items() if (where, module) not in DEFERRED
+    )
+    assert not unexplained, unexplained
+    stale = sorted(f"{where} no longer imports {module}" for where, module in DEFERRED if (where, module) not in found)
+    assert not stale, stale

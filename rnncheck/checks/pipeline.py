@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..findings import CheckName, CheckResult, FlowDiagnostics, FlowResult, GradientResult, Kind, Verdict
+from .flow import check_flow
+from .gradient import check_gradient
+from .reference import check_reference
+from .reference_module import check_reference_module
+from .sanity import check_sanity
 
 
 @dataclass
@@ -56,7 +61,6 @@ class Sanity:
         return True
 
     def run(self, target, ctx: Context) -> CheckResult:
-        from .sanity import check_sanity
 
         started, calls = time.perf_counter(), target.evaluations
         result, ctx.loss, ctx.grad = check_sanity(target)
@@ -71,7 +75,6 @@ class Gradient:
         return ctx.options.gradient and ctx.sane
 
     def run(self, target, ctx: Context) -> CheckResult:
-        from .gradient import check_gradient
 
         rng = ctx.rng()
         grad, notes = ctx.grad, []
@@ -93,7 +96,6 @@ class Reference:
         return ctx.options.reference and ctx.sane
 
     def run(self, target, ctx: Context) -> CheckResult | None:
-        from .reference import check_reference
 
         gradient = ctx.result(CheckName.GRADIENT)
         rows = gradient.tensors if gradient is not None else []
@@ -107,7 +109,6 @@ class ReferenceModule:
         return ctx.options.reference and ctx.sane and ctx.case.reference_module is not None
 
     def run(self, target, ctx: Context) -> CheckResult | None:
-        from .reference_module import check_reference_module
 
         return check_reference_module(target)
 
@@ -123,7 +124,6 @@ class Flow:
         return ctx.options.diagnostics and (ctx.sane or nonfinite)
 
     def run(self, target, ctx: Context) -> CheckResult | None:
-        from .flow import check_flow
 
         check, ctx.diagnostics = check_flow(ctx.case, target, ctx.options, ctx.rng(1), ctx.clock)
         return check

@@ -7,6 +7,7 @@ import re
 from xml.etree import ElementTree as ET
 
 from ..findings import Report, Verdict
+from ..ids import case_id
 from .terminal import make_console, render_case
 
 #: characters XML 1.0 cannot hold, even escaped: C0 controls but tab/newline/CR, lone surrogates, U+FFFE/U+FFFF
@@ -69,7 +70,6 @@ def to_junit(report: Report, verdict_of=lambda c: c.verdict) -> str:
 def junit_classname(case) -> str:
     """``models.quad`` for ``models/quad.py``, as pytest's junitxml names a test's file: one case keeps one
     history on a CI dashboard whether the command or ``pytest --rnncheck`` ran it."""
-    from ..ids import case_id
 
     if not case.file:
         return "rnncheck"

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..findings import CaseResult
 from ..flowresults import Gates
+from ..ids import case_id
 
 
 def _safe(name: str) -> str:
@@ -28,7 +29,6 @@ def _stem(case: CaseResult) -> str:
     two same-named cases in different folders never overwrite each other's figures."""
     if not case.file:
         return case.name
-    from ..ids import case_id
 
     path = case_id(case).rsplit("::", 1)[0].removesuffix(".py")
     return f"{path.replace('/', '_').lstrip('._')}-{case.name}"

@@ -6,9 +6,12 @@ Rich in a terminal; plain ASCII text when the output is not a terminal or NO_COL
 from __future__ import annotations
 
 import functools
+import io
+import math
 import os
 import sys
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +29,7 @@ from ..findings import (
     Verdict,
     gate_state,
 )
+from ..flowmath import describe_channels, sparkline
 from ..flowresults import Structure
 
 FLOW_STYLE = {"vanishing": "yellow", "exploding": "red", "nonfinite": "magenta", "healthy": "green", None: "dim"}
@@ -316,11 +320,6 @@ def _(summary: ProbeSummary) -> str:
 
 def render_flow(console: Console, case: CaseResult) -> None:
     """The gradient-flow verdict, and a sparkline of log10 ‖dL/dh_t‖ over time per layer."""
-    import math
-
-    import numpy as np
-
-    from ..flowmath import describe_channels, sparkline
 
     plain = getattr(console, "plain", False)
     d = case.diagnostics
@@ -453,7 +452,6 @@ def render_report(console: Console, report: Report, seconds: float, notes: list[
 
 
 def _recording_console(width: int, color_system: str | None = "truecolor") -> Console:
-    import io
 
     console = Console(
         file=io.StringIO(), record=True, width=width, force_terminal=True, color_system=color_system, highlight=False
@@ -475,7 +473,6 @@ def _render_into(console: Console, obj) -> None:
 
 def text_view(obj) -> str:
     """What ``print(report)`` shows: the plain-text report, as the command writes it into a log."""
-    import io
 
     stream = io.StringIO()
     console = make_console(stream, no_color=True)
