@@ -110,13 +110,33 @@ def _case_verdict(checks: list[CheckResult]) -> Verdict:
     return worst(verdicts)
 
 
+def _as_item(item) -> CaseDef | Case | None:
+    """A case, a collected case function, or a function that builds a case (``@rnncheck.case`` or not)."""
+    if isinstance(item, CaseDef | Case):
+        return item
+    if callable(item):
+        code = getattr(item, "__code__", None)
+        name = getattr(item, "__name__", None) or type(item).__name__
+        return CaseDef(name, item, code.co_filename if code else "", code.co_firstlineno if code else 0)
+    return None
+
+
 def verify_case(item: CaseDef | Case, options: Options | None = None, progress: Progress | None = None) -> CaseResult:
-    """Check one case.  Never raises for problems in the user's code: they become an ``error`` verdict.
+    """Check one case (a TorchCase, NumpyCase, CellCase …, or a function that returns one).  Never raises for
+    problems in the user's code: they become an ``error`` verdict.
 
     Only an interrupt (Ctrl-C, ``KeyboardInterrupt``) passes through, so that the caller can
     stop the run and still report what finished.
     """
     options = options or Options()
+    given, item = item, _as_item(item)
+    if item is None:
+        return error_result(
+            type(given).__name__,
+            "",
+            f"verify_case takes an rnncheck case (TorchCase, NumpyCase, CellCase …) or a function that returns one, "
+            f"got {type(given).__name__}",
+        )
     name = item.name if isinstance(item, CaseDef) else (item.name or type(item).__name__)
     clock = Clock(options.budget, (lambda stage: progress(name, stage)) if progress else None)
     result = CaseResult(name, item.file, Verdict.PASS)
@@ -202,8 +222,8 @@ def verify(
 ) -> Report:
     """Check every case and return the :class:`~rnncheck.findings.Report`."""
     options = options or Options()
-    if isinstance(cases, CaseDef | Case):
-        cases = [cases]
+    if isinstance(cases, CaseDef | Case | str) or callable(cases) or not isinstance(cases, Iterable):
+        cases = [cases]  # one case; what is no case at all becomes an error result that says so
     started = time.time()
     results = [verify_case(c, options, progress) for c in cases]
     return Report(results, meta=run_meta(options, started))
