@@ -95,6 +95,51 @@ def _record(gates_out: dict | None, mode: str, acts) -> None:
             gates_out.setdefault(k, []).append(v)
 
 
+@dataclass
+class _Batch:
+    """A fused layer's input as the twin steps it: time first, each step's active rows, and how to give back
+    the outputs in the caller's layout (batch first, unbatched, or packed)."""
+
+    data: torch.Tensor  # (T, B, ·), or a PackedSequence's data
+    sizes: list[int]  # the rows active at each step
+    packed: bool = False
+    unbatched: bool = False
+    batch_sizes: torch.Tensor | None = None
+    sorted_idx: torch.Tensor | None = None
+    unsorted_idx: torch.Tensor | None = None
+
+    @property
+    def T(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def B(self) -> int:
+        return self.sizes[0]
+
+    @classmethod
+    def of(cls, input, batch_first: bool) -> _Batch:
+        if isinstance(input, nn.utils.rnn.PackedSequence):
+            data, batch_sizes, sorted_idx, unsorted_idx = input
+            return cls(data, [int(n) for n in batch_sizes], True, False, batch_sizes, sorted_idx, unsorted_idx)
+        unbatched = input.dim() == 2  # (T, features) whatever batch_first says
+        x = input.unsqueeze(1) if unbatched else input.transpose(0, 1) if batch_first else input
+        return cls(x, [x.shape[1]] * x.shape[0], unbatched=unbatched)
+
+    def restore(self, out, hn, cn, batch_first: bool):
+        """The outputs and last states in the caller's layout."""
+        if self.packed:
+            out = nn.utils.rnn.PackedSequence(out, self.batch_sizes, self.sorted_idx, self.unsorted_idx)
+            if self.unsorted_idx is not None:
+                hn = hn.index_select(1, self.unsorted_idx)
+                cn = None if cn is None else cn.index_select(1, self.unsorted_idx)
+        if self.unbatched:
+            out, hn = out.squeeze(1), hn.squeeze(1)
+            cn = None if cn is None else cn.squeeze(1)
+        if batch_first and not self.unbatched and not self.packed:
+            out = out.transpose(0, 1)
+        return out, hn, cn
+
+
 class Twin:
     """The unrolled twin of a fused recurrent module: its equations step by step, on its weights.
 
@@ -125,84 +170,72 @@ class Twin:
 
     def forward(self, input, hx=None):
         """The fused layer's equations step by step; a PackedSequence advances only its active rows at each step."""
-        spec = self.spec
-        packed = isinstance(input, nn.utils.rnn.PackedSequence)
-        if packed:
-            data, batch_sizes, sorted_idx, unsorted_idx = input
-            sizes = [int(n) for n in batch_sizes]
-            T, B = len(sizes), sizes[0]
-            unbatched = False
-        else:
-            x = input.transpose(0, 1) if spec.batch_first else input
-            unbatched = x.dim() == 2
-            if unbatched:
-                x = x.unsqueeze(1)
-            T, B = x.shape[0], x.shape[1]
-            sizes, data, sorted_idx, unsorted_idx = [B] * T, x, None, None
-        L, D, H = spec.num_layers, spec.directions, spec.hidden_size
-        if hx is None:  # made with the batch axis an unbatched input lacks: it is not added again below
-            zeros = data.new_zeros(L * D, B, spec.output_size)
-            hx = (zeros, data.new_zeros(L * D, B, H)) if spec.mode == Mode.LSTM else zeros
-        elif unbatched:
-            hx = tuple(h.unsqueeze(1) for h in hx) if spec.mode == Mode.LSTM else hx.unsqueeze(1)
-        h0, c0 = hx if spec.mode == Mode.LSTM else (hx, None)
-        if sorted_idx is not None:  # the states come in the caller's order, the packed rows in sorted order
-            h0 = h0.index_select(1, sorted_idx)
-            c0 = None if c0 is None else c0.index_select(1, sorted_idx)
+        spec, batch = self.spec, _Batch.of(input, self.spec.batch_first)
+        h0, c0 = self._initial_states(hx, batch)
         h_n, c_n = [], []
-        layer_in = data
-        for layer in range(L):
+        layer_in = batch.data
+        for layer in range(spec.num_layers):
             outs = []
-            for d in range(D):
-                k = layer * D + d
+            for d in range(spec.directions):
+                k = layer * spec.directions + d
                 state = (h0[k], c0[k]) if spec.mode == Mode.LSTM else (h0[k],)
-                p = self.layer_params(layer, d)
-                trace = None
-                if self.traces is not None:
-                    trace = Trace(
-                        f"l{layer}" + ("_reverse" if d else ""), spec.mode, state0=state, reverse=bool(d), packed=packed
-                    )
-                    trace.params = {k: v.detach() for k, v in p.items()}
-                    self.traces.append(trace)
-                projected = project_inputs(spec.mode, layer_in, p)
-                xp = torch.split(projected, sizes) if packed else projected
-                folded = None if spec.mode == Mode.GRU or packed else p["W_hh"].T
-                xb = xp if folded is None else projected + p["b_hh"]  # what each step reads
-                hs = [None] * T
-                for t in range(T - 1, -1, -1) if d else range(T):
-                    n = sizes[t]
-                    if n == B:
-                        state = cell_step(spec.mode, xb[t], state, p, trace.gates if trace else None, folded)
-                    else:  # only the first n (sorted) sequences are still running at step t
-                        new = cell_step(
-                            spec.mode, xp[t], tuple(s[:n] for s in state), p, trace.gates if trace else None
-                        )
-                        state = tuple(torch.cat([a, s[n:]]) for a, s in zip(new, state))
-                    if trace is not None:
-                        trace.inputs.append(xp[t])
-                        trace.states.append(state)
-                    hs[t] = state[0][:n]
-                outs.append(torch.cat(hs) if packed else torch.stack(hs))
+                out, state = self._direction(layer, d, layer_in, state, batch)
+                outs.append(out)
                 h_n.append(state[0])
                 if spec.mode == Mode.LSTM:
                     c_n.append(state[1])
-            layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)
-        out = layer_in
+            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         hn = torch.stack(h_n)
         cn = torch.stack(c_n) if spec.mode == Mode.LSTM else None
-        if packed:
-            out = nn.utils.rnn.PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
-            if unsorted_idx is not None:
-                hn = hn.index_select(1, unsorted_idx)
-                cn = None if cn is None else cn.index_select(1, unsorted_idx)
-        if unbatched:
-            out, hn = out.squeeze(1), hn.squeeze(1)
-            cn = None if cn is None else cn.squeeze(1)
-        if spec.batch_first and not unbatched and not packed:
-            out = out.transpose(0, 1)
-        if spec.mode == Mode.LSTM:
-            return out, (hn, cn)
-        return out, hn
+        out, hn, cn = batch.restore(layer_in, hn, cn, spec.batch_first)
+        return (out, (hn, cn)) if spec.mode == Mode.LSTM else (out, hn)
+
+    def _initial_states(self, hx, batch: _Batch):
+        """``(h0, c0)`` with a batch axis, rows in the packed order (c0 None but for an LSTM)."""
+        spec, lstm = self.spec, self.spec.mode == Mode.LSTM
+        if hx is None:  # made with the batch axis an unbatched input lacks: it is not added again below
+            zeros = batch.data.new_zeros(spec.num_layers * spec.directions, batch.B, spec.output_size)
+            hx = (
+                (zeros, batch.data.new_zeros(spec.num_layers * spec.directions, batch.B, spec.hidden_size))
+                if lstm
+                else zeros
+            )
+        elif batch.unbatched:
+            hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
+        h0, c0 = hx if lstm else (hx, None)
+        if batch.sorted_idx is not None:  # the states come in the caller's order, the packed rows in sorted order
+            h0 = h0.index_select(1, batch.sorted_idx)
+            c0 = None if c0 is None else c0.index_select(1, batch.sorted_idx)
+        return h0, c0
+
+    def _direction(self, layer: int, d: int, layer_in, state: tuple, batch: _Batch):
+        """One layer-direction over every step: ``(its outputs, its last state)``, traced where asked."""
+        spec, sizes, T, B = self.spec, batch.sizes, batch.T, batch.B
+        p = self.layer_params(layer, d)
+        trace = None
+        if self.traces is not None:
+            name = f"l{layer}" + ("_reverse" if d else "")
+            trace = Trace(name, spec.mode, state0=state, reverse=bool(d), packed=batch.packed)
+            trace.params = {k: v.detach() for k, v in p.items()}
+            self.traces.append(trace)
+        gates = trace.gates if trace else None
+        projected = project_inputs(spec.mode, layer_in, p)
+        xp = torch.split(projected, sizes) if batch.packed else projected
+        folded = None if spec.mode == Mode.GRU or batch.packed else p["W_hh"].T
+        xb = xp if folded is None else projected + p["b_hh"]  # what each step reads
+        hs = [None] * T
+        for t in range(T - 1, -1, -1) if d else range(T):
+            n = sizes[t]
+            if n == B:
+                state = cell_step(spec.mode, xb[t], state, p, gates, folded)
+            else:  # only the first n (sorted) sequences are still running at step t
+                new = cell_step(spec.mode, xp[t], tuple(s[:n] for s in state), p, gates)
+                state = tuple(torch.cat([a, s[n:]]) for a, s in zip(new, state))
+            if trace is not None:
+                trace.inputs.append(xp[t])
+                trace.states.append(state)
+            hs[t] = state[0][:n]
+        return (torch.cat(hs) if batch.packed else torch.stack(hs)), state
 
 
 def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
