@@ -41,7 +41,10 @@ def relu(a: np.ndarray) -> np.ndarray:
 
 def drelu_from_output(h: np.ndarray) -> np.ndarray:
     """relu'(a) = [a > 0]; h > 0 exactly when a > 0.  The derivative at 0 is taken as 0."""
-    return (h.real > 0).astype(h.real.dtype)
+    # not h <= 0, as autograd's ReLU backward reads it: an inf or NaN state (an overflowed recurrence) passes the
+    # gradient on, where h > 0 would stop a NaN
+    mask = ~(h.real <= 0)
+    return mask.astype(h.real.dtype) if hasattr(mask, "astype") else mask.to(h.real.dtype)  # NumPy, or torch
 
 
 #: name -> (activation, derivative written in terms of the activation's output)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 
@@ -15,3 +17,11 @@ def blocks(a, n: int) -> tuple:
     """
     chunk = getattr(a, "chunk", None)  # a torch tensor, duck-typed: this package imports no torch
     return tuple(chunk(n, -1)) if chunk is not None else tuple(np.split(a, n, axis=-1))
+
+
+def join(parts) -> object:
+    """Blocks put back together along the last axis: ``np.concatenate``, or ``torch.cat`` for tensors (one node
+    of a graph, one kernel), found through the loaded torch since this package imports none."""
+    if hasattr(parts[0], "chunk"):
+        return sys.modules["torch"].cat(list(parts), dim=-1)
+    return np.concatenate(parts, axis=-1)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
-from .blocks import blocks
+from .blocks import blocks, join
 
 GATES = ("r", "z", "n")
 
@@ -54,6 +54,29 @@ def cell(ax, h_prev, W_hh, b_hh, act=ACTS, reset=reset_after):
     z = act["z"](ax_z + ah_z)
     n = act["n"](ax_n + reset(r, h_prev, h_n, W_hh[2 * H :], b_hh[2 * H :]))
     return (1 - z) * n + z * h_prev, (r, z, n), h_n
+
+
+def back_factors(acts, h_prev, h_n):
+    """What one step back through the cell multiplies by, for every step at once: ``(Kx, Kh, z)``.
+
+    With ``acts = (r, z, n)``, ``h_prev`` and ``h_n = W_hn h_{t-1} + b_hn`` (each (T, B, H), or one
+    step's (B, H)), ``Kx`` (·, 3H) turns dh_t into the input side's pre-activation adjoint and
+    ``Kh`` into the recurrent side's (its n block scaled by r).  Arithmetic only: NumPy arrays
+    and torch tensors alike.
+    """
+    r, z, n = acts
+    k_n = (1 - z) * dtanh_from_output(n)
+    k_z = (h_prev - n) * dsigmoid_from_output(z)
+    k_r = k_n * h_n * dsigmoid_from_output(r)
+    return join([k_r, k_z, k_n]), join([k_r, k_z, k_n * r]), z
+
+
+def step_back(dh_t, Kx_t, Kh_t, z_t, W_hh):
+    """One step back through the cell: ``(da_x, da_h, dh_{t-1}'s share)`` from the total dL/dh_t.  The one home
+    of the GRU's backward step, for the reference and the twin."""
+    dh3 = join([dh_t, dh_t, dh_t])
+    da_h = dh3 * Kh_t
+    return dh3 * Kx_t, da_h, dh_t * z_t + da_h @ W_hh
 
 
 @dataclass
@@ -113,22 +136,11 @@ def backward(
     da_x = np.empty_like(cache.gates)  # gradient of the input-side pre-activations
     da_h = np.empty_like(cache.gates)  # gradient of the recurrent-side pre-activations
     dh_total = np.empty_like(cache.h_prev)
+    Kx, Kh, z = back_factors(blocks(cache.gates, 3), cache.h_prev, cache.h_n)
     for t in reversed(range(T)):
-        g = cache.gates[t]
-        r_t, z_t, n_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
-        h_prev = cache.h_prev[t]
         dh_t = dh_out[t] + dh_next
         dh_total[t] = dh_t
-        da_n = dh_t * (1.0 - z_t) * dtanh_from_output(n_t)
-        da_z = dh_t * (h_prev - n_t) * dsigmoid_from_output(z_t)
-        da_r = da_n * cache.h_n[t] * dsigmoid_from_output(r_t)
-        dx_t, dhh_t = da_x[t], da_h[t]
-        dx_t[:, :H] = da_r
-        dx_t[:, H : 2 * H] = da_z
-        dx_t[:, 2 * H :] = da_n
-        dhh_t[:, : 2 * H] = dx_t[:, : 2 * H]
-        dhh_t[:, 2 * H :] = da_n * r_t
-        dh_next = dh_t * z_t + dhh_t @ cache.W_hh
+        da_x[t], da_h[t], dh_next = step_back(dh_t, Kx[t], Kh[t], z[t], cache.W_hh)
     dax2 = da_x.reshape(T * B, 3 * H)
     dah2 = da_h.reshape(T * B, 3 * H)
     grads = {

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
-from .blocks import blocks
+from .blocks import blocks, join
 
 GATES = ("i", "f", "g", "o")
 
@@ -52,6 +52,35 @@ def cell(a, c_prev, act=ACTS, order=GATES):
     c = f * c_prev + i * g
     s = act["c"](c)
     return o * s, c, (i, f, g, o), s
+
+
+def back_factors(acts, s, c_prev):
+    """What one step back through the cell multiplies by, for every step at once: ``(A, F, f)``.
+
+    With ``acts = (i, f, g, o)``, ``s = tanh(c_t)`` and ``c_prev`` (each (T, B, H), or one step's
+    (B, H)): ``A = o (1 - s²)`` carries dm_t into dc_t, and ``F`` (·, 4H) holds, block by block,
+    what dc_t (for i, f, g) and dm_t (for o) are multiplied by to give the pre-activations'
+    adjoint.  Arithmetic only: NumPy arrays and torch tensors alike.
+    """
+    i, f, g, o = acts
+    A = o * dtanh_from_output(s)
+    F = join(
+        [
+            g * dsigmoid_from_output(i),
+            c_prev * dsigmoid_from_output(f),
+            i * dtanh_from_output(g),
+            s * dsigmoid_from_output(o),
+        ]
+    )
+    return A, F, f
+
+
+def step_back(dm_t, dc_next, A_t, F_t, f_t, W_hh):
+    """One step back through the cell: ``(da_t, W_hhᵀ da_t, dc_{t-1}'s share, dc_t)`` from the total dL/dm_t and the
+    dc carried back from step t+1.  The one home of the LSTM's backward step, for the reference and the twin."""
+    dc_t = dc_next + dm_t * A_t
+    da_t = join([dc_t, dc_t, dc_t, dm_t]) * F_t
+    return da_t, da_t @ W_hh, dc_t * f_t, dc_t
 
 
 @dataclass
@@ -130,24 +159,15 @@ def backward(
     dh_total = np.empty_like(cache.h_prev)
     dc_total = np.empty_like(cache.tanh_c)
     dW_hr = None if W_hr is None else np.zeros_like(W_hr)
+    acts = blocks(cache.gates, 4)
+    A, F, f = back_factors(acts, cache.tanh_c, cache.c_prev)
     for t in reversed(range(T)):
-        g = cache.gates[t]
-        i_t, f_t, g_t, o_t = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-        tanh_c = cache.tanh_c[t]
         dh_t = dh_out[t] + dh_next
         dh_total[t] = dh_t
         if W_hr is not None:
-            dW_hr += dh_t.T @ (o_t * tanh_c)
+            dW_hr += dh_t.T @ (acts[3][t] * cache.tanh_c[t])
             dh_t = dh_t @ W_hr  # dm_t: the adjoint of the unprojected o ⊙ tanh(c)
-        dc_t = dc_next + dh_t * o_t * dtanh_from_output(tanh_c)
-        dc_total[t] = dc_t
-        d = da[t]
-        d[:, :H] = dc_t * g_t * dsigmoid_from_output(i_t)
-        d[:, H : 2 * H] = dc_t * cache.c_prev[t] * dsigmoid_from_output(f_t)
-        d[:, 2 * H : 3 * H] = dc_t * i_t * dtanh_from_output(g_t)
-        d[:, 3 * H :] = dh_t * tanh_c * dsigmoid_from_output(o_t)
-        dh_next = d @ cache.W_hh
-        dc_next = dc_t * f_t
+        da[t], dh_next, dc_next, dc_total[t] = step_back(dh_t, dc_next, A[t], F[t], f[t], cache.W_hh)
     da2 = da.reshape(T * B, 4 * H)
     db = da2.sum(axis=0)
     grads = {

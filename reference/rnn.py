@@ -37,6 +37,14 @@ def cell(a, phi):
     return phi(a)
 
 
+def step_back(dh_t, D_t, W_hh):
+    """One step back through the cell: ``(da_t, W_hhᵀ da_t)`` from the total dL/dh_t and ``D_t = φ'`` at step t (from
+    the output: ``ACTIVATIONS[name][1](h)``).  The one home of the plain RNN's backward step, for the reference and
+    the twin."""
+    da_t = dh_t * D_t
+    return da_t, da_t @ W_hh
+
+
 @dataclass
 class RNNCache:
     """What the backward pass needs from the forward pass."""
@@ -94,11 +102,11 @@ def backward(
     dh_next = np.zeros((B, H), dtype=cache.h.dtype) if dh_T is None else dh_T
     da = np.empty_like(cache.h)
     dh_total = np.empty_like(cache.h)
+    D = dphi(cache.h)
     for t in reversed(range(T)):
         dh_t = dh_out[t] + dh_next
         dh_total[t] = dh_t
-        da[t] = dh_t * dphi(cache.h[t])
-        dh_next = da[t] @ cache.W_hh
+        da[t], dh_next = step_back(dh_t, D[t], cache.W_hh)
     da2 = da.reshape(T * B, H)
     db = da2.sum(axis=0)
     grads = {

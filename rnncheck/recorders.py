@@ -25,10 +25,11 @@ from functools import cached_property
 
 import numpy as np
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from . import reference as R
-from .convert import mode_of
+from .convert import mode_of, spec_of
 from .findings import Finding, Verdict
 from .flowresults import TwinAgreement
 from .nested import float_outputs, replace
@@ -74,6 +75,9 @@ class RecordedLayer:
     source: str | None = None  # where the states came from, when not a twin or the cell loop
     no_step: str | None = None  # why there is no step map to differentiate, where there is none
     given: GivenNorms | None = None  # adjoint norms the recorder computed itself
+    params: dict | None = None  # a fused layer's weights as its twin used them (W_ih, W_hh, b_ih, b_hh, W_hr)
+    module: str | None = None  # the fused module a twin's layer belongs to, by name
+    index: tuple[int, int] | None = None  # its (layer, direction) in that module
     finite: bool = False  # known to hold only finite states (set by the flow check)
 
     @cached_property
@@ -97,6 +101,9 @@ class Recording:
     not_measured: str | None = None  # why there is nothing to measure
     not_computed: dict[str, str] = field(default_factory=dict)  # parts the recorder could not give, and why
     twin: TwinAgreement | None = None  # fused layers: how closely their twins reproduce them
+    #: fused module name -> (its Spec, the gradients its output and final states received in the case's own
+    #: gradient call): set where the twins ran without a graph, whose adjoints are then worked out by hand
+    upstream: dict | None = None
 
     @property
     def steps(self) -> int:
@@ -110,9 +117,28 @@ class Recording:
 
 
 def record_module(target) -> Recording:
-    """A module's forward with every ``rnncheck.record`` call kept, its fused layers swapped for recording twins."""
+    """A module's forward with every ``rnncheck.record`` call kept, its fused layers swapped for recording twins.
+
+    Where the case's own gradient call caught the upstream gradients of every fused layer
+    (and nothing else shows states), the twins run without building a graph: their
+    adjoints are worked out by hand from those gradients (see
+    :mod:`rnncheck.checks.twin_adjoints`).
+    """
     values, params, args = _fresh_leaves(target)
-    recording_, recorder = _record_model(target, values, params, args)
+    upstream = _upstream(target)
+    recording_, recorder = _record_model(target, values, params, args, graph=upstream is None)
+    specs = {name: spec_of(mod) for name, mod in fused_layers(target.model)}
+    once = all(
+        sum(layer.module == name for layer in recording_.layers) == spec.num_layers * spec.directions
+        for name, spec in specs.items()
+    )
+    if upstream is not None and (recorder.records or not once):
+        # states shown by rnncheck.record need the graph, and so does a module called more than once (the
+        # gradient call caught its last call's gradients only)
+        upstream = None
+        recording_, recorder = _record_model(target, values, params, args)
+    if upstream is not None:
+        recording_.upstream = {name: (spec, upstream[name]) for name, spec in specs.items()}
     if any(r.stacked is not None and r.decay is None for r in recorder.records.values()):
         # the inputs' influence needs every floating input as a leaf: one more forward, with them
         values = {**values, **_input_leaves(target)}
@@ -182,12 +208,29 @@ def _fresh_leaves(target):
     return values, params, tuple(_replace_inputs(target, values))
 
 
-def _record_model(target, values, params, args) -> tuple[Recording, object]:
-    """One forward with every record() call kept, fused layers swapped for their recording twins."""
+def _upstream(target) -> dict | None:
+    """The gradients each fused layer's output and final states received in the case's first gradient call, by
+    layer name; None unless every fused layer was caught, none takes a PackedSequence, and no dropout is on."""
+    fused = fused_layers(target.model)
+    captured = target.captured or {}
+    if not fused or active_dropout(target.model):
+        return None
+    out = {}
+    for name, _ in fused:
+        got = captured.get(name)
+        if got is None or isinstance(got[0][0], nn.utils.rnn.PackedSequence):
+            return None
+        out[name] = got[2]
+    return out
+
+
+def _record_model(target, values, params, args, graph: bool = True) -> tuple[Recording, object]:
+    """One forward with every record() call kept, fused layers swapped for their recording twins; without a
+    graph where ``graph`` is False."""
     case = target.case
     with recording() as recorder:
         if fused_layers(target.model):
-            got = _record_twins(target, values, params, args)
+            got = _record_twins(target, values, params, args, graph)
         else:
             out, loss = _loss_through(target, _flow_model(case, target), params, args)
             got = Recording(loss=loss)
@@ -227,21 +270,22 @@ def _stepwise(record: Recorded) -> RecordedLayer:
     )
 
 
-def _loss_through(target, model, params, args):
-    """``(output, loss)`` of ``model`` run on the case's values with autograd on: the recorders' one forward."""
-    with torch.enable_grad():
+def _loss_through(target, model, params, args, graph: bool = True):
+    """``(output, loss)`` of ``model`` run on the case's values, with autograd on where ``graph``: the recorders'
+    one forward."""
+    with torch.enable_grad() if graph else torch.no_grad():
         target.seed_call()
         out = call_user("the model's forward", functional_call, model, params, args, user_file=target.case.file or None)
         return out, target.loss_of(out)
 
 
-def _record_twins(target, values, params, args) -> Recording:
+def _record_twins(target, values, params, args, graph: bool = True) -> Recording:
     """nn.RNN/LSTM/GRU: run the model with each fused layer swapped for its unrolled twin, which records the states."""
     with swap_fused(target.model) as twins:
         for twin in twins.values():
             twin.traces = []
         try:
-            out, loss = _loss_through(target, target.model, params, args)
+            out, loss = _loss_through(target, target.model, params, args, graph)
         finally:
             traces = {name: (tw, tw.traces) for name, tw in twins.items()}
             for tw in twins.values():
@@ -267,6 +311,9 @@ def _record_twins(target, values, params, args) -> Recording:
                     trace.gates,
                     packed=trace.packed,
                     state0=trace.state0,
+                    params=p,
+                    module=name,
+                    index=trace.index,
                 )
             )
     return got

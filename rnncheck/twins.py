@@ -42,6 +42,7 @@ class Trace:
     reverse: bool = False
     packed: bool = False  # fed a PackedSequence: step t advances only its first batch_sizes[t] rows
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # the weights this call used, detached
+    index: tuple[int, int] = (0, 0)  # (layer, direction) in the fused module
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -215,7 +216,7 @@ class Twin:
         trace = None
         if self.traces is not None:
             name = f"l{layer}" + ("_reverse" if d else "")
-            trace = Trace(name, spec.mode, state0=state, reverse=bool(d), packed=batch.packed)
+            trace = Trace(name, spec.mode, state0=state, reverse=bool(d), packed=batch.packed, index=(layer, d))
             trace.params = {k: v.detach() for k, v in p.items()}
             self.traces.append(trace)
         gates = trace.gates if trace else None

@@ -213,7 +213,7 @@ class TorchTarget(Target):
     seed: int  # the run's --seed, for reseed=True cases
     numeric: NumericModel  # the float64 copy the numerical side evaluates
     captured: dict | None  # the fused layers' inputs and upstream gradients, from the first gradient call
-    _capture_layers: list  # the fused layers the first gradient call watches (none without the reference check)
+    _capture_layers: list  # the fused layers the first gradient call watches (for the reference check and the flow)
     _loss_weights: object | None  # the fixed random functional a case without loss= is measured with
     _model_eps: float  # TF32's roundoff, where a GPU computes float32 in it
 
@@ -263,7 +263,7 @@ class TorchTarget(Target):
         target.numeric = NumericModel(target)
         # the reference comparison needs each fused layer's inputs and upstream gradients at θ:
         # the first gradient call there catches them on its way, sparing a forward and a backward
-        target._capture_layers = fused_layers(model) if options.reference else []
+        target._capture_layers = fused_layers(model) if options.reference or options.diagnostics else []
         target.captured = None
         return target
 

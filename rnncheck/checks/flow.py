@@ -55,6 +55,7 @@ from ..recorders import RecordedLayer, Recording
 from ..reference import Mode
 from ..twins import GATES
 from .flow_recorded import measure_stacked
+from .twin_adjoints import propagation_by_hand, total_adjoints
 
 
 def _groups(tensors: list, size: int = 256):
@@ -319,7 +320,10 @@ def measure_layer(
     flow.profile = _time_order(g, layer).tolist()
     if len(layer.states[0]) > 1:
         flow.profile_c = _time_order(_norms([adjoint.get(id(s[1])) for s in layer.states]), layer).tolist()
-    _fit(flow, _norms([propagation.get(id(t)) for t in h])[::-1])  # lag 0 = the last state
+    if isinstance(propagation, torch.Tensor):  # worked out by hand, lag 0 first
+        _fit(flow, _norms(list(propagation)))
+    else:  # autograd's adjoints of the states, in processing order
+        _fit(flow, _norms([propagation.get(id(t)) for t in h])[::-1])  # lag 0 = the last state
     flow.structure = _structure(layer.mode, _recurrent_of(layer)) if options.spectral else SPECTRAL_ON_REQUEST
     flow.gates = _gates(layer.mode, layer.gates, T)
 
@@ -484,13 +488,15 @@ def _adjoints(recording: Recording, rng) -> tuple[dict, list[dict]]:
     layers, loss = recording.layers, recording.loss
     if loss is None:
         return {}, [{} for _ in layers]
+    if recording.upstream is not None:  # the twins ran without a graph: every adjoint by hand
+        return total_adjoints(recording, [_unit(layer, rng) for layer in layers])
     wanted = [t for layer in layers for s in layer.states for t in s if t.requires_grad]
-    units = []
-    for layer in layers:
-        last = layer.states[-1][0]
-        u = torch.as_tensor(rng.normal(size=tuple(last.shape)), dtype=last.dtype, device=last.device)
-        units.append(u / u.norm())
-    outputs = [loss] + [(u * layer.states[-1][0]).sum() for u, layer in zip(units, layers)]
+    units = [_unit(layer, rng) for layer in layers]
+    by_hand = [propagation_by_hand(layer, u) for layer, u in zip(layers, units)]
+    outputs = [loss] + [
+        (u * layer.states[-1][0]).sum() if known is None else known.new_zeros(())
+        for u, layer, known in zip(units, layers, by_hand)
+    ]
     rows: list[dict[int, torch.Tensor | None]] = []
     for out in outputs:
         if not wanted or not out.requires_grad:
@@ -498,7 +504,14 @@ def _adjoints(recording: Recording, rng) -> tuple[dict, list[dict]]:
             continue
         got = torch.autograd.grad(out, wanted, retain_graph=True, allow_unused=True)
         rows.append({id(t): g for t, g in zip(wanted, got)})
-    return rows[0], rows[1:]
+    return rows[0], [row if known is None else known for row, known in zip(rows[1:], by_hand)]
+
+
+def _unit(layer: RecordedLayer, rng) -> torch.Tensor:
+    """A random unit functional of the layer's last state."""
+    last = layer.states[-1][0]
+    u = torch.as_tensor(rng.normal(size=tuple(last.shape)), dtype=last.dtype, device=last.device)
+    return u / u.norm()
 
 
 def _fmt(x) -> str:
@@ -620,26 +633,21 @@ def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
         return NotComputed("a plain RNN has no gates" if plain else "the cell does not expose its gates")
     names = list(gates)
     lows = [-1.0 if name in TANH_GATES else 0.0 for name in names]  # a histogram's range: tanh's or sigmoid's
-    stats, bins = [], []
-    for k, (name, lo) in enumerate(zip(names, lows)):
-        a = torch.cat([t.detach().reshape(-1) for t in gates[name]]).float()  # steps may differ in rows
-        # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
-        inside = (a >= lo) & (a <= 1.0)
-        b = ((a - lo) * (GATE_BINS / (1.0 - lo))).floor().clamp(0, GATE_BINS - 1)
-        bins.append(torch.where(inside, b + k * GATE_BINS, len(names) * GATE_BINS).long())
-        stats.append(
-            torch.stack(
-                [
-                    a.mean(),
-                    (a < fm.SATURATION[0]).float().mean(),
-                    (a > fm.SATURATION[1]).float().mean(),
-                    (a.abs() > fm.SATURATION[1]).float().mean(),
-                ]
-            )
-        )
+    # every gate at once: (gates, values); a layer's gates have the same rows at every step
+    a = torch.stack([torch.cat([t.detach().reshape(-1) for t in gates[name]]) for name in names]).float()
+    lo = torch.tensor(lows, dtype=a.dtype, device=a.device)[:, None]
+    # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
+    inside = (a >= lo) & (a <= 1.0)
+    b = ((a - lo) * (GATE_BINS / (1.0 - lo))).floor().clamp(0, GATE_BINS - 1)
+    offsets = torch.arange(len(names), device=a.device)[:, None] * GATE_BINS
+    bins = [torch.where(inside, b.long() + offsets, len(names) * GATE_BINS).reshape(-1)]
+    low, high = fm.SATURATION
+    stats = torch.stack(
+        [a.mean(1), (a < low).float().mean(1), (a > high).float().mean(1), (a.abs() > high).float().mean(1)], 1
+    )
     counts = torch.bincount(torch.cat(bins), minlength=len(names) * GATE_BINS + 1).tolist()
     out = Gates({})
-    for k, (name, lo, (mean, low, high, wide)) in enumerate(zip(names, lows, torch.stack(stats).double().tolist())):
+    for k, (name, lo, (mean, low, high, wide)) in enumerate(zip(names, lows, stats.double().tolist())):
         histogram = Histogram(np.linspace(lo, 1.0, GATE_BINS + 1).tolist(), counts[k * GATE_BINS : (k + 1) * GATE_BINS])
         if name in TANH_GATES:  # saturated means |a| > 0.9
             out.gates[name] = GateStats(mean, histogram, wide)

@@ -1,0 +1,163 @@
+"""The adjoints of a fused layer's twin, worked out by hand from its recorded gates and states.
+
+The reference's own backward step (``lstm.step_back``, ``gru.step_back``, ``rnn.step_back``:
+the one home of each cell's backward) runs on the twin's tensors, with what it multiplies by
+computed for every step at once.  A few kernels a step replace autograd's walk over the
+twin's graph, and with the upstream gradients the fused layers received in the case's own
+gradient call, the twin need not build a graph at all.
+
+- :func:`propagation_by_hand`: ∂⟨u, h_T⟩/∂h_t for a unit functional u of the last state;
+- :func:`total_adjoints`: dL/dh_t (and dL/dc_t) of every state of every layer and direction
+  of each fused module, from the gradients of its output and final states, layer by layer
+  down the stack.
+
+Each is checked against autograd through the twin's graph (tests/checks/test_flow.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..recorders import RecordedLayer, Recording
+from ..reference import Mode, gru, lstm, rnn
+from ..reference.activations import ACTIVATIONS
+
+
+def by_hand(layer: RecordedLayer) -> bool:
+    """A twin of a built-in cell fed whole steps: its backward can be worked out by hand."""
+    return layer.params is not None and not layer.packed and layer.mode is not None and layer.step is not None
+
+
+def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1):
+    """Back through one layer-direction: ``(dh, dc, da)``, each a list in processing order.
+
+    ``direct`` (K, B, P) holds each step's direct dL/dh_k (None: none), ``dh_T`` and ``dc_T``
+    what the last state receives from outside (None: nothing).  ``dh[k]`` is the total
+    adjoint of state k's h, ``dc[k]`` of its c (an LSTM's), ``da[k]`` the input side's
+    pre-activation adjoint, from which the layer below gets its share (``da @ W_ih``).
+
+    The backward is linear in the adjoint: with ``copies`` = c, the batch is c blocks of
+    rows, each its own adjoint through the same steps (``direct`` and ``dh_T`` c·B rows), at
+    the cost of one pass.
+    """
+    p, K = layer.params, len(layer.states)
+    h = torch.stack([s[0].detach() for s in layer.states])
+    h_prev = torch.cat([layer.state0[0].detach()[None], h[:-1]])
+    step, carry = _stepper(layer, p, h, h_prev, copies)
+    if layer.mode == Mode.LSTM and carry is not None and dc_T is not None:
+        carry = carry + dc_T
+    dh_next = torch.zeros_like(h[0]).repeat(copies, 1) if dh_T is None else dh_T
+    out_h, out_c, out_a = [None] * K, [None] * K, [None] * K
+    for k in range(K - 1, -1, -1):
+        dh = dh_next if direct is None else direct[k] + dh_next
+        out_h[k] = dh
+        out_a[k], dh_next, carry, out_c[k] = step(dh, carry, k)
+    return out_h, out_c, out_a
+
+
+def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
+    """One step back for the layer's cell, ``step(dh_k, carry, k) -> (da_k, dh_(k-1), carry, dc_k)``, and the
+    initial carry (an LSTM's dc; None for the others); what each step multiplies by repeated ``copies`` times
+    along the batch."""
+
+    def rows(*factors):
+        return [x.repeat(1, copies, 1) if copies > 1 else x for x in factors]
+
+    if layer.mode == Mode.LSTM:
+        c = torch.stack([s[1].detach() for s in layer.states])
+        c_prev = torch.cat([layer.state0[1].detach()[None], c[:-1]])
+        A, F, f = lstm.back_factors([torch.stack(layer.gates[g]) for g in lstm.GATES], torch.tanh(c), c_prev)
+        A, F, f = rows(A, F, f)
+        W_hr = p.get("W_hr")
+
+        def step(dh, carry, k):
+            dm = dh @ W_hr if W_hr is not None else dh
+            da, dh_prev, carry, dc = lstm.step_back(dm, carry, A[k], F[k], f[k], p["W_hh"])
+            return da, dh_prev, carry, dc
+
+        return step, torch.zeros_like(A[0])
+    if layer.mode == Mode.GRU:
+        H = h.shape[-1]
+        h_n = h_prev @ p["W_hh"][2 * H :].T + p["b_hh"][2 * H :]
+        Kx, Kh, z = rows(*gru.back_factors([torch.stack(layer.gates[g]) for g in gru.GATES], h_prev, h_n))
+
+        def step(dh, carry, k):
+            da_x, _, dh_prev = gru.step_back(dh, Kx[k], Kh[k], z[k], p["W_hh"])
+            return da_x, dh_prev, None, None
+
+        return step, None
+    (D,) = rows(ACTIVATIONS[Mode(layer.mode).activation][1](h))
+
+    def step(dh, carry, k):
+        da, dh_prev = rnn.step_back(dh, D[k], p["W_hh"])
+        return da, dh_prev, None, None
+
+    return step, None
+
+
+def propagation_by_hand(layer: RecordedLayer, u: torch.Tensor) -> torch.Tensor | None:
+    """‖∂⟨u, h_T⟩/∂h_t‖'s vectors for every step, lag 0 first; None where the layer is not :func:`by_hand`
+    (a custom cell, or a PackedSequence, whose batch changes between steps): autograd then gives them."""
+    if not by_hand(layer):
+        return None
+    with torch.no_grad():
+        dh, _, _ = back_through(layer, None, u.detach())
+    return torch.stack(dh[::-1])
+
+
+def total_adjoints(recording: Recording, units: list | None = None) -> tuple[dict[int, torch.Tensor], list]:
+    """dL/d(state) of every state of every fused module the recording holds, keyed by the state tensor's id,
+    from the upstream gradients of the module's output and final states (``recording.upstream``); and, where
+    ``units`` gives a unit functional u of each layer's last state, the propagation ∂⟨u, h_T⟩/∂h_t of each
+    layer (lag 0 first), carried in the same pass as extra rows."""
+    adjoint: dict[int, torch.Tensor] = {}
+    units = units or [None] * len(recording.layers)
+    by_layer = {id(layer): u for layer, u in zip(recording.layers, units)}
+    propagation: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, (spec, ups) in recording.upstream.items():
+            layers = {layer.index: layer for layer in recording.layers if layer.module == name}
+            _module_adjoints(spec, ups, layers, adjoint, by_layer, propagation)
+    return adjoint, [propagation.get(id(layer)) for layer in recording.layers]
+
+
+def _module_adjoints(spec, ups, layers: dict, adjoint: dict, units: dict, propagation: dict) -> None:
+    """One fused module, top layer first: each layer's input adjoint is the direct dL/dh of the layer below."""
+    D, P = spec.directions, spec.output_size
+    first = layers[(0, 0)]
+    T, like = len(first.states), first.states[0][0]
+    d_seq = ups[0]
+    finals = [None if g is None else (g.unsqueeze(1) if g.dim() == 2 else g) for g in ups[1:]]
+    if d_seq is not None:
+        d_seq = d_seq.unsqueeze(1) if d_seq.dim() == 2 else d_seq.transpose(0, 1) if spec.batch_first else d_seq
+    d_out = d_seq if d_seq is not None else like.new_zeros((T, like.shape[0], D * P))
+    for layer_index in range(spec.num_layers - 1, -1, -1):
+        below = None
+        for d in range(D):
+            layer = layers[(layer_index, d)]
+            k = layer_index * D + d
+            part = d_out[..., d * P : (d + 1) * P]
+            dh_T = finals[0][k] if finals and finals[0] is not None else None
+            dc_T = finals[1][k] if len(finals) > 1 and finals[1] is not None else None
+            direct = part.flip(0) if d else part
+            u = units.get(id(layer))
+            if u is not None:  # the unit functional's propagation rides along as B more rows
+                B = like.shape[0]
+                direct = torch.cat([direct, torch.zeros_like(direct)], dim=1)
+                dh_T = torch.cat([torch.zeros_like(u) if dh_T is None else dh_T, u.detach()])
+                dc_T = None if dc_T is None else torch.cat([dc_T, torch.zeros_like(dc_T)])
+            dh, dc, da = back_through(layer, direct, dh_T, dc_T, copies=1 if u is None else 2)
+            if u is not None:
+                propagation[id(layer)] = torch.stack([g[B:] for g in dh[::-1]])
+                dh = [g[:B] for g in dh]
+                dc = [None if g is None else g[:B] for g in dc]
+                da = [g[:B] for g in da]
+            for state, g_h, g_c in zip(layer.states, dh, dc):
+                adjoint[id(state[0])] = g_h
+                if g_c is not None:
+                    adjoint[id(state[1])] = g_c
+            if layer_index:
+                da_time = torch.stack(da[::-1] if d else da)
+                share = da_time @ layer.params["W_ih"]
+                below = share if below is None else below + share
+        d_out = below
