@@ -64,10 +64,7 @@ class Structure:
     pascanu: PascanuBound | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: asdict(b) for name, b in self.blocks.items()}
-        if self.pascanu is not None:
-            out["pascanu"] = asdict(self.pascanu)
-        return out
+        return _named(self.blocks, "pascanu", self.pascanu)
 
 
 @dataclass
@@ -116,10 +113,7 @@ class Gates:
     timescale: Timescale | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: g.to_json() for name, g in self.gates.items()}
-        if self.timescale is not None:
-            out["timescale"] = asdict(self.timescale)
-        return out
+        return _named(self.gates, "timescale", self.timescale)
 
 
 @dataclass
@@ -260,6 +254,14 @@ class LayerFlow:
                 value = {}
             out[name] = _json(value)
         return out
+
+
+def _named(parts: dict, key: str, extra) -> dict[str, Any]:
+    """``{name: part, …}`` as the JSON writes it, then ``key: extra`` where there is one."""
+    out = {name: _json(part) for name, part in parts.items()}
+    if extra is not None:
+        out[key] = _json(extra)
+    return out
 
 
 def _json(value: Any) -> Any:
