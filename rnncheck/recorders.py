@@ -208,17 +208,29 @@ def _fresh_leaves(target):
     return values, params, tuple(_replace_inputs(target, values))
 
 
+#: the largest batch whose adjoints are worked out by hand: there a step's few kernels beat autograd's walk over
+#: the twin's graph; past it, what the hand-worked pass precomputes for every step at once outgrows the caches and
+#: autograd is faster (benchmarks/README.md §20: B=16 2.1-2.2x by hand against 2.5-2.8x; B=64 2.0-2.4x against
+#: 1.7-2.1x, and T=100, B=32 2.3-2.6x against 2.0-2.1x)
+BY_HAND_MAX_BATCH = 16
+
+
 def _upstream(target) -> dict | None:
     """The gradients each fused layer's output and final states received in the case's first gradient call, by
-    layer name; None unless every fused layer was caught, none takes a PackedSequence, and no dropout is on."""
+    layer name; None unless every fused layer was caught, none takes a PackedSequence or a batch larger than
+    :data:`BY_HAND_MAX_BATCH`, and no dropout is on."""
     fused = fused_layers(target.model)
     captured = target.captured or {}
     if not fused or active_dropout(target.model):
         return None
     out = {}
-    for name, _ in fused:
+    for name, mod in fused:
         got = captured.get(name)
         if got is None or isinstance(got[0][0], nn.utils.rnn.PackedSequence):
+            return None
+        x = got[0][0]
+        batch = 1 if x.dim() == 2 else x.shape[0 if mod.batch_first else 1]
+        if batch > BY_HAND_MAX_BATCH:
             return None
         out[name] = got[2]
     return out

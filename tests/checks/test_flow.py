@@ -349,3 +349,13 @@ def test_an_overflowed_relu_state_passes_the_gradient_on_by_hand_as_autograd_doe
     auto = torch.stack(list(torch.autograd.grad((u * hs[-1]).sum(), hs, retain_graph=True))[::-1])
     assert not torch.isfinite(hs[-1]).all()  # the states did overflow
     assert torch.allclose(propagation, auto, equal_nan=True)
+
+
+def test_past_the_batch_where_hand_work_pays_the_twins_keep_their_graph_and_autograd_gives_the_adjoints():
+    torch.manual_seed(0)
+    for batch, by_hand in ((16, True), (17, False)):
+        case = rnncheck.TorchCase(torch.nn.GRU(3, 4).double(), inputs=(torch.randn(5, batch, 3, dtype=torch.float64),))
+        target = case.bind(Options())
+        target.gradient()
+        recording = target.record_states(np.random.default_rng(0))
+        assert (recording.upstream is not None) is by_hand and recording.loss.requires_grad is not by_hand
