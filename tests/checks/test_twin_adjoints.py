@@ -1,0 +1,139 @@
+"""The adjoints of a fused layer's twin worked out by hand (the reference's backward step on the twin's tensors):
+each must be what autograd gives through the twin's graph (internal structure under test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import rnncheck
+from rnncheck import Options
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        lambda: torch.nn.LSTM(4, 5, num_layers=2, bidirectional=True),
+        lambda: torch.nn.LSTM(4, 5, proj_size=3),
+        lambda: torch.nn.LSTM(4, 5, bias=False),
+        lambda: torch.nn.GRU(4, 5, num_layers=2, bidirectional=True),
+        lambda: torch.nn.GRU(4, 5, bias=False),
+        lambda: torch.nn.RNN(4, 5),
+        lambda: torch.nn.RNN(4, 5, nonlinearity="relu", bidirectional=True),
+    ],
+)
+def test_the_propagation_by_the_references_backward_step_equals_autograds(module):
+    """The twin's propagation comes from the reference's own backward step, run on the recorded gates: it must be
+    autograd's ∂⟨u, h_T⟩/∂h_t through the twin's graph, step for step, in every layer and direction."""
+    from rnncheck.checks.flow import propagation_by_hand  # internal structure under test
+
+    torch.manual_seed(0)
+    x = torch.randn(9, 3, 4, dtype=torch.float64)
+    target = rnncheck.TorchCase(module().double(), inputs=(x,)).bind(Options())
+    recording = target.record_states(np.random.default_rng(0))
+    for layer in recording.layers:
+        u = torch.randn_like(layer.states[-1][0])
+        hs = [s[0] for s in layer.states]
+        grads = torch.autograd.grad((u * hs[-1]).sum(), hs, retain_graph=True, allow_unused=True)
+        auto = torch.stack([torch.zeros_like(h) if g is None else g for h, g in zip(hs, grads)][::-1])
+        by_hand = propagation_by_hand(layer, u)
+        assert torch.allclose(by_hand, auto, rtol=1e-12, atol=1e-14 * float(auto.abs().max())), layer.name
+
+
+class _TwoModules(torch.nn.Module):
+    """An LSTM, a layer between, then a two-layer bidirectional GRU; the loss reads outputs and final states."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.LSTM(4, 5, batch_first=True)
+        self.mid = torch.nn.Linear(5, 3)
+        self.b = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+
+    def forward(self, x):
+        y, (_, c) = self.a(x)
+        z, hn = self.b(torch.tanh(self.mid(y)))
+        return z.sum(-1) + hn.sum() + c.sum()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: (torch.nn.LSTM(4, 5, num_layers=2, bidirectional=True), (7, 3, 4)),
+        lambda: (torch.nn.LSTM(4, 5, proj_size=3, num_layers=2), (7, 3, 4)),
+        lambda: (torch.nn.GRU(4, 5, num_layers=2, bidirectional=True), (7, 3, 4)),
+        lambda: (torch.nn.RNN(4, 5, nonlinearity="relu", num_layers=3), (7, 3, 4)),
+        lambda: (torch.nn.LSTM(4, 5, bidirectional=True), (7, 4)),  # unbatched
+        lambda: (torch.nn.GRU(4, 5, batch_first=True), (7, 4)),  # unbatched, batch_first
+        lambda: (_TwoModules(), (3, 7, 4)),
+    ],
+)
+def test_the_total_adjoints_by_hand_equal_autograds_through_the_twins_graph(build):
+    """Where the case's gradient call caught the fused layers' upstream gradients, the twins run without a graph
+    and every dL/dh_t (and dL/dc_t) is worked out by hand, layer by layer down each module: it must be what
+    autograd gives through the twins' graph."""
+    from rnncheck.checks.twin_adjoints import total_adjoints  # internal structure under test
+
+    torch.manual_seed(0)
+    module, shape = build()
+    loss = (
+        (lambda o: (o[0] ** 2).sum() + o[1][0].sum() + o[1][1].pow(2).sum())
+        if isinstance(module, torch.nn.LSTM)
+        else None
+    )
+    target = rnncheck.TorchCase(module.double(), inputs=(torch.randn(*shape, dtype=torch.float64),), loss=loss).bind(
+        Options()
+    )
+    target.gradient()  # as the sanity checks' call does: the fused layers' upstream gradients are caught
+    by_hand = target.record_states(np.random.default_rng(0))
+    assert by_hand.upstream is not None and not by_hand.loss.requires_grad  # no graph was built
+    units = [torch.randn_like(layer.states[-1][0]) for layer in by_hand.layers]
+    adjoint, propagation = total_adjoints(by_hand, units)  # the propagation rides along as extra rows
+    target.captured = None  # nothing caught: the twins' graph, and autograd
+    graph = target.record_states(np.random.default_rng(0))
+    assert graph.upstream is None
+    for hand_layer, graph_layer in zip(by_hand.layers, graph.layers):
+        states = [t for s in graph_layer.states for t in s]
+        grads = torch.autograd.grad(graph.loss, states, retain_graph=True, allow_unused=True)
+        mine = [adjoint[id(t)] for s in hand_layer.states for t in s]
+        for m, g, t in zip(mine, grads, states):
+            g = torch.zeros_like(t) if g is None else g
+            assert torch.allclose(m, g, rtol=1e-12, atol=1e-13 * float(g.abs().max() + 1)), hand_layer.name
+    for u, prop, graph_layer in zip(units, propagation, graph.layers):
+        hs = [s[0] for s in graph_layer.states]
+        grads = torch.autograd.grad((u * hs[-1]).sum(), hs, retain_graph=True, allow_unused=True)
+        auto = torch.stack([torch.zeros_like(h) if g is None else g for h, g in zip(hs, grads)][::-1])
+        assert torch.allclose(prop, auto, rtol=1e-12, atol=1e-14 * float(auto.abs().max())), graph_layer.name
+
+
+def test_an_overflowed_relu_state_passes_the_gradient_on_by_hand_as_autograd_does():
+    """A relu RNN whose states overflow to inf and NaN: autograd's ReLU backward reads ``h <= 0``, so a NaN state
+    passes the gradient on; the reference's derivative must read it the same way, or the propagation by hand
+    stops at the first NaN where autograd's goes on."""
+    from rnncheck.checks.twin_adjoints import total_adjoints  # internal structure under test
+
+    torch.manual_seed(0)
+    m = torch.nn.RNN(3, 8, nonlinearity="relu")
+    with torch.no_grad():
+        m.weight_hh_l0.copy_(torch.eye(8) * 1e5)
+    target = rnncheck.TorchCase(m, inputs=(torch.rand(40, 2, 3),)).bind(Options())
+    target.gradient()
+    by_hand = target.record_states(np.random.default_rng(0))
+    u = torch.randn_like(by_hand.layers[0].states[-1][0])
+    _, (propagation,) = total_adjoints(by_hand, [u])
+    target.captured = None
+    graph = target.record_states(np.random.default_rng(0))
+    hs = [s[0] for s in graph.layers[0].states]
+    auto = torch.stack(list(torch.autograd.grad((u * hs[-1]).sum(), hs, retain_graph=True))[::-1])
+    assert not torch.isfinite(hs[-1]).all()  # the states did overflow
+    assert torch.allclose(propagation, auto, equal_nan=True)
+
+
+def test_past_the_batch_where_hand_work_pays_the_twins_keep_their_graph_and_autograd_gives_the_adjoints():
+    torch.manual_seed(0)
+    for batch, by_hand in ((16, True), (17, False)):
+        case = rnncheck.TorchCase(torch.nn.GRU(3, 4).double(), inputs=(torch.randn(5, batch, 3, dtype=torch.float64),))
+        target = case.bind(Options())
+        target.gradient()
+        recording = target.record_states(np.random.default_rng(0))
+        assert (recording.upstream is not None) is by_hand and recording.loss.requires_grad is not by_hand
