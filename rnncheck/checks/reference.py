@@ -99,6 +99,11 @@ def _lstm_variants():
         for fn, alt in names.items():
             if alt != mine:
                 yield f"gate {gate}: {alt} where {mine} belongs", variant(**{gate: fn})
+    for gate in ("i", "f", "o"):  # σ(−a) = 1 − σ(a): the sign of the gate's pre-activation flipped
+        yield (
+            f"gate {gate}: 1 − sigmoid where sigmoid belongs (its pre-activation's sign flipped)",
+            variant(**{gate: _flipped}),
+        )
     yield "the output gate multiplies c_t where it should multiply tanh(c_t)", variant(c=_identity)
     yield "the output gate is missing (h_t = tanh(c_t))", variant(o=_one)
     yield "the input gate is missing (c_t = f c_(t-1) + g)", variant(i=_one)
@@ -126,6 +131,10 @@ def _gru_variants():
 
 def _identity(z):
     return z
+
+
+def _flipped(z):
+    return 1 - sigmoid(z)
 
 
 def _one(z):
