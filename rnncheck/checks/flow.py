@@ -308,7 +308,7 @@ def _channels_finding(flow: LayerFlow) -> Finding:
 
 
 def measure_layer(
-    layer: RecordedLayer, adjoint: dict, propagation: dict, options, rng, extras_fit: bool, source
+    layer: RecordedLayer, adjoint: dict, propagation, options, rng, extras_fit: bool, source
 ) -> LayerFlow:
     """Everything measured on one layer-direction from its recorded states and the adjoints of one backward pass."""
     T = len(layer.states)
@@ -320,10 +320,7 @@ def measure_layer(
     flow.profile = _time_order(g, layer).tolist()
     if len(layer.states[0]) > 1:
         flow.profile_c = _time_order(_norms([adjoint.get(id(s[1])) for s in layer.states]), layer).tolist()
-    if isinstance(propagation, torch.Tensor):  # worked out by hand, lag 0 first
-        _fit(flow, _norms(list(propagation)))
-    else:  # autograd's adjoints of the states, in processing order
-        _fit(flow, _norms([propagation.get(id(t)) for t in h])[::-1])  # lag 0 = the last state
+    _fit(flow, _norms(list(propagation)))  # lag 0 = the last state
     flow.structure = _structure(layer.mode, _recurrent_of(layer)) if options.spectral else SPECTRAL_ON_REQUEST
     flow.gates = _gates(layer.mode, layer.gates, T)
 
@@ -476,35 +473,40 @@ def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow], horizon: int
     )
 
 
-def _adjoints(recording: Recording, rng) -> tuple[dict, list[dict]]:
-    """dL/d(state) for every recorded state, and ∂⟨u_l, h_T⟩/∂h_t for every layer l, u_l a random unit
-    functional of its last state alone.
+def _adjoints(recording: Recording, rng) -> tuple[dict, list]:
+    """dL/d(state) for every recorded state (by the state tensor's id), and for every layer l the propagation
+    ∂⟨u_l, h_T⟩/∂h_t of a random unit functional u_l of its last state alone, lag 0 first.
 
-    Autograd is asked for the state tensors and nothing else, which spares it the weight
-    gradients: one backward pass per output.  (A single pass batched over the cotangents
-    with ``is_grads_batched`` measured about twice as slow on the CPU.)  A recorder that
-    gave its layers' norms itself (no loss tensor) needs none.
+    A fused layer's twin gets both by hand (:mod:`.twin_adjoints`); everything else from
+    autograd, asked for the state tensors and nothing else, which spares it the weight
+    gradients.  (A single pass batched over the cotangents with ``is_grads_batched``
+    measured about twice as slow on the CPU.)  A recorder that gave its layers' norms
+    itself (no loss tensor) needs none.
     """
     layers, loss = recording.layers, recording.loss
     if loss is None:
-        return {}, [{} for _ in layers]
-    if recording.upstream is not None:  # the twins ran without a graph: every adjoint by hand
-        return total_adjoints(recording, [_unit(layer, rng) for layer in layers])
-    wanted = [t for layer in layers for s in layer.states for t in s if t.requires_grad]
+        return {}, [None for _ in layers]
     units = [_unit(layer, rng) for layer in layers]
-    by_hand = [propagation_by_hand(layer, u) for layer, u in zip(layers, units)]
-    outputs = [loss] + [
-        (u * layer.states[-1][0]).sum() if known is None else known.new_zeros(())
-        for u, layer, known in zip(units, layers, by_hand)
-    ]
-    rows: list[dict[int, torch.Tensor | None]] = []
-    for out in outputs:
-        if not wanted or not out.requires_grad:
-            rows.append({})
-            continue
-        got = torch.autograd.grad(out, wanted, retain_graph=True, allow_unused=True)
-        rows.append({id(t): g for t, g in zip(wanted, got)})
-    return rows[0], [row if known is None else known for row, known in zip(rows[1:], by_hand)]
+    if recording.upstream is not None:  # the twins ran without a graph: every adjoint by hand
+        return total_adjoints(recording, units)
+    adjoint = _grads(loss, [t for layer in layers for s in layer.states for t in s if t.requires_grad])
+    propagation = []
+    for layer, u in zip(layers, units):
+        known = propagation_by_hand(layer, u)
+        if known is None:
+            hs = [s[0] for s in layer.states]
+            got = _grads((u * hs[-1]).sum(), [h for h in hs if h.requires_grad])
+            known = [got.get(id(h)) for h in hs[::-1]]
+        propagation.append(known)
+    return adjoint, propagation
+
+
+def _grads(out, wanted: list) -> dict[int, torch.Tensor | None]:
+    """d out / d t for every tensor t in ``wanted``, by the tensor's id (none where ``out`` has no graph)."""
+    if not wanted or not out.requires_grad:
+        return {}
+    got = torch.autograd.grad(out, wanted, retain_graph=True, allow_unused=True)
+    return {id(t): g for t, g in zip(wanted, got)}
 
 
 def _unit(layer: RecordedLayer, rng) -> torch.Tensor:
