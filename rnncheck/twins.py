@@ -43,6 +43,9 @@ class Trace:
     packed: bool = False  # fed a PackedSequence: step t advances only its first batch_sizes[t] rows
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # the weights this call used, detached
     index: tuple[int, int] = (0, 0)  # (layer, direction) in the fused module
+    #: run by the fused kernel (:meth:`Twin._direction_fused`): how far the cell's equations, run on its states,
+    #: are from its outputs and last cell state (max rel diff); None: stepped by the twin itself
+    reconstruction: float | None = None
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -63,6 +66,7 @@ def cell_step(
     p: dict[str, torch.Tensor],
     gates_out=None,
     folded: torch.Tensor | None = None,
+    pre: torch.Tensor | None = None,
 ):
     """One step of the cell of ``mode`` from the projected input ``xp = W_ih x_t + b_ih``.
 
@@ -70,13 +74,12 @@ def cell_step(
     run on torch tensors with torch's activations, so that autograd sees every step.  A loop
     over many steps of an LSTM or a plain RNN may pass ``xp + b_hh`` with ``folded = W_hhᵀ``:
     the pre-activation is then one ``addmm`` per step, one node of the graph where there were
-    four (benchmarks/README.md §17).
+    four (benchmarks/README.md §17).  An LSTM's or RNN's ``pre``-activation, where already known,
+    is used as it is.
     """
     h = state[0]
-    if folded is not None and mode != Mode.GRU:
-        pre = torch.addmm(xp, h, folded)
-    elif mode != Mode.GRU:
-        pre = xp + h @ p["W_hh"].T + p["b_hh"]
+    if mode != Mode.GRU and pre is None:
+        pre = torch.addmm(xp, h, folded) if folded is not None else xp + h @ p["W_hh"].T + p["b_hh"]
     if mode == Mode.LSTM:
         h_new, c, acts, _ = lstm.cell(pre, state[1], _LSTM_ACTS)
         if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
@@ -155,6 +158,8 @@ class Twin:
         self.fused = fused
         self.spec = spec_of(fused)
         self.traces: list[Trace] | None = None  # set to [] to record the next forward
+        #: without a graph, each layer-direction may run as the fused kernel itself, its gates recomputed at once
+        self.fused_steps = False
 
     def layer_params(self, layer: int, direction: int) -> dict[str, torch.Tensor]:
         out = {}
@@ -219,6 +224,8 @@ class Twin:
             trace = Trace(name, spec.mode, state0=state, reverse=bool(d), packed=batch.packed, index=(layer, d))
             trace.params = {k: v.detach() for k, v in p.items()}
             self.traces.append(trace)
+        if self.fused_steps and not batch.packed and spec.mode in _KERNELS:
+            return self._direction_fused(p, d, layer_in, state, trace)
         gates = trace.gates if trace else None
         projected = project_inputs(spec.mode, layer_in, p)
         xp = torch.split(projected, sizes) if batch.packed else projected
@@ -237,6 +244,59 @@ class Twin:
                 trace.states.append(state)
             hs[t] = state[0][:n]
         return (torch.cat(hs) if batch.packed else torch.stack(hs)), state
+
+    def _direction_fused(self, p: dict, d: int, layer_in, state: tuple, trace: Trace | None):
+        """One layer-direction run by the fused kernel, without a graph; its gates and cell states recomputed for every
+        step at once from the outputs, and the cell's equations run on them checked to give the kernel's outputs back.
+
+        The states are the kernel's own outputs, so what the flow check measures is the model's
+        layer; the check that the equations explain them is ``trace.reconstruction``.
+        """
+        mode, lstm_ = self.spec.mode, self.spec.mode == Mode.LSTM
+        x = layer_in.flip(0) if d else layer_in  # processing order
+        weights = [p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], *([p["W_hr"]] if "W_hr" in p else [])]
+        hx = (state[0][None], state[1][None]) if lstm_ else state[0][None]
+        out, *last = _KERNELS[mode](x, hx, weights, True, 1, 0.0, False, False, False)
+        last = tuple(t[0] for t in last)
+        if trace is not None:
+            xp = project_inputs(mode, x, p)
+            h_prev = torch.cat([state[0][None], out[:-1]])
+            states, gates, worst = _explain(mode, xp, h_prev, out, state, last, p)
+            trace.inputs, trace.gates, trace.reconstruction = list(xp), gates, worst
+            trace.states = states
+        return (out.flip(0) if d else out), last
+
+
+#: each mode's fused kernel over one layer-direction: (input, hx, weights, has_biases, num_layers, dropout, train,
+#: bidirectional, batch_first) -> (output, h_n[, c_n])
+_KERNELS = {Mode.LSTM: torch.lstm, Mode.GRU: torch.gru, Mode.RNN_TANH: torch.rnn_tanh, Mode.RNN_RELU: torch.rnn_relu}
+
+
+def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
+    """A fused layer-direction's states and gates at every step, and how far the cell's equations are from its
+    outputs: ``(states, gates, max rel diff)``.  Each step's gates need only the previous output, so they come for
+    every step at once; an LSTM's cell state then follows from its two-term recurrence, and its last value is held
+    against the kernel's own."""
+    step_gates: dict = {}
+    if mode != Mode.LSTM:
+        (h,) = cell_step(mode, xp, (h_prev,), p, step_gates)
+        return [(t,) for t in out], {k: v[0] for k, v in step_gates.items()}, _rel(h, out)
+    pre = torch.addmm(xp.flatten(0, 1), h_prev.flatten(0, 1), p["W_hh"].T).view_as(xp) + p["b_hh"]
+    # the gates need only h_(t-1): this first run's cell states, from a zero c_(t-1), are set aside
+    cell_step(mode, xp, (h_prev, torch.zeros_like(pre[..., : pre.shape[-1] // 4])), p, step_gates, pre=pre)
+    gates = {k: v[0] for k, v in step_gates.items()}
+    ig, f, c = gates["i"] * gates["g"], gates["f"], torch.empty_like(gates["f"])
+    prev = state0[1]
+    for k in range(len(c)):
+        prev = torch.addcmul(ig[k], f[k], prev, out=c[k])
+    h, _ = cell_step(mode, xp, (h_prev, torch.cat([state0[1][None], c[:-1]])), p, pre=pre)
+    return list(zip(out, c)), gates, max(_rel(h, out), _rel(c[-1], last[1]))
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b| (NaN where either holds one)."""
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
 
 
 def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:

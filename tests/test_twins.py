@@ -37,3 +37,55 @@ def test_a_twin_takes_every_layout_the_fused_layer_takes():
         flat = lambda o: [o[0].data if hasattr(o[0], "batch_sizes") else o[0], *o[1]]  # noqa: E731
         for a, b in zip(flat(got), flat(expected)):
             assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _traced(module, args, fused_steps: bool):
+    """The traces a twin of ``module`` records on ``args``, stepping the cell itself or running its fused kernel."""
+    with swap_fused(module) as twins, torch.no_grad():
+        (twin,) = twins.values()
+        twin.traces, twin.fused_steps = [], fused_steps
+        out = module(*args)
+    return out, twin.traces
+
+
+MODULES = [
+    lambda: torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True),
+    lambda: torch.nn.LSTM(3, 5, proj_size=2, batch_first=True),
+    lambda: torch.nn.LSTM(3, 5, bias=False),
+    lambda: torch.nn.GRU(3, 5, num_layers=2, bidirectional=True),
+    lambda: torch.nn.RNN(3, 5, nonlinearity="relu", bidirectional=True),
+    lambda: torch.nn.RNN(3, 5, num_layers=3),
+]
+
+
+@pytest.mark.parametrize("make", MODULES)
+def test_the_fused_kernel_path_records_what_the_stepped_twin_records(make):
+    torch.manual_seed(2)
+    module = make().double()
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    expected = module(x)
+    stepped_out, stepped = _traced(module, (x,), fused_steps=False)
+    fused_out, fused = _traced(module, (x,), fused_steps=True)
+    flat = lambda o: [o[0], *(o[1] if isinstance(o[1], tuple) else (o[1],))]  # noqa: E731
+    for a, b in zip(flat(expected), flat(fused_out), strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert [t.name for t in fused] == [t.name for t in stepped]
+    for s, f in zip(stepped, fused):
+        assert f.reconstruction is not None and f.reconstruction < 1e-13 and s.reconstruction is None
+        assert len(f.states) == len(s.states) == len(f.inputs) > 1
+        for a, b in zip(s.states, f.states):
+            assert all(torch.allclose(u, v, atol=1e-12) for u, v in zip(a, b))
+        assert set(f.gates) == set(s.gates)
+        for g in s.gates:
+            assert torch.allclose(torch.stack(s.gates[g]), f.gates[g], atol=1e-12)
+
+
+def test_the_fused_kernel_path_reports_equations_that_do_not_give_its_outputs_back(monkeypatch):
+    from rnncheck import twins
+
+    real = twins.cell_step
+    monkeypatch.setattr(twins, "cell_step", lambda *a, **k: (real(*a, **k)[0] * 1.01, *real(*a, **k)[1:]))
+    torch.manual_seed(3)
+    module = torch.nn.LSTM(3, 5).double()
+    _, traces = _traced(module, (torch.randn(6, 2, 3, dtype=torch.float64),), fused_steps=True)
+    assert traces[0].reconstruction > 1e-3

@@ -51,7 +51,7 @@ from ..flowresults import (
     Structure,
     Timescale,
 )
-from ..recorders import RecordedLayer, Recording
+from ..recorders import RecordedLayer, Recording, stacked
 from ..reference import Mode
 from ..twins import GATES
 from .flow_recorded import measure_stacked
@@ -330,14 +330,14 @@ def measure_layer(
     if layer.step is None:  # states recorded by rnncheck.record: no step function to differentiate
         flow.source, flow.structure = layer.source, None
         _not_measured(flow, layer.no_step)
-        flow.nonfinite = _backward_nonfinite(layer, adjoint, h, time_of) or _first_nonfinite_forward(layer, time_of)
+        flow.nonfinite = _backward_nonfinite(layer, g, time_of) or _first_nonfinite_forward(layer, time_of)
         return flow
     _extras(flow, layer, options, rng, extras_fit)
     bad = _first_nonfinite_forward(layer, time_of)
     if bad is not None:
         _explain_nonfinite(layer, bad, source)
     else:
-        bad = _backward_nonfinite(layer, adjoint, h, time_of)
+        bad = _backward_nonfinite(layer, g, time_of)
     flow.nonfinite = bad
     return flow
 
@@ -390,11 +390,11 @@ def _fit(flow: LayerFlow, p: np.ndarray) -> None:
     flow.span, flow.fit_intercept = decay.span, decay.intercept
 
 
-def _backward_nonfinite(layer: RecordedLayer, adjoint: dict, h: list, time_of) -> Nonfinite | None:
-    """The first non-finite dL/dh_t in the order the backward pass visits the steps."""
-    for k in range(len(h) - 1, -1, -1):
-        gk = adjoint.get(id(h[k]))
-        if gk is not None and not torch.isfinite(gk).all():
+def _backward_nonfinite(layer: RecordedLayer, norms: np.ndarray, time_of) -> Nonfinite | None:
+    """The first non-finite dL/dh_t in the order the backward pass visits the steps, read from their norms in
+    processing order (:func:`_norms`: a tensor's norm is finite exactly when all its entries are)."""
+    for k in range(len(norms) - 1, -1, -1):
+        if not math.isfinite(norms[k]):
             return Nonfinite(
                 layer.name,
                 time_of(k),
@@ -636,7 +636,7 @@ def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
     names = list(gates)
     lows = [-1.0 if name in TANH_GATES else 0.0 for name in names]  # a histogram's range: tanh's or sigmoid's
     # every gate at once: (gates, values); a layer's gates have the same rows at every step
-    a = torch.stack([torch.cat([t.detach().reshape(-1) for t in gates[name]]) for name in names]).float()
+    a = torch.stack([stacked(gates[name]).detach().reshape(-1) for name in names]).float()
     lo = torch.tensor(lows, dtype=a.dtype, device=a.device)[:, None]
     # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
     inside = (a >= lo) & (a <= 1.0)

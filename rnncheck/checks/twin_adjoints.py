@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..recorders import RecordedLayer, Recording
+from ..recorders import RecordedLayer, Recording, stacked
 from ..reference import Mode, gru, lstm, rnn
 from ..reference.activations import ACTIVATIONS
 
@@ -66,7 +66,7 @@ def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
     if layer.mode == Mode.LSTM:
         c = torch.stack([s[1].detach() for s in layer.states])
         c_prev = torch.cat([layer.state0[1].detach()[None], c[:-1]])
-        A, F, f = lstm.back_factors([torch.stack(layer.gates[g]) for g in lstm.GATES], torch.tanh(c), c_prev)
+        A, F, f = lstm.back_factors([stacked(layer.gates[g]) for g in lstm.GATES], torch.tanh(c), c_prev)
         A, F, f = rows(A, F, f)
         W_hr = p.get("W_hr")
 
@@ -79,7 +79,7 @@ def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
     if layer.mode == Mode.GRU:
         H = h.shape[-1]
         h_n = h_prev @ p["W_hh"][2 * H :].T + p["b_hh"][2 * H :]
-        Kx, Kh, z = rows(*gru.back_factors([torch.stack(layer.gates[g]) for g in gru.GATES], h_prev, h_n))
+        Kx, Kh, z = rows(*gru.back_factors([stacked(layer.gates[g]) for g in gru.GATES], h_prev, h_n))
 
         def step(dh, carry, k):
             da_x, _, dh_prev = gru.step_back(dh, Kx[k], Kh[k], z[k], p["W_hh"])

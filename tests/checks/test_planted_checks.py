@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import rnncheck
@@ -34,7 +35,8 @@ def test_nan_in_the_gradient_of_a_finite_loss_is_named():
     assert result.verdict == "fail" and bad and bad[0].location["index"] == [1]
 
 
-def test_twin_that_does_not_reproduce_the_fused_layer_is_reported(monkeypatch):
+@pytest.mark.parametrize("cls", [torch.nn.GRU, torch.nn.LSTM])
+def test_twin_that_does_not_reproduce_the_fused_layer_is_reported(monkeypatch, cls):
     from rnncheck import twins
 
     real = twins.cell_step
@@ -46,7 +48,7 @@ def test_twin_that_does_not_reproduce_the_fused_layer_is_reported(monkeypatch):
     monkeypatch.setattr(twins, "cell_step", wrong)
     torch.manual_seed(0)
     result = verify_case(
-        rnncheck.TorchCase(torch.nn.GRU(3, 4).double(), inputs=(torch.randn(6, 2, 3, dtype=torch.float64),)), Options()
+        rnncheck.TorchCase(cls(3, 4).double(), inputs=(torch.randn(6, 2, 3, dtype=torch.float64),)), Options()
     )
     assert [f for f in result.findings if f.kind == "twin_mismatch"]
     assert result.verdict == "warn"
