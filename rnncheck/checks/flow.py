@@ -51,7 +51,7 @@ from ..flowresults import (
     Structure,
     Timescale,
 )
-from ..recorders import RecordedLayer, Recording, stacked
+from ..recorders import RecordedLayer, Recording
 from ..reference import Mode
 from ..twins import GATES
 from .flow_recorded import measure_stacked
@@ -627,6 +627,14 @@ GATE_BINS = 20
 TANH_GATES = ("g", "n")
 
 
+def _flat(steps) -> torch.Tensor:
+    """Every step's values in one flat tensor: a fused layer's (T, B, H) at once, a list step by step (a packed
+    input's steps differ in rows)."""
+    if isinstance(steps, torch.Tensor):
+        return steps.detach().reshape(-1)
+    return torch.cat([t.detach().reshape(-1) for t in steps])
+
+
 def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
     """Each gate's mean, saturation shares and histogram (``gates``: name -> activations per step); every
     number in one pass and one transfer."""
@@ -636,7 +644,7 @@ def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
     names = list(gates)
     lows = [-1.0 if name in TANH_GATES else 0.0 for name in names]  # a histogram's range: tanh's or sigmoid's
     # every gate at once: (gates, values); a layer's gates have the same rows at every step
-    a = torch.stack([stacked(gates[name]).detach().reshape(-1) for name in names]).float()
+    a = torch.stack([_flat(gates[name]) for name in names]).float()
     lo = torch.tensor(lows, dtype=a.dtype, device=a.device)[:, None]
     # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
     inside = (a >= lo) & (a <= 1.0)
