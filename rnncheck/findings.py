@@ -322,7 +322,7 @@ class CaseResult:
     diagnostics: FlowDiagnostics = field(default_factory=FlowDiagnostics)
     traceback: str | None = None
     fingerprint: dict[str, Any] | None = None  # what the regression gate compares (see baseline.py)
-    unit_seconds: float | None = None  # one call of the user's gradient (a forward and a backward), measured
+    unit_seconds: float | None = None  # one call of the user's gradient (a forward and a backward): the fastest timed
 
     def __post_init__(self) -> None:
         self.verdict = Verdict(self.verdict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import traceback
 
 import numpy as np
@@ -25,8 +26,9 @@ from ..reductions import all_finite, max_abs, max_abs_diff
 from ..tolerances import current as tolerances
 
 
-def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
-    """Run the sanity checks.  Returns the result, the loss, and the *first* gradient.
+def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray], float | None]:
+    """Run the sanity checks.  Returns the result, the loss, the *first* gradient, and the seconds of the fastest
+    of its calls of the gradient (None: none was made).
 
     The steps: the loss is finite and repeats; the gradient is finite and repeats; the
     gradient function's own loss is the loss; no call changed its arguments.
@@ -34,17 +36,19 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     start = target.evaluations
     # where the gradient call evaluates the very loss (torch), its value serves the loss checks
     own = target.gradient_computes_loss
-    l1, g1 = target.gradient() if own else (target.model_loss(), None)
+    calls: list[float] = []
+    l1, g1 = _timed(calls, target.gradient) if own else (target.model_loss(), None)
     stop = _nonfinite_loss(l1)
     if stop is None:
-        l2, g2 = target.gradient() if own else (target.model_loss(), None)
+        l2, g2 = _timed(calls, target.gradient) if own else (target.model_loss(), None)
         stop = nondeterminism(l1, l2, target.model_eps, target=target)
     if stop is not None:
-        return CheckResult(CheckName.SANITY, Verdict.ERROR, [stop], evaluations=target.evaluations - start), l1, {}
+        result = CheckResult(CheckName.SANITY, Verdict.ERROR, [stop], evaluations=target.evaluations - start)
+        return result, l1, {}, min(calls, default=None)
     gl1 = None  # the gradient function's own loss, where it is a separate call to compare
     if not own:
-        gl1, g1 = target.gradient()
-        _, g2 = target.gradient()
+        gl1, g1 = _timed(calls, target.gradient)
+        _, g2 = _timed(calls, target.gradient)
     findings = _nonfinite_gradients(g1) + _stateful_gradients(g1, g2, target.model_eps)
     if (
         gl1 is not None
@@ -69,7 +73,15 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray]]:
     evaluations = target.evaluations - start
     verdict = worst(f.verdict for f in findings)
     result = CheckResult(CheckName.SANITY, verdict, findings, evaluations=evaluations, numbers={"loss": l1})
-    return result, l1, g1
+    return result, l1, g1, min(calls)
+
+
+def _timed(calls: list[float], call):
+    """``call()``, its seconds appended to ``calls``."""
+    t0 = time.perf_counter()
+    out = call()
+    calls.append(time.perf_counter() - t0)
+    return out
 
 
 def _nonfinite_loss(l1: float) -> Finding | None:

@@ -150,7 +150,8 @@ def _shorten(name: str, width: int) -> str:
 
 
 def _time_shares(case: CaseResult) -> str:
-    """``-v``: each check's time, in seconds and in units of one forward+backward of the model."""
+    """``-v``: each check's time, in seconds and in units of one call of the case's gradient (a forward and a
+    backward, as rnncheck calls it: the fastest call the sanity checks timed)."""
     unit = case.unit_seconds or 0.0
     parts = []
     for c in case.checks:
@@ -161,7 +162,9 @@ def _time_shares(case: CaseResult) -> str:
         parts.append(f"{c.name} {seconds:.3f} s{units}")
     if not parts:
         return ""
-    unit_text = f"; one forward+backward {unit * 1e3:.1f} ms" if unit > 0 else ""
+    unit_text = (
+        f"; unit: one forward+backward (the fastest gradient call timed) {unit * 1e3:.1f} ms" if unit > 0 else ""
+    )
     return "time: " + ", ".join(parts) + unit_text
 
 

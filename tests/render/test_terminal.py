@@ -63,3 +63,26 @@ def test_verbose_output_says_where_the_time_went_in_units_of_one_forward_and_bac
     for check in ("sanity", "gradient", "reference", "flow"):
         assert re.search(rf"{check} \d+\.\d+ s = \d+\.\d units", line), line
     assert "one forward+backward" in line
+
+
+def test_the_unit_of_the_time_shares_is_a_gradient_call_not_the_sanity_checks_mean(tmp_path):
+    """The first gradient call pays for warming up (here 0.4 s of it): the unit is the fastest call, not the sanity
+    checks' time per call, which would count that warm-up and the checks' own work."""
+    from click.testing import CliRunner
+
+    from rnncheck import main
+
+    model = tmp_path / "slow_first.py"
+    model.write_text(
+        "import time\nimport numpy as np\nimport rnncheck\n\ncalls = []\n\n\n"
+        "def loss(p):\n    return float(np.sum(p['w'] ** 2))\n\n\n"
+        "def grad(p):\n    if not calls:\n        time.sleep(0.4)\n    calls.append(1)\n"
+        "    return {'w': 2 * p['w']}\n\n\n"
+        "@rnncheck.case\ndef quad():\n"
+        "    return rnncheck.NumpyCase(loss=loss, grad=grad, params={'w': np.array([1.0, -2.0, 0.5])})\n"
+    )
+    out = CliRunner().invoke(main, ["verify", str(model), "-v", "--no-color", "--no-flow"]).output
+    line = next(s for s in out.splitlines() if s.strip().startswith("time: "))
+    unit_ms = float(re.search(r"timed\) (\d+\.\d+) ms", line).group(1))
+    sanity_s = float(re.search(r"sanity (\d+\.\d+) s", line).group(1))
+    assert sanity_s >= 0.4 and unit_ms < 100, line
