@@ -73,21 +73,29 @@ def _groups(tensors: list, size: int = 256):
 def _norms(tensors) -> np.ndarray:
     """‖t‖ of each tensor (None: 0), scaled so that a gradient that decayed to 1e-262 is not 0.0.
 
-    Same-shaped runs are stacked and reduced at once: one pass per run, not one per step.
+    Same-shaped runs are stacked and reduced at once: one pass per run, not one per step; a
+    tensor holding every step at once (K, ...) is one run already.
     """
+    if isinstance(tensors, torch.Tensor):
+        return _row_norms(tensors.detach().reshape(len(tensors), -1))
     out = np.zeros(len(tensors))
     present = [(i, t) for i, t in enumerate(tensors) if t is not None]
     start = 0
     for group in _groups([t for _, t in present]):
-        rows = torch.stack([t.detach().reshape(-1) for t in group]).double()
-        big = rows.abs().amax(dim=1)
-        safe = torch.where(torch.isfinite(big) & (big > 0), big, torch.ones_like(big))
-        norms = safe * (rows / safe[:, None]).pow(2).sum(dim=1).sqrt()
-        norms = torch.where(torch.isfinite(big), norms, big)
-        for k, value in enumerate(norms.cpu().tolist()):
+        norms = _row_norms(torch.stack([t.detach().reshape(-1) for t in group]))
+        for k, value in enumerate(norms):
             out[present[start + k][0]] = value
         start += len(group)
     return out
+
+
+def _row_norms(rows: torch.Tensor) -> np.ndarray:
+    """Each row's norm in float64, scaled by its largest entry first (a NaN or Inf row: that entry)."""
+    rows = rows.double()
+    big = rows.abs().amax(dim=1)
+    safe = torch.where(torch.isfinite(big) & (big > 0), big, torch.ones_like(big))
+    norms = safe * (rows / safe[:, None]).pow(2).sum(dim=1).sqrt()
+    return torch.where(torch.isfinite(big), norms, big).cpu().numpy()
 
 
 def _first_nonfinite_forward(layer: RecordedLayer, time_of) -> Nonfinite | None:
@@ -315,12 +323,11 @@ def measure_layer(
     flow = LayerFlow(layer.name, layer.mode, T)
     if layer.given is not None:
         return _measure_given(flow, layer, options)
-    h = [s[0] for s in layer.states]
-    g = _norms([adjoint.get(id(t)) for t in h])
+    g = _norms(_stepwise(adjoint, layer, 0))
     flow.profile = _time_order(g, layer).tolist()
     if len(layer.states[0]) > 1:
-        flow.profile_c = _time_order(_norms([adjoint.get(id(s[1])) for s in layer.states]), layer).tolist()
-    _fit(flow, _norms(list(propagation)))  # lag 0 = the last state
+        flow.profile_c = _time_order(_norms(_stepwise(adjoint, layer, 1)), layer).tolist()
+    _fit(flow, _norms(propagation))  # lag 0 = the last state
     flow.structure = _structure(layer.mode, _recurrent_of(layer)) if options.spectral else SPECTRAL_ON_REQUEST
     flow.gates = _gates(layer.mode, layer.gates, T)
 
@@ -340,6 +347,13 @@ def measure_layer(
         bad = _backward_nonfinite(layer, g, time_of)
     flow.nonfinite = bad
     return flow
+
+
+def _stepwise(adjoint: dict, layer: RecordedLayer, part: int):
+    """The adjoints of part ``part`` of the layer's states (0: h, 1: c), in processing order: one tensor where the
+    hand-worked pass kept every step's at once (under ``(part, id(layer))``), else a list by step."""
+    whole = adjoint.get((part, id(layer)))
+    return whole if whole is not None else [adjoint.get(id(s[part])) for s in layer.states]
 
 
 def _time_order(norms: np.ndarray, layer: RecordedLayer) -> np.ndarray:

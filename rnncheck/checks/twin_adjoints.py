@@ -29,7 +29,8 @@ def by_hand(layer: RecordedLayer) -> bool:
 
 
 def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1):
-    """Back through one layer-direction: ``(dh, dc, da)``, each a list in processing order.
+    """Back through one layer-direction: ``(dh, dc, da)``, each every step's at once, (K, rows, ·) in processing
+    order (``dc`` None but for an LSTM).
 
     ``direct`` (K, B, P) holds each step's direct dL/dh_k (None: none), ``dh_T`` and ``dc_T``
     what the last state receives from outside (None: nothing).  ``dh[k]`` is the total
@@ -52,7 +53,7 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1)
         dh = dh_next if direct is None else direct[k] + dh_next
         out_h[k] = dh
         out_a[k], dh_next, carry, out_c[k] = step(dh, carry, k)
-    return out_h, out_c, out_a
+    return torch.stack(out_h), None if out_c[0] is None else torch.stack(out_c), torch.stack(out_a)
 
 
 def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
@@ -102,12 +103,13 @@ def propagation_by_hand(layer: RecordedLayer, u: torch.Tensor) -> torch.Tensor |
         return None
     with torch.no_grad():
         dh, _, _ = back_through(layer, None, u.detach())
-    return torch.stack(dh[::-1])
+    return dh.flip(0)
 
 
 def total_adjoints(recording: Recording, units: list | None = None) -> tuple[dict[int, torch.Tensor], list]:
-    """dL/d(state) of every state of every fused module the recording holds, keyed by the state tensor's id,
-    from the upstream gradients of the module's output and final states (``recording.upstream``); and, where
+    """dL/d(state) of every state of every fused module the recording holds, keyed by the state tensor's id (and
+    every step's at once by ``(part, id(layer))``: :func:`_keep_adjoints`), from the upstream gradients of the
+    module's output and final states (``recording.upstream``); and, where
     ``units`` gives a unit functional u of each layer's last state, the propagation ∂⟨u, h_T⟩/∂h_t of each
     layer (lag 0 first), carried in the same pass as extra rows."""
     adjoint: dict[int, torch.Tensor] = {}
@@ -119,6 +121,18 @@ def total_adjoints(recording: Recording, units: list | None = None) -> tuple[dic
             layers = {layer.index: layer for layer in recording.layers if layer.module == name}
             _module_adjoints(spec, ups, layers, adjoint, by_layer, propagation)
     return adjoint, [propagation.get(id(layer)) for layer in recording.layers]
+
+
+def _keep_adjoints(adjoint: dict, layer: RecordedLayer, dh, dc) -> None:
+    """A layer's adjoints kept both ways: by each state tensor's id, and every step's at once under ``(0, id(layer))``
+    for h and ``(1, id(layer))`` for c (what the flow check's norms read)."""
+    adjoint[(0, id(layer))] = dh
+    for state, g_h in zip(layer.states, dh):
+        adjoint[id(state[0])] = g_h
+    if dc is not None:
+        adjoint[(1, id(layer))] = dc
+        for state, g_c in zip(layer.states, dc):
+            adjoint[id(state[1])] = g_c
 
 
 def _module_adjoints(spec, ups, layers: dict, adjoint: dict, units: dict, propagation: dict) -> None:
@@ -148,16 +162,10 @@ def _module_adjoints(spec, ups, layers: dict, adjoint: dict, units: dict, propag
                 dc_T = None if dc_T is None else torch.cat([dc_T, torch.zeros_like(dc_T)])
             dh, dc, da = back_through(layer, direct, dh_T, dc_T, copies=1 if u is None else 2)
             if u is not None:
-                propagation[id(layer)] = torch.stack([g[B:] for g in dh[::-1]])
-                dh = [g[:B] for g in dh]
-                dc = [None if g is None else g[:B] for g in dc]
-                da = [g[:B] for g in da]
-            for state, g_h, g_c in zip(layer.states, dh, dc):
-                adjoint[id(state[0])] = g_h
-                if g_c is not None:
-                    adjoint[id(state[1])] = g_c
+                propagation[id(layer)] = dh[:, B:].flip(0)
+                dh, dc, da = dh[:, :B], None if dc is None else dc[:, :B], da[:, :B]
+            _keep_adjoints(adjoint, layer, dh, dc)
             if layer_index:
-                da_time = torch.stack(da[::-1] if d else da)
-                share = da_time @ layer.params["W_ih"]
+                share = (da.flip(0) if d else da) @ layer.params["W_ih"]
                 below = share if below is None else below + share
         d_out = below
