@@ -49,6 +49,7 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1)
         carry = carry + dc_T
     dh_next = torch.zeros_like(h[0]).repeat(copies, 1) if dh_T is None else dh_T
     out_h, out_c, out_a = [None] * K, [None] * K, [None] * K
+    direct = None if direct is None else direct.unbind(0)
     for k in range(K - 1, -1, -1):
         dh = dh_next if direct is None else direct[k] + dh_next
         out_h[k] = dh
@@ -61,8 +62,8 @@ def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
     initial carry (an LSTM's dc; None for the others); what each step multiplies by repeated ``copies`` times
     along the batch."""
 
-    def rows(*factors):
-        return [x.repeat(1, copies, 1) if copies > 1 else x for x in factors]
+    def rows(*factors):  # each factor's steps as a tuple of views: a step reads them without an indexing kernel
+        return [(x.repeat(1, copies, 1) if copies > 1 else x).unbind(0) for x in factors]
 
     if layer.mode == Mode.LSTM:
         c = torch.stack([s[1].detach() for s in layer.states])
