@@ -213,17 +213,18 @@ def _fresh_leaves(target):
     return values, params, tuple(_replace_inputs(target, values))
 
 
-#: the largest batch whose adjoints are worked out by hand: there a step's few kernels beat autograd's walk over
-#: the twin's graph; past it, what the hand-worked pass precomputes for every step at once outgrows the caches and
-#: autograd is faster (benchmarks/README.md §20: B=16 2.1-2.2x by hand against 2.5-2.8x; B=64 2.0-2.4x against
-#: 1.7-2.1x, and T=100, B=32 2.3-2.6x against 2.0-2.1x)
-BY_HAND_MAX_BATCH = 16
+#: the most states (steps x batch x hidden size, of any one layer) whose adjoints are worked out by hand: up to it a
+#: step's few kernels beat autograd's walk over the twin's graph; past it, what the hand-worked pass precomputes for
+#: every step at once, (T, B, 4H) tensors, outgrows the caches and autograd is faster (benchmarks/README.md §20 and
+#: §21: LSTM(256) at T=50, B=16 2.1-2.2x by hand against 2.5-2.8x, B=64 2.0-2.4x against 1.7-2.1x, T=100, B=32
+#: 2.3-2.6x against 2.0-2.1x; LSTM(64) at T=50, B=64 3.5-3.7x against 4.1-4.4x, T=100, B=32 3.7-5.4x against 5.9-7.3x)
+BY_HAND_MAX_STATES = 50 * 16 * 256
 
 
 def _upstream(target) -> dict | None:
     """The gradients each fused layer's output and final states received in the case's first gradient call, by
-    layer name; None unless every fused layer was caught, none takes a PackedSequence or a batch larger than
-    :data:`BY_HAND_MAX_BATCH`, and no dropout is on."""
+    layer name; None unless every fused layer was caught, none takes a PackedSequence or holds more states than
+    :data:`BY_HAND_MAX_STATES`, and no dropout is on."""
     fused = fused_layers(target.model)
     captured = target.captured or {}
     if not fused or active_dropout(target.model):
@@ -235,7 +236,8 @@ def _upstream(target) -> dict | None:
             return None
         x = got[0][0]
         batch = 1 if x.dim() == 2 else x.shape[0 if mod.batch_first else 1]
-        if batch > BY_HAND_MAX_BATCH:
+        steps = x.shape[1 if mod.batch_first and x.dim() == 3 else 0]
+        if steps * batch * mod.hidden_size > BY_HAND_MAX_STATES:
             return None
         out[name] = got[2]
     return out
