@@ -11,6 +11,11 @@ step by step in plain torch ops, with the same parameter names, so that
   (Jacobian-product norms, Lyapunov exponents, time localization);
 - ``torch.func.vmap`` can batch it, which the fused kernels do not allow.
 
+Where no graph is wanted (the flow check, when the case's own gradient call caught what each
+fused layer received), ``Twin.fused_steps`` runs each layer-direction as its fused kernel
+instead: its states are the kernel's own outputs, every step's gates are recomputed from them
+at once, and the cell's equations run on them are held to the outputs (``Trace.reconstruction``).
+
 ``swap_fused(model)`` runs every fused layer of a model as its twin inside a ``with`` block;
 ``capturing(layers)`` records what the fused layers themselves are given and sent back
 during one forward and backward pass (the reference comparison's inputs).
