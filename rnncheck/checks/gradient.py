@@ -394,17 +394,22 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
     tol = max((p.rel_bound for p in probes), default=0.0)
     pick = np.random.default_rng(0)
     for name, g in prober.grad.items():
-        # the smallest relative error of a typical single entry that some probe would catch
-        flat = g.ravel()
-        idx = pick.choice(flat.size, DETECTION_SAMPLE, replace=False) if flat.size > DETECTION_SAMPLE else slice(None)
-        gs = np.abs(flat[idx])
+        # the smallest relative error of a typical single entry that some probe would catch; the sample's indices in
+        # order (a median does not depend on it), so that each probe's entries are read front to back
+        flat, magnitude = g.ravel(), np.abs(g.ravel())
+        idx = (
+            np.sort(pick.choice(flat.size, DETECTION_SAMPLE, replace=False))
+            if flat.size > DETECTION_SAMPLE
+            else slice(None)
+        )
+        gs = magnitude[idx]
         reach = np.zeros(gs.size)
         for p, v in zip(probes, directions):
             if name in v and p.bound > 0:
                 reach = np.maximum(reach, gs * np.abs(v[name].ravel()[idx]) / p.bound)
         nz = reach[reach > 0]
         detection = float(1.0 / np.median(nz)) if nz.size else None
-        own = _own_numbers(name, g, probes, directions)
+        own = _own_numbers(name, magnitude, probes, directions)
         row_err, row_tol = own if own is not None else (err, tol)
         rows.append(
             TensorRow(name, tuple(g.shape), float(np.sqrt(flat @ flat)), row_err, row_tol, Verdict.PASS, "", detection)
@@ -412,19 +417,19 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
     return rows
 
 
-def _own_numbers(name: str, g: np.ndarray, probes: list[Probe], directions) -> tuple[float, float] | None:
+def _own_numbers(name: str, magnitude: np.ndarray, probes: list[Probe], directions) -> tuple[float, float] | None:
     """A passing tensor's own ``(rel err, tolerance)``: from the probe that resolves it best, relative to its share.
 
     A probe's disagreement, were it all this tensor's, is that fraction of the tensor's share
     Σ_(i in tensor) |g_i v_i| of the probe; its bound likewise.  The probe with the smallest
     such bound is the one that sees this tensor best.  None for a tensor no probe reaches
-    (a gradient of zero): the case's worst then stands for it.
+    (a gradient of zero): the case's worst then stands for it.  ``magnitude``: |g|, flat.
     """
     best = None
     for p, v in zip(probes, directions):
         if name not in v:
             continue
-        share = float(np.abs(g.ravel()) @ np.abs(v[name].ravel()))
+        share = float(magnitude @ np.abs(v[name].ravel()))
         if share <= 0:
             continue
         pair = (p.mismatch / share, p.bound / share)
