@@ -24,6 +24,7 @@ during one forward and backward pass (the reference comparison's inputs).
 from __future__ import annotations
 
 import functools
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -261,7 +262,9 @@ class Twin:
         x = layer_in.flip(0) if d else layer_in  # processing order
         weights = [p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], *([p["W_hr"]] if "W_hr" in p else [])]
         hx = (state[0][None], state[1][None]) if lstm_ else state[0][None]
-        out, *last = _KERNELS[mode](x, hx, weights, True, 1, 0.0, False, False, False)
+        with warnings.catch_warnings():  # cuDNN warns that these weights are not one flat buffer: it copies them
+            warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory.*")
+            out, *last = _KERNELS[mode](x, hx, weights, True, 1, 0.0, False, False, False)
         last = tuple(t[0] for t in last)
         if trace is not None:
             xp = project_inputs(mode, x, p)
@@ -299,9 +302,15 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a − b| / max |b| (NaN where either holds one)."""
+    """max |a − b| / max |b| over the entries where the kernel's ``b`` is finite (an overflowed output has no value
+    to hold the equations to); a non-finite ``a`` where ``b`` is finite is an infinite difference."""
+    keep = torch.isfinite(b)
+    if not bool(keep.any()):
+        return 0.0
+    a, b = a[keep], b[keep]
+    gap = (a - b).abs()
     scale = float(b.abs().max()) or 1.0
-    return float((a - b).abs().max()) / scale
+    return float(torch.where(torch.isfinite(gap), gap, torch.inf).max()) / scale
 
 
 def fused_layers(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:

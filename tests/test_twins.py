@@ -89,3 +89,12 @@ def test_the_fused_kernel_path_reports_equations_that_do_not_give_its_outputs_ba
     module = torch.nn.LSTM(3, 5).double()
     _, traces = _traced(module, (torch.randn(6, 2, 3, dtype=torch.float64),), fused_steps=True)
     assert traces[0].reconstruction > 1e-3
+
+
+def test_the_kernel_path_holds_the_equations_to_the_finite_outputs_only():
+    from rnncheck.twins import _rel
+
+    out = torch.tensor([1.0, float("nan"), 2.0])
+    assert _rel(torch.tensor([1.0, 5.0, 2.0]), out) == 0.0  # the kernel's NaN has no value to compare
+    assert _rel(torch.tensor([1.0, 5.0, float("nan")]), out) == float("inf")  # the equations' NaN is a difference
+    assert _rel(torch.tensor([1.1, 5.0, 2.0]), out) == pytest.approx(0.05)
