@@ -35,7 +35,7 @@ from .flowresults import TwinAgreement
 from .nested import float_outputs, replace
 from .recording import Recorded, recording
 from .tolerances import current as tolerances
-from .twins import GATES, active_dropout, cell_step, dropout_off, fused_layers, project_inputs, swap_fused
+from .twins import GATES, active_dropout, cell_step, dropout_off, fused_layers, project_inputs, rel_diff, swap_fused
 from .usercode import call_user
 
 #: why a model shows no states, and how to show them
@@ -393,13 +393,9 @@ def _replace_inputs(target, values, every: bool = False):
 
 
 def _max_rel_diff(a, b) -> float:
-    xs, ys = float_outputs(a), float_outputs(b)
-    worst = 0.0
-    for x, y in zip(xs, ys):
-        x, y = x.detach(), y.detach()
-        scale = float(x.abs().max()) or 1.0
-        worst = max(worst, float((x - y).abs().max()) / scale)
-    return worst
+    """The largest :func:`rel_diff` of ``b``'s floating outputs from ``a``'s."""
+    pairs = zip(float_outputs(a), float_outputs(b))
+    return max((rel_diff(y.detach(), x.detach()) for x, y in pairs), default=0.0)
 
 
 def recurrent_weight(p: dict):

@@ -288,7 +288,7 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     step_gates: dict = {}
     if mode != Mode.LSTM:
         (h,) = cell_step(mode, xp, (h_prev,), p, step_gates)
-        return [(t,) for t in out], {k: v[0] for k, v in step_gates.items()}, _rel(h, out)
+        return [(t,) for t in out], {k: v[0] for k, v in step_gates.items()}, rel_diff(h, out)
     pre = torch.addmm(xp.flatten(0, 1), h_prev.flatten(0, 1), p["W_hh"].T).view_as(xp) + p["b_hh"]
     # the gates need only h_(t-1): this first run's cell states, from a zero c_(t-1), are set aside
     cell_step(mode, xp, (h_prev, torch.zeros_like(pre[..., : pre.shape[-1] // 4])), p, step_gates, pre=pre)
@@ -298,12 +298,12 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     for k in range(len(c)):
         prev = torch.addcmul(ig[k], f[k], prev, out=c[k])
     h, _ = cell_step(mode, xp, (h_prev, torch.cat([state0[1][None], c[:-1]])), p, pre=pre)
-    return list(zip(out, c)), gates, max(_rel(h, out), _rel(c[-1], last[1]))
+    return list(zip(out, c)), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1]))
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a − b| / max |b| over the entries where the kernel's ``b`` is finite (an overflowed output has no value
-    to hold the equations to); a non-finite ``a`` where ``b`` is finite is an infinite difference."""
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b| over the entries where ``b``, the layer's own output, is finite (an overflowed output has
+    no value to hold anything to); a non-finite ``a`` where ``b`` is finite is an infinite difference."""
     keep = torch.isfinite(b)
     if not bool(keep.all()):  # the usual case, every output finite, needs no mask
         if not bool(keep.any()):

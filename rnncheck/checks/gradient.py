@@ -394,14 +394,9 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
     tol = max((p.rel_bound for p in probes), default=0.0)
     pick = np.random.default_rng(0)
     for name, g in prober.grad.items():
-        # the smallest relative error of a typical single entry that some probe would catch; the sample's indices in
-        # order (a median does not depend on it), so that each probe's entries are read front to back
+        # the smallest relative error of a typical single entry that some probe would catch
         flat, magnitude = g.ravel(), np.abs(g.ravel())
-        idx = (
-            np.sort(pick.choice(flat.size, DETECTION_SAMPLE, replace=False))
-            if flat.size > DETECTION_SAMPLE
-            else slice(None)
-        )
+        idx = pick.choice(flat.size, DETECTION_SAMPLE, replace=False) if flat.size > DETECTION_SAMPLE else slice(None)
         gs = magnitude[idx]
         reach = np.zeros(gs.size)
         for p, v in zip(probes, directions):
