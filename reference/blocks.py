@@ -25,3 +25,21 @@ def join(parts) -> object:
     if hasattr(parts[0], "chunk"):
         return sys.modules["torch"].cat(list(parts), dim=-1)
     return np.concatenate(parts, axis=-1)
+
+
+def addmul(x, a, b):
+    """``x + a ⊙ b`` (``a ⊙ b`` where ``x`` is None): one fused ``torch.addcmul`` on tensors."""
+    if x is None:
+        return a * b
+    if hasattr(x, "chunk"):
+        return sys.modules["torch"].addcmul(x, a, b)
+    return x + a * b
+
+
+def addmatmul(x, a, W):
+    """``x + a @ W`` (``a @ W`` where ``x`` is None) for one step's 2-D rows: one ``torch.addmm`` on tensors."""
+    if x is None:
+        return a @ W
+    if hasattr(x, "chunk"):
+        return sys.modules["torch"].addmm(x, a, W)
+    return x + a @ W

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
-from .blocks import blocks, join
+from .blocks import addmatmul, addmul, blocks, join
 
 GATES = ("r", "z", "n")
 
@@ -71,12 +71,13 @@ def back_factors(acts, h_prev, h_n):
     return join([k_r, k_z, k_n]), join([k_r, k_z, k_n * r]), z
 
 
-def step_back(dh_t, Kx_t, Kh_t, z_t, W_hh):
+def step_back(dh_t, Kx_t, Kh_t, z_t, W_hh, direct_prev=None):
     """One step back through the cell: ``(da_x, da_h, dh_{t-1}'s share)`` from the total dL/dh_t.  The one home
-    of the GRU's backward step, for the reference and the twin."""
+    of the GRU's backward step, for the reference and the twin.  With ``direct_prev`` (step t-1's direct dL/dh)
+    the third value is the total dL/dh_(t-1)."""
     dh3 = join([dh_t, dh_t, dh_t])
     da_h = dh3 * Kh_t
-    return dh3 * Kx_t, da_h, dh_t * z_t + da_h @ W_hh
+    return dh3 * Kx_t, da_h, addmatmul(addmul(direct_prev, dh_t, z_t), da_h, W_hh)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import dsigmoid_from_output, dtanh_from_output, sigmoid
-from .blocks import blocks, join
+from .blocks import addmatmul, addmul, blocks, join
 
 GATES = ("i", "f", "g", "o")
 
@@ -47,11 +47,24 @@ def cell(a, c_prev, act=ACTS, order=GATES):
     arrays and on torch tensors alike, given that library's activations in ``act``; and a
     wrong forward is this cell with one substitution in ``act`` or ``order``.
     """
-    block = dict(zip(order, blocks(a, len(order))))
-    i, f, g, o = (act[name](block[name]) for name in GATES)
+    i, f, g, o = activations(a, act, order)
     c = f * c_prev + i * g
+    m, s = output(o, c, act)
+    return m, c, (i, f, g, o), s
+
+
+def activations(a, act=ACTS, order=GATES) -> tuple:
+    """The gates ``(i, f, g, o)`` from their pre-activations ``a`` (·, 4H), blocks in ``order``: the first half
+    of :func:`cell`, which needs no cell state (the gates of every step at once, where every h_(t-1) is known)."""
+    block = dict(zip(order, blocks(a, len(order))))
+    return tuple(act[name](block[name]) for name in GATES)
+
+
+def output(o, c, act=ACTS) -> tuple:
+    """``(m_t, s_t)``: the cell state's way out, ``s_t = tanh(c_t)`` and ``m_t = o_t ⊙ s_t``; the last half of
+    :func:`cell`."""
     s = act["c"](c)
-    return o * s, c, (i, f, g, o), s
+    return o * s, s
 
 
 def back_factors(acts, s, c_prev):
@@ -75,12 +88,16 @@ def back_factors(acts, s, c_prev):
     return A, F, f
 
 
-def step_back(dm_t, dc_next, A_t, F_t, f_t, W_hh):
+def step_back(dm_t, dc_next, A_t, F_t, f_t, W_hh, direct_prev=None):
     """One step back through the cell: ``(da_t, W_hhᵀ da_t, dc_{t-1}'s share, dc_t)`` from the total dL/dm_t and the
-    dc carried back from step t+1.  The one home of the LSTM's backward step, for the reference and the twin."""
-    dc_t = dc_next + dm_t * A_t
+    dc carried back from step t+1.  The one home of the LSTM's backward step, for the reference and the twin.
+
+    With ``direct_prev``, step t-1's direct dL/dh, the second value is the total dL/dh_(t-1) =
+    direct_prev + W_hhᵀ da_t, from one fused product on tensors.
+    """
+    dc_t = addmul(dc_next, dm_t, A_t)
     da_t = join([dc_t, dc_t, dc_t, dm_t]) * F_t
-    return da_t, da_t @ W_hh, dc_t * f_t, dc_t
+    return da_t, addmatmul(direct_prev, da_t, W_hh), dc_t * f_t, dc_t
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import ACTIVATIONS
+from .blocks import addmatmul
 
 
 def cell(a, phi):
@@ -37,12 +38,12 @@ def cell(a, phi):
     return phi(a)
 
 
-def step_back(dh_t, D_t, W_hh):
+def step_back(dh_t, D_t, W_hh, direct_prev=None):
     """One step back through the cell: ``(da_t, W_hhᵀ da_t)`` from the total dL/dh_t and ``D_t = φ'`` at step t (from
     the output: ``ACTIVATIONS[name][1](h)``).  The one home of the plain RNN's backward step, for the reference and
-    the twin."""
+    the twin.  With ``direct_prev`` (step t-1's direct dL/dh) the second value is the total dL/dh_(t-1)."""
     da_t = dh_t * D_t
-    return da_t, da_t @ W_hh
+    return da_t, addmatmul(direct_prev, da_t, W_hh)
 
 
 @dataclass

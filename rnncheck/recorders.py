@@ -84,6 +84,11 @@ class RecordedLayer:
     module: str | None = None  # the fused module a twin's layer belongs to, by name
     index: tuple[int, int] | None = None  # its (layer, direction) in that module
     finite: bool = False  # known to hold only finite states (set by the flow check)
+    whole: tuple | None = None  # the states' parts every step's at once, (K, B, ·) each, where a fused kernel gave them
+
+    def steps(self, part: int = 0) -> torch.Tensor:
+        """Part ``part`` of the states (0: h, 1: c) of every step at once, (K, rows, ·) in processing order."""
+        return self.whole[part] if self.whole is not None else torch.stack([s[part] for s in self.states])
 
     @cached_property
     def step(self) -> Callable | None:
@@ -335,6 +340,7 @@ def _record_twins(target, values, params, args, graph: bool = True) -> Recording
                     params=p,
                     module=name,
                     index=trace.index,
+                    whole=trace.whole,
                 )
             )
     return got

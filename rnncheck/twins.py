@@ -24,6 +24,7 @@ during one forward and backward pass (the reference comparison's inputs).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class Trace:
     #: run by the fused kernel (:meth:`Twin._direction_fused`): how far the cell's equations, run on its states,
     #: are from its outputs and last cell state (max rel diff); None: stepped by the twin itself
     reconstruction: float | None = None
+    #: the same run's states, every step's at once: ``(h,)`` or ``(h, c)``, each (T, B, ·) in processing order
+    whole: tuple[torch.Tensor, ...] | None = None
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -269,9 +272,9 @@ class Twin:
         if trace is not None:
             xp = project_inputs(mode, x, p)
             h_prev = torch.cat([state[0][None], out[:-1]])
-            states, gates, worst = _explain(mode, xp, h_prev, out, state, last, p)
+            whole, gates, worst = _explain(mode, xp, h_prev, out, state, last, p)
             trace.inputs, trace.gates, trace.reconstruction = list(xp), gates, worst
-            trace.states = states
+            trace.whole, trace.states = whole, list(zip(*whole))
         return (out.flip(0) if d else out), last
 
 
@@ -282,30 +285,37 @@ _KERNELS = {Mode.LSTM: torch.lstm, Mode.GRU: torch.gru, Mode.RNN_TANH: torch.rnn
 
 def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     """A fused layer-direction's states and gates at every step, and how far the cell's equations are from its
-    outputs: ``(states, gates, max rel diff)``.  Each step's gates need only the previous output, so they come for
+    outputs: ``(states, gates, max rel diff)``, the states ``(h,)`` or ``(h, c)``, every step's at once.  Each step's gates need only the previous output, so they come for
     every step at once; an LSTM's cell state then follows from its two-term recurrence, and its last value is held
     against the kernel's own."""
     step_gates: dict = {}
     if mode != Mode.LSTM:
         (h,) = cell_step(mode, xp, (h_prev,), p, step_gates)
-        return [(t,) for t in out], {k: v[0] for k, v in step_gates.items()}, rel_diff(h, out)
+        return (out,), {k: v[0] for k, v in step_gates.items()}, rel_diff(h, out)
     pre = torch.addmm(xp.flatten(0, 1), h_prev.flatten(0, 1), p["W_hh"].T).view_as(xp) + p["b_hh"]
-    # the gates need only h_(t-1): this first run's cell states, from a zero c_(t-1), are set aside
-    cell_step(mode, xp, (h_prev, torch.zeros_like(pre[..., : pre.shape[-1] // 4])), p, step_gates, pre=pre)
-    gates = {k: v[0] for k, v in step_gates.items()}
-    ig, f, c = gates["i"] * gates["g"], gates["f"], torch.empty_like(gates["f"])
+    # the cell's equations in three parts: the gates (they need only h_(t-1)), c_t = f_t c_(t-1) + i_t g_t
+    # step by step, and the way out
+    acts = lstm.activations(pre, _LSTM_ACTS)
+    i, f, g, o = acts
+    ig, c = i * g, torch.empty_like(f)
     prev = state0[1]
     for k in range(len(c)):
         prev = torch.addcmul(ig[k], f[k], prev, out=c[k])
-    h, _ = cell_step(mode, xp, (h_prev, torch.cat([state0[1][None], c[:-1]])), p, pre=pre)
-    return list(zip(out, c)), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1]))
+    h, _ = lstm.output(o, c, _LSTM_ACTS)
+    if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
+        h = h @ p["W_hr"].T
+    gates = dict(zip(GATES[Mode.LSTM], acts))
+    return (out, c), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1]))
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a − b| / max |b| over the entries where ``b``, the layer's own output, is finite (an overflowed output has
     no value to hold anything to); a non-finite ``a`` where ``b`` is finite is an infinite difference."""
+    gap, scale = torch.stack([(a - b).abs().max(), b.abs().max()]).tolist()
+    if math.isfinite(gap) and math.isfinite(scale):  # the usual case, everything finite, needs no mask
+        return gap / (scale or 1.0)
     keep = torch.isfinite(b)
-    if not bool(keep.all()):  # the usual case, every output finite, needs no mask
+    if not bool(keep.all()):
         if not bool(keep.any()):
             return 0.0
         a, b = a[keep], b[keep]

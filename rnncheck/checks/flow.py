@@ -24,6 +24,7 @@ The verdict (``diagnostics.gradient_flow``) comes with the thresholds that decid
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -89,8 +90,20 @@ def _norms(tensors) -> np.ndarray:
     return out
 
 
+#: a float64 norm computed directly is exact to rounding between these: no sum of squares overflows, and the
+#: squares that underflow (entries below 1e-154) weigh less than 1e-27 of a norm's square above 1e-140
+_PLAIN_NORMS = (1e-140, 1e150)
+
+
 def _row_norms(rows: torch.Tensor) -> np.ndarray:
-    """Each row's norm in float64, scaled by its largest entry first (a NaN or Inf row: that entry)."""
+    """Each row's norm in float64, scaled by its largest entry first (a NaN or Inf row: that entry).
+
+    One pass where every norm lies well inside float64's range (the usual case); the scaled
+    computation only where one does not.
+    """
+    plain = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64).cpu().numpy()
+    if np.all((plain > _PLAIN_NORMS[0]) & (plain < _PLAIN_NORMS[1])):
+        return plain
     rows = rows.double()
     big = rows.abs().amax(dim=1)
     safe = torch.where(torch.isfinite(big) & (big > 0), big, torch.ones_like(big))
@@ -488,8 +501,9 @@ def _verdict_finding(verdict: FlowVerdict, layers: list[LayerFlow], horizon: int
 
 
 def _adjoints(recording: Recording, rng) -> tuple[dict, list]:
-    """dL/d(state) for every recorded state (by the state tensor's id), and for every layer l the propagation
-    ∂⟨u_l, h_T⟩/∂h_t of a random unit functional u_l of its last state alone, lag 0 first.
+    """dL/d(state) for every recorded state (by the state tensor's id, or every step's at once: :func:`_stepwise`),
+    and for every layer l the propagation ∂⟨u_l, h_T⟩/∂h_t of a random unit functional u_l of its last state
+    alone, lag 0 first.
 
     A fused layer's twin gets both by hand (:mod:`.twin_adjoints`); everything else from
     autograd, asked for the state tensors and nothing else, which spares it the weight
@@ -651,37 +665,47 @@ def _flat(steps) -> torch.Tensor:
 
 def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
     """Each gate's mean, saturation shares and histogram (``gates``: name -> activations per step); every
-    number in one pass and one transfer."""
+    number from a few passes over the values, in one transfer for the statistics and one for the counts."""
     if not gates:
         plain = mode in (Mode.RNN_TANH, Mode.RNN_RELU, Mode.RNN_SIGMOID)
         return NotComputed("a plain RNN has no gates" if plain else "the cell does not expose its gates")
     names = list(gates)
-    lows = [-1.0 if name in TANH_GATES else 0.0 for name in names]  # a histogram's range: tanh's or sigmoid's
+    tanh = [name in TANH_GATES for name in names]
     # every gate at once: (gates, values); a layer's gates have the same rows at every step
     a = torch.stack([_flat(gates[name]) for name in names]).float()
-    lo = torch.tensor(lows, dtype=a.dtype, device=a.device)[:, None]
-    # as torch.histc(bins=GATE_BINS, min=lo, max=1): the top edge joins the last bin, values outside are left out
-    inside = (a >= lo) & (a <= 1.0)
-    b = ((a - lo) * (GATE_BINS / (1.0 - lo))).floor().clamp(0, GATE_BINS - 1)
-    offsets = torch.arange(len(names), device=a.device)[:, None] * GATE_BINS
-    bins = [torch.where(inside, b.long() + offsets, len(names) * GATE_BINS).reshape(-1)]
-    low, high = fm.SATURATION
-    stats = torch.stack(
-        [a.mean(1), (a < low).float().mean(1), (a > high).float().mean(1), (a.abs() > high).float().mean(1)], 1
-    )
-    counts = torch.bincount(torch.cat(bins), minlength=len(names) * GATE_BINS + 1).tolist()
+    n, (low, high) = a.shape[1], fm.SATURATION
+    column = functools.partial(torch.tensor, dtype=a.dtype, device=a.device)
+    lo = column([-1.0 if t else 0.0 for t in tanh])[:, None]  # a histogram's range: tanh's or sigmoid's
+    # below: a < 0.1 for a sigmoid gate, a < -0.9 for a tanh candidate; above: a > 0.9 for both
+    below = (a < column([-high if t else low for t in tanh])[:, None]).sum(1)
+    above = (a > high).sum(1)
+    least, most = a.aminmax(dim=1)
+    stats = torch.stack([a.mean(1).double(), least.double(), most.double(), below.double(), above.double()], 1)
+    counts = _gate_counts(a, lo, bool(((least >= lo[:, 0]) & (most <= 1.0)).all()))
     out = Gates({})
-    for k, (name, lo, (mean, low, high, wide)) in enumerate(zip(names, lows, stats.double().tolist())):
-        histogram = Histogram(np.linspace(lo, 1.0, GATE_BINS + 1).tolist(), counts[k * GATE_BINS : (k + 1) * GATE_BINS])
-        if name in TANH_GATES:  # saturated means |a| > 0.9
-            out.gates[name] = GateStats(mean, histogram, wide)
+    for k, (name, is_tanh, (mean, _, _, b, h)) in enumerate(zip(names, tanh, stats.tolist())):
+        edges = np.linspace(-1.0 if is_tanh else 0.0, 1.0, GATE_BINS + 1).tolist()
+        histogram = Histogram(edges, counts[k * GATE_BINS : (k + 1) * GATE_BINS])
+        if is_tanh:  # saturated means |a| > 0.9
+            out.gates[name] = GateStats(mean, histogram, (b + h) / n)
         else:
-            out.gates[name] = GateStats(mean, histogram, low + high, below=low, above=high)
+            out.gates[name] = GateStats(mean, histogram, (b + h) / n, below=b / n, above=h / n)
     keep = "f" if "f" in out.gates else "z" if "z" in out.gates else None
     if keep:
         ts = fm.timescale(out.gates[keep].mean)
         out.timescale = Timescale(keep, ts, T, ts / T)
     return out
+
+
+def _gate_counts(a: torch.Tensor, lo: torch.Tensor, inside: bool) -> list[int]:
+    """Each gate's histogram counts, gate after gate, as ``torch.histc(bins=GATE_BINS, min=lo, max=1)``: the top
+    edge joins the last bin, values outside the range (or NaN) are left out.  ``inside``: every value is in range,
+    which spares the mask."""
+    bins = ((a - lo) * (GATE_BINS / (1.0 - lo))).floor_().clamp_(0, GATE_BINS - 1).long()
+    bins += torch.arange(len(a), device=a.device)[:, None] * GATE_BINS
+    if not inside:
+        bins = torch.where((a >= lo) & (a <= 1.0), bins, len(a) * GATE_BINS)
+    return torch.bincount(bins.reshape(-1), minlength=len(a) * GATE_BINS + 1).tolist()
 
 
 def _lyapunov(layer: RecordedLayer, rng, k: int = 4) -> Lyapunov | NotComputed:

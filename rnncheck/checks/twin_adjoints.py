@@ -42,40 +42,40 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1)
     the cost of one pass.
     """
     p, K = layer.params, len(layer.states)
-    h = torch.stack([s[0].detach() for s in layer.states])
+    h = layer.steps(0).detach()
     h_prev = torch.cat([layer.state0[0].detach()[None], h[:-1]])
     step, carry = _stepper(layer, p, h, h_prev, copies)
     if layer.mode == Mode.LSTM and carry is not None and dc_T is not None:
         carry = carry + dc_T
-    dh_next = torch.zeros_like(h[0]).repeat(copies, 1) if dh_T is None else dh_T
+    dh = torch.zeros_like(h[0]).repeat(copies, 1) if dh_T is None else dh_T
     out_h, out_c, out_a = [None] * K, [None] * K, [None] * K
-    direct = None if direct is None else direct.unbind(0)
-    for k in range(K - 1, -1, -1):
-        dh = dh_next if direct is None else direct[k] + dh_next
+    direct = [None] * K if direct is None else direct.unbind(0)
+    if direct[-1] is not None:
+        dh = direct[-1] + dh
+    for k in range(K - 1, -1, -1):  # each step gives the next one's total dL/dh, its direct share added in
         out_h[k] = dh
-        out_a[k], dh_next, carry, out_c[k] = step(dh, carry, k)
+        out_a[k], dh, carry, out_c[k] = step(dh, carry, k, direct[k - 1] if k else None)
     return torch.stack(out_h), None if out_c[0] is None else torch.stack(out_c), torch.stack(out_a)
 
 
 def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
-    """One step back for the layer's cell, ``step(dh_k, carry, k) -> (da_k, dh_(k-1), carry, dc_k)``, and the
-    initial carry (an LSTM's dc; None for the others); what each step multiplies by repeated ``copies`` times
-    along the batch."""
+    """One step back for the layer's cell, ``step(dh_k, carry, k, direct_(k-1)) -> (da_k, dh_(k-1), carry, dc_k)``
+    (dh_(k-1) the total, ``direct_(k-1)`` added in where not None), and the initial carry (an LSTM's dc; None for
+    the others); what each step multiplies by repeated ``copies`` times along the batch."""
 
     def rows(*factors):  # each factor's steps as a tuple of views: a step reads them without an indexing kernel
         return [(x.repeat(1, copies, 1) if copies > 1 else x).unbind(0) for x in factors]
 
     if layer.mode == Mode.LSTM:
-        c = torch.stack([s[1].detach() for s in layer.states])
+        c = layer.steps(1).detach()
         c_prev = torch.cat([layer.state0[1].detach()[None], c[:-1]])
         A, F, f = lstm.back_factors([stacked(layer.gates[g]) for g in lstm.GATES], torch.tanh(c), c_prev)
         A, F, f = rows(A, F, f)
         W_hr = p.get("W_hr")
 
-        def step(dh, carry, k):
+        def step(dh, carry, k, plus):
             dm = dh @ W_hr if W_hr is not None else dh
-            da, dh_prev, carry, dc = lstm.step_back(dm, carry, A[k], F[k], f[k], p["W_hh"])
-            return da, dh_prev, carry, dc
+            return lstm.step_back(dm, carry, A[k], F[k], f[k], p["W_hh"], plus)
 
         return step, torch.zeros_like(A[0])
     if layer.mode == Mode.GRU:
@@ -83,15 +83,15 @@ def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
         h_n = h_prev @ p["W_hh"][2 * H :].T + p["b_hh"][2 * H :]
         Kx, Kh, z = rows(*gru.back_factors([stacked(layer.gates[g]) for g in gru.GATES], h_prev, h_n))
 
-        def step(dh, carry, k):
-            da_x, _, dh_prev = gru.step_back(dh, Kx[k], Kh[k], z[k], p["W_hh"])
+        def step(dh, carry, k, plus):
+            da_x, _, dh_prev = gru.step_back(dh, Kx[k], Kh[k], z[k], p["W_hh"], plus)
             return da_x, dh_prev, None, None
 
         return step, None
     (D,) = rows(ACTIVATIONS[Mode(layer.mode).activation][1](h))
 
-    def step(dh, carry, k):
-        da, dh_prev = rnn.step_back(dh, D[k], p["W_hh"])
+    def step(dh, carry, k, plus):
+        da, dh_prev = rnn.step_back(dh, D[k], p["W_hh"], plus)
         return da, dh_prev, None, None
 
     return step, None
@@ -108,8 +108,8 @@ def propagation_by_hand(layer: RecordedLayer, u: torch.Tensor) -> torch.Tensor |
 
 
 def total_adjoints(recording: Recording, units: list | None = None) -> tuple[dict[int, torch.Tensor], list]:
-    """dL/d(state) of every state of every fused module the recording holds, keyed by the state tensor's id (and
-    every step's at once by ``(part, id(layer))``: :func:`_keep_adjoints`), from the upstream gradients of the
+    """dL/d(state) of every state of every fused module the recording holds, every step's at once by
+    ``(part, id(layer))`` (:func:`_keep_adjoints`), from the upstream gradients of the
     module's output and final states (``recording.upstream``); and, where
     ``units`` gives a unit functional u of each layer's last state, the propagation ∂⟨u, h_T⟩/∂h_t of each
     layer (lag 0 first), carried in the same pass as extra rows."""
@@ -125,15 +125,11 @@ def total_adjoints(recording: Recording, units: list | None = None) -> tuple[dic
 
 
 def _keep_adjoints(adjoint: dict, layer: RecordedLayer, dh, dc) -> None:
-    """A layer's adjoints kept both ways: by each state tensor's id, and every step's at once under ``(0, id(layer))``
-    for h and ``(1, id(layer))`` for c (what the flow check's norms read)."""
+    """A layer's adjoints, every step's at once: under ``(0, id(layer))`` for h and ``(1, id(layer))`` for c (what
+    the flow check's norms read)."""
     adjoint[(0, id(layer))] = dh
-    for state, g_h in zip(layer.states, dh):
-        adjoint[id(state[0])] = g_h
     if dc is not None:
         adjoint[(1, id(layer))] = dc
-        for state, g_c in zip(layer.states, dc):
-            adjoint[id(state[1])] = g_c
 
 
 def _module_adjoints(spec, ups, layers: dict, adjoint: dict, units: dict, propagation: dict) -> None:
