@@ -233,3 +233,33 @@ def test_nonfinite_recurrent_weight_leaves_the_structure_uncomputed_and_the_loca
     assert flow.verdict != "error", [f.message for f in flow.findings]
     assert "non-finite" in result.diagnostics.layers[0].structure.reason
     assert any("weight_hh_l0[0, 0]" in f.message for f in flow.findings)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gate_statistics_equal_direct_comparisons_at_the_bin_edges(dtype):
+    """The gate shares are read from the histogram, whose bins are computed exactly: values on and one float32 step
+    beside every edge and threshold must be counted as comparing each value with the thresholds counts them."""
+    from rnncheck.checks.flow import GATE_BINS, _gates  # internal structure under test
+
+    torch.manual_seed(0)
+    edges = torch.linspace(0, 1, GATE_BINS + 1, dtype=torch.float64).float()
+    near = torch.cat([edges, torch.nextafter(edges, torch.tensor(2.0)), torch.nextafter(edges, torch.tensor(-2.0))])
+    sig = torch.cat([near.clamp(0, 1), torch.rand(5000)]).to(dtype)
+    tanh = torch.cat([(2 * near - 1).clamp(-1, 1), torch.rand(5000) * 2 - 1]).to(dtype)
+    for values in (sig, torch.cat([sig[:-1], torch.tensor([float("nan")], dtype=dtype)])):
+        stats = _gates("lstm", {"f": values[None], "g": tanh[None]}, 1).gates
+        a, t = values.float().double(), tanh.float().double()  # compared as the report reads them: in float32
+        n = len(values)
+        assert stats["f"].below == float((a < 0.1).sum()) / n and stats["f"].above == float((a > 0.9).sum()) / n
+        assert stats["g"].saturated == float((t.abs() > 0.9).sum()) / n
+        finite = a[torch.isfinite(a)]
+        bounds = np.linspace(0, 1, GATE_BINS + 1)  # bin k is [k/20, (k+1)/20), the last one closed
+        direct = [
+            int(((finite >= lo) & ((finite <= hi) if hi == 1.0 else (finite < hi))).sum())
+            for lo, hi in zip(bounds[:-1], bounds[1:])
+        ]
+        assert stats["f"].histogram.counts == direct
+        assert sum(stats["g"].histogram.counts) == len(tanh)
+    # a value outside the gate's range (a custom cell's) is left out of the histogram, and still counted as above
+    odd = _gates("lstm", {"f": torch.tensor([[0.5, 1.5, 0.95]], dtype=dtype)}, 1).gates["f"]
+    assert sum(odd.histogram.counts) == 2 and odd.above == 2 / 3
