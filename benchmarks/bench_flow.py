@@ -9,7 +9,12 @@ A second family: minGRU (``examples/linear_scans.py``) computed as a log-space p
 whose forward shows its states with ``rnncheck.record(h, time_dim=1, decay=a)``, the flow
 then exact from the decay, against one forward+backward of the same model.
 
-    python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--batches] [--json FILE]
+    python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--batches] [--threads N] [--json FILE]
+
+``--threads N`` fixes torch's threads for the unit and the check alike.  ``verify`` runs a
+model under 50,000 parameters (an LSTM(64) has 33,280) on one thread (rnncheck's thread
+policy), so ``--threads 1`` is how a check of such a model runs; torch's default here is
+one thread per core.
 """
 
 from __future__ import annotations
@@ -104,12 +109,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, help="torch's intra-op threads for the unit and the check alike")
     ap.add_argument(
         "--batches",
         action="store_true",
         help="also T=50 at B = 1, 8, 16 and 64: fixed costs weigh most at small batches",
     )
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     r = run(args.hidden, args.steps, args.batch, args.device)
     print(f"machine: {machine()}")
     c = r["config"]

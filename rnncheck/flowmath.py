@@ -71,13 +71,22 @@ def fit_decay(profile: np.ndarray) -> Decay:
     ok = np.isfinite(p) & (p > 0)
     if ok.sum() < 2:
         return Decay(None, None, None, None)
-    slope, intercept = (float(c) for c in np.polyfit(lags[ok], np.log(p[ok]), 1))
+    slope, intercept = line_fit(lags[ok].astype(float), np.log(p[ok]))
     rho = math.exp(slope)
     horizon = -1.0 / slope if slope < 0 else math.inf
     below = np.flatnonzero(ok & (p < VANISH_RATIO * p[0])) if p[0] > 0 else np.array([], dtype=int)
     lag = int(below[0]) if below.size else None
     span = math.exp(min(slope * (len(p) - 1), 700.0))
     return Decay(rho, horizon, lag, span, intercept)
+
+
+def line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(slope, intercept)`` of the least-squares line through (x, y), in closed form about the means (what
+    ``np.polyfit(x, y, 1)`` gives, to rounding, without its SVD: a third of the time on 50 points)."""
+    xm, ym = x.mean(), y.mean()
+    dx = x - xm
+    slope = float(dx @ (y - ym) / (dx @ dx))
+    return slope, float(ym - slope * xm)
 
 
 #: why a value went non-finite; only growth through the recurrence is "exploding"
