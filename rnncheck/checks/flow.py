@@ -637,10 +637,6 @@ def _jacobian_norms(layer: RecordedLayer, rng) -> JacobianNorms | NotComputed:
     return JacobianNorms("power iteration with JVP/VJP, 4 iterations", norms)
 
 
-def _flat(ts) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in ts])
-
-
 def _unflat(v: torch.Tensor, like) -> tuple[torch.Tensor, ...]:
     out, i = [], 0
     for t in like:

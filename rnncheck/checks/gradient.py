@@ -396,12 +396,17 @@ def _rows(prober: Prober, blocks: list[Block], probes: list[Probe], directions) 
     for name, g in prober.grad.items():
         # the smallest relative error of a typical single entry that some probe would catch
         flat, magnitude = g.ravel(), np.abs(g.ravel())
-        idx = pick.choice(flat.size, DETECTION_SAMPLE, replace=False) if flat.size > DETECTION_SAMPLE else slice(None)
+        # the sample's order does not matter (a median, entry by entry): the same set unshuffled costs a third less
+        sample = flat.size > DETECTION_SAMPLE
+        idx = pick.choice(flat.size, DETECTION_SAMPLE, replace=False, shuffle=False) if sample else slice(None)
         gs = magnitude[idx]
-        reach = np.zeros(gs.size)
+        reach, term = np.zeros(gs.size), np.empty(gs.size)
         for p, v in zip(probes, directions):
-            if name in v and p.bound > 0:
-                reach = np.maximum(reach, gs * np.abs(v[name].ravel()[idx]) / p.bound)
+            if name in v and p.bound > 0:  # reach = max over probes of |g_i v_i| / bound, in place
+                np.abs(v[name].ravel()[idx], out=term)
+                term *= gs
+                term /= p.bound
+                np.maximum(reach, term, out=reach)
         nz = reach[reach > 0]
         detection = float(1.0 / np.median(nz)) if nz.size else None
         own = _own_numbers(name, magnitude, probes, directions)
