@@ -663,9 +663,8 @@ def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
     """Each gate's mean, saturation shares and histogram (``gates``: name -> activations per step).
 
     The saturation thresholds (0.1 and 0.9; |a| > 0.9 for a tanh candidate) fall on the
-    histogram's bin edges, and each value's bin is computed in exact arithmetic (a float32
-    value times 20, or plus 1 times 10, is exact in float64), so the shares are sums of the
-    counts, exactly what comparing every value with the thresholds gives.  A value outside
+    histogram's bin edges, and each value's bin is exact (:func:`_gate_counts`), so the shares
+    are sums of the counts, exactly what comparing every value with the thresholds gives.  A value outside
     its gate's range (a custom cell's) or a NaN is left out of the histogram; the shares are
     then counted by comparison.
     """
@@ -674,8 +673,7 @@ def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
         return NotComputed("a plain RNN has no gates" if plain else "the cell does not expose its gates")
     names = list(gates)
     tanh = [name in TANH_GATES for name in names]
-    # every gate at once: (gates, values); a layer's gates have the same rows at every step
-    # float32 values (a float64 model's rounded, as the thresholds are read); the bins are computed from them in float64
+    # every gate at once: (gates, values), in float32 (a float64 model's rounded, as the thresholds are read)
     a = torch.stack([_flat(gates[name]) for name in names]).float()
     n = a.shape[1]
     lo = [-1.0 if t else 0.0 for t in tanh]
@@ -692,7 +690,7 @@ def _gates(mode, gates: dict, T: int) -> Gates | NotComputed:
         tails = list(zip((a < thresholds).sum(1).tolist(), (a > high).sum(1).tolist()))
     out = Gates({})
     for name, is_tanh, (mean, _, _), counts_k, (below, above) in zip(names, tanh, stats, per_gate, tails):
-        histogram = Histogram(_EDGES[is_tanh], counts_k)
+        histogram = Histogram(list(_EDGES[is_tanh]), counts_k)
         if is_tanh:  # saturated means |a| > 0.9
             out.gates[name] = GateStats(mean, histogram, (below + above) / n)
         else:
@@ -729,8 +727,9 @@ def _edge_counts(counts: list[int], tanh: bool) -> tuple[int, int]:
 
 def _gate_counts(a: torch.Tensor, lo: list[float], inside: bool) -> list[int]:
     """Each gate's histogram counts, gate after gate: bin ⌊(a − lo)·GATE_BINS/(1 − lo)⌋, the top edge joining the
-    last bin; values outside the range (or NaN) left out.  ``a`` holds float32 values: in float64 the bin's
-    argument is exact.  ``inside``: every value is in range, which spares the mask."""
+    last bin; values outside the range (or NaN) left out.  ``a`` holds float32 values: in float64 a value times
+    20 (or 10) is exact, and no value lies within float64's rounding of an edge without lying on it, so every
+    value lands in its own bin.  ``inside``: every value is in range, which spares the mask."""
     G, width = len(lo), GATE_BINS + 1  # each gate's bins, and one more for a value on the top edge
     scale = [GATE_BINS / (1.0 - low) for low in lo]
     column = functools.partial(torch.tensor, dtype=torch.float64, device=a.device)
