@@ -85,6 +85,7 @@ class RecordedLayer:
     index: tuple[int, int] | None = None  # its (layer, direction) in that module
     finite: bool = False  # known to hold only finite states (set by the flow check)
     whole: tuple | None = None  # the states' parts every step's at once, (K, B, ·) each, where a fused kernel gave them
+    tanh_c: torch.Tensor | None = None  # an LSTM's tanh(c_t) of every step, where the recording computed it
 
     def steps(self, part: int = 0) -> torch.Tensor:
         """Part ``part`` of the states (0: h, 1: c) of every step at once, (K, rows, ·) in processing order."""
@@ -341,6 +342,7 @@ def _record_twins(target, values, params, args, graph: bool = True) -> Recording
                     module=name,
                     index=trace.index,
                     whole=trace.whole,
+                    tanh_c=trace.tanh_c,
                 )
             )
     return got

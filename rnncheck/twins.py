@@ -55,6 +55,7 @@ class Trace:
     reconstruction: float | None = None
     #: the same run's states, every step's at once: ``(h,)`` or ``(h, c)``, each (T, B, ·) in processing order
     whole: tuple[torch.Tensor, ...] | None = None
+    tanh_c: torch.Tensor | None = None  # an LSTM's tanh(c_t) of every step, as the reconstruction computed it
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -272,7 +273,7 @@ class Twin:
         if trace is not None:
             xp = project_inputs(mode, x, p)
             h_prev = torch.cat([state[0][None], out[:-1]])
-            whole, gates, worst = _explain(mode, xp, h_prev, out, state, last, p)
+            whole, gates, worst, trace.tanh_c = _explain(mode, xp, h_prev, out, state, last, p)
             trace.inputs, trace.gates, trace.reconstruction = list(xp), gates, worst
             trace.whole, trace.states = whole, list(zip(*whole))
         return (out.flip(0) if d else out), last
@@ -285,13 +286,14 @@ _KERNELS = {Mode.LSTM: torch.lstm, Mode.GRU: torch.gru, Mode.RNN_TANH: torch.rnn
 
 def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     """A fused layer-direction's states and gates at every step, and how far the cell's equations are from its
-    outputs: ``(states, gates, max rel diff)``, the states ``(h,)`` or ``(h, c)``, every step's at once.  Each step's gates need only the previous output, so they come for
+    outputs: ``(states, gates, max rel diff, tanh(c))``, the states ``(h,)`` or ``(h, c)``, every step's at once
+    (tanh(c) None but for an LSTM).  Each step's gates need only the previous output, so they come for
     every step at once; an LSTM's cell state then follows from its two-term recurrence, and its last value is held
     against the kernel's own."""
     step_gates: dict = {}
     if mode != Mode.LSTM:
         (h,) = cell_step(mode, xp, (h_prev,), p, step_gates)
-        return (out,), {k: v[0] for k, v in step_gates.items()}, rel_diff(h, out)
+        return (out,), {k: v[0] for k, v in step_gates.items()}, rel_diff(h, out), None
     pre = torch.addmm(xp.flatten(0, 1), h_prev.flatten(0, 1), p["W_hh"].T).view_as(xp) + p["b_hh"]
     # the cell's equations in three parts: the gates (they need only h_(t-1)), c_t = f_t c_(t-1) + i_t g_t
     # step by step, and the way out
@@ -301,11 +303,11 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     prev = state0[1]
     for k in range(len(c)):
         prev = torch.addcmul(ig[k], f[k], prev, out=c[k])
-    h, _ = lstm.output(o, c, _LSTM_ACTS)
+    h, tanh_c = lstm.output(o, c, _LSTM_ACTS)
     if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
         h = h @ p["W_hr"].T
     gates = dict(zip(GATES[Mode.LSTM], acts))
-    return (out, c), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1]))
+    return (out, c), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1])), tanh_c
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:

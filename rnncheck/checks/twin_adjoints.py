@@ -69,7 +69,8 @@ def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
     if layer.mode == Mode.LSTM:
         c = layer.steps(1).detach()
         c_prev = torch.cat([layer.state0[1].detach()[None], c[:-1]])
-        A, F, f = lstm.back_factors([stacked(layer.gates[g]) for g in lstm.GATES], torch.tanh(c), c_prev)
+        s = layer.tanh_c if layer.tanh_c is not None else torch.tanh(c)  # the kernel path's reconstruction has it
+        A, F, f = lstm.back_factors([stacked(layer.gates[g]) for g in lstm.GATES], s, c_prev)
         A, F, f = rows(A, F, f)
         W_hr = p.get("W_hr")
 
