@@ -89,7 +89,7 @@ class RecordedLayer:
 
     def steps(self, part: int = 0) -> torch.Tensor:
         """Part ``part`` of the states (0: h, 1: c) of every step at once, (K, rows, ·) in processing order."""
-        return self.whole[part] if self.whole is not None else torch.stack([s[part] for s in self.states])
+        return self.whole[part] if self.whole is not None else stacked([s[part] for s in self.states])
 
     @cached_property
     def step(self) -> Callable | None:

@@ -76,7 +76,6 @@ def cell_step(
     p: dict[str, torch.Tensor],
     gates_out=None,
     folded: torch.Tensor | None = None,
-    pre: torch.Tensor | None = None,
 ):
     """One step of the cell of ``mode`` from the projected input ``xp = W_ih x_t + b_ih``.
 
@@ -84,11 +83,10 @@ def cell_step(
     run on torch tensors with torch's activations, so that autograd sees every step.  A loop
     over many steps of an LSTM or a plain RNN may pass ``xp + b_hh`` with ``folded = W_hhᵀ``:
     the pre-activation is then one ``addmm`` per step, one node of the graph where there were
-    four (benchmarks/README.md §17).  An LSTM's or RNN's ``pre``-activation, where already known,
-    is used as it is.
+    four (benchmarks/README.md §17).
     """
     h = state[0]
-    if mode != Mode.GRU and pre is None:
+    if mode != Mode.GRU:
         pre = torch.addmm(xp, h, folded) if folded is not None else xp + h @ p["W_hh"].T + p["b_hh"]
     if mode == Mode.LSTM:
         h_new, c, acts, _ = lstm.cell(pre, state[1], _LSTM_ACTS)

@@ -96,19 +96,16 @@ _PLAIN_NORMS = (1e-140, 1e150)
 
 
 def _row_norms(rows: torch.Tensor) -> np.ndarray:
-    """Each row's norm in float64, scaled by its largest entry first (a NaN or Inf row: that entry).
+    """Each row's norm in float64 (a NaN or Inf row: that entry).
 
-    One pass where every norm lies well inside float64's range (the usual case); the scaled
-    computation only where one does not.
+    One pass on the rows' device where every norm lies well inside float64's range (the usual
+    case); :func:`flowmath.scaled_norms`, which scales each row by its largest entry first,
+    only where one does not.
     """
     plain = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64).cpu().numpy()
     if np.all((plain > _PLAIN_NORMS[0]) & (plain < _PLAIN_NORMS[1])):
         return plain
-    rows = rows.double()
-    big = rows.abs().amax(dim=1)
-    safe = torch.where(torch.isfinite(big) & (big > 0), big, torch.ones_like(big))
-    norms = safe * (rows / safe[:, None]).pow(2).sum(dim=1).sqrt()
-    return torch.where(torch.isfinite(big), norms, big).cpu().numpy()
+    return fm.scaled_norms(rows.detach().to("cpu", torch.float64).numpy())
 
 
 def _first_nonfinite_forward(layer: RecordedLayer, time_of) -> Nonfinite | None:
