@@ -26,9 +26,11 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,8 +44,10 @@ class Trace:
 
     name: str  # e.g. "lstm/l0" or "lstm/l1_reverse"
     mode: str
-    inputs: list[torch.Tensor] = field(default_factory=list)  # W_ih x_t + b_ih in processing order
-    states: list[tuple[torch.Tensor, ...]] = field(default_factory=list)  # (h_t,) or (h_t, c_t), processing order
+    #: W_ih x_t + b_ih in processing order (the kernel path: one (T, B, G·H) tensor)
+    inputs: Sequence[torch.Tensor] = field(default_factory=list)
+    #: (h_t,) or (h_t, c_t), processing order (the kernel path: a :class:`StepView` of ``whole``)
+    states: Sequence[tuple[torch.Tensor, ...]] = field(default_factory=list)
     gates: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # gate -> activations per step
     state0: tuple[torch.Tensor, ...] = ()
     reverse: bool = False
@@ -56,6 +60,22 @@ class Trace:
     #: the same run's states, every step's at once: ``(h,)`` or ``(h, c)``, each (T, B, ·) in processing order
     whole: tuple[torch.Tensor, ...] | None = None
     tanh_c: torch.Tensor | None = None  # an LSTM's tanh(c_t) of every step, as the reconstruction computed it
+
+
+class StepView(Sequence):
+    """Every step's state tuple, ``(h_t,)`` or ``(h_t, c_t)``, read from the whole (K, B, ·) tensors only where a step
+    is asked for: a sequence like the stepped twin's list, without making K views up front."""
+
+    def __init__(self, parts: tuple[torch.Tensor, ...]):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return tuple(part[k] for part in self.parts)
 
 
 def project_inputs(mode: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -272,8 +292,8 @@ class Twin:
             xp = project_inputs(mode, x, p)
             h_prev = torch.cat([state[0][None], out[:-1]])
             whole, gates, worst, trace.tanh_c = _explain(mode, xp, h_prev, out, state, last, p)
-            trace.inputs, trace.gates, trace.reconstruction = list(xp), gates, worst
-            trace.whole, trace.states = whole, list(zip(*whole))
+            trace.inputs, trace.gates, trace.reconstruction = xp, gates, worst
+            trace.whole, trace.states = whole, StepView(whole)
         return (out.flip(0) if d else out), last
 
 
@@ -298,14 +318,26 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     acts = lstm.activations(pre, _LSTM_ACTS)
     i, f, g, o = acts
     ig, c = i * g, torch.empty_like(f)
-    prev = state0[1]
-    for k in range(len(c)):
-        prev = torch.addcmul(ig[k], f[k], prev, out=c[k])
+    if on_host(c):  # a step is two ops on a few rows: NumPy's views and calls cost a third of torch's there
+        c_, f_, ig_, prev = c.numpy(), f.numpy(), ig.numpy(), state0[1].detach().numpy()
+        for k in range(len(c_)):
+            prev = np.multiply(f_[k], prev, out=c_[k])
+            prev += ig_[k]
+    else:
+        prev = state0[1]
+        for k in range(len(c)):
+            prev = torch.addcmul(ig[k], f[k], prev, out=c[k])
     h, tanh_c = lstm.output(o, c, _LSTM_ACTS)
     if "W_hr" in p:  # nn.LSTM(proj_size=P): h_t = W_hr (o ⊙ tanh c_t)
         h = h @ p["W_hr"].T
     gates = dict(zip(GATES[Mode.LSTM], acts))
     return (out, c), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1])), tanh_c
+
+
+def on_host(t: torch.Tensor) -> bool:
+    """Whether a time loop over ``t``'s steps runs on NumPy views: a CPU tensor of a dtype NumPy computes in as torch
+    does (float32, float64), outside autograd.  At a few rows a step, NumPy's call costs a third of torch's."""
+    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and not t.requires_grad
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:

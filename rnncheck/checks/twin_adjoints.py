@@ -16,11 +16,13 @@ Each is checked against autograd through the twin's graph (tests/checks/test_flo
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..recorders import RecordedLayer, Recording, stacked
 from ..reference import Mode, gru, lstm, rnn
 from ..reference.activations import ACTIVATIONS
+from ..twins import on_host
 
 
 def by_hand(layer: RecordedLayer) -> bool:
@@ -40,62 +42,92 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1)
     The backward is linear in the adjoint: with ``copies`` = c, the batch is c blocks of
     rows, each its own adjoint through the same steps (``direct`` and ``dh_T`` c·B rows), at
     the cost of one pass.
+
+    Where the layer is on the CPU in float32 or float64 (:func:`~rnncheck.twins.on_host`) the pass runs on NumPy
+    views of its tensors: a step is a few ops on a few rows, and NumPy's call costs a third of
+    torch's there.  The results are torch tensors either way.
     """
-    p, K = layer.params, len(layer.states)
-    h = layer.steps(0).detach()
-    h_prev = torch.cat([layer.state0[0].detach()[None], h[:-1]])
-    step, carry = _stepper(layer, p, h, h_prev, copies)
-    if layer.mode == Mode.LSTM and carry is not None and dc_T is not None:
-        carry = carry + dc_T
-    dh = torch.zeros_like(h[0]).repeat(copies, 1) if dh_T is None else dh_T
+    K, arr = len(layer.states), _Arrays(layer.steps(0))
+    factors, step, weights = _stepper(layer, arr)
+    dh = arr(dh_T) if dh_T is not None else arr.zeros(copies * factors[0].shape[1], layer.steps(0).shape[-1])
+    carry = None  # an LSTM's dc carried back from the step after, c's rows beside h's
+    if layer.mode == Mode.LSTM:
+        carry = arr(dc_T) if dc_T is not None else arr.zeros(dh.shape[0], factors[0].shape[-1])
+    if copies > 1:  # each factor's rows once per block of the batch
+        factors = [arr.tile_rows(x, copies) for x in factors]
+    steps = factors if arr.host else [x.unbind(0) for x in factors]  # a step reads views, without an indexing kernel
     out_h, out_c, out_a = [None] * K, [None] * K, [None] * K
-    direct = [None] * K if direct is None else direct.unbind(0)
+    direct = [None] * K if direct is None else arr.steps(arr(direct))
     if direct[-1] is not None:
         dh = direct[-1] + dh
     for k in range(K - 1, -1, -1):  # each step gives the next one's total dL/dh, its direct share added in
         out_h[k] = dh
-        out_a[k], dh, carry, out_c[k] = step(dh, carry, k, direct[k - 1] if k else None)
-    return torch.stack(out_h), None if out_c[0] is None else torch.stack(out_c), torch.stack(out_a)
+        out_a[k], dh, carry, out_c[k] = step(weights, [x[k] for x in steps], dh, carry, direct[k - 1] if k else None)
+    return tuple(None if out[0] is None else arr.stack(out) for out in (out_h, out_c, out_a))
 
 
-def _stepper(layer: RecordedLayer, p: dict, h, h_prev, copies: int = 1):
-    """One step back for the layer's cell, ``step(dh_k, carry, k, direct_(k-1)) -> (da_k, dh_(k-1), carry, dc_k)``
-    (dh_(k-1) the total, ``direct_(k-1)`` added in where not None), and the initial carry (an LSTM's dc; None for
-    the others); what each step multiplies by repeated ``copies`` times along the batch."""
+class _Arrays:
+    """The few array functions the pass needs, on detached torch tensors or, on the host, on their NumPy views;
+    new arrays like ``like``."""
 
-    def rows(*factors):  # each factor's steps as a tuple of views: a step reads them without an indexing kernel
-        return [(x.repeat(1, copies, 1) if copies > 1 else x).unbind(0) for x in factors]
+    def __init__(self, like: torch.Tensor):
+        self.host = on_host(like.detach())
+        self._like = self(like)
 
+    def __call__(self, t: torch.Tensor):
+        return t.detach().numpy() if self.host else t.detach()
+
+    def zeros(self, *shape):
+        return self._like.new_zeros(shape) if not self.host else np.zeros(shape, self._like.dtype)
+
+    def before(self, first, whole):
+        """Each step's previous value: ``first`` (the initial state), then ``whole`` (K, B, ·) but its last step."""
+        parts = [self(first)[None], whole[:-1]]
+        return np.concatenate(parts) if self.host else torch.cat(parts)
+
+    def tile_rows(self, x, copies: int):
+        return np.tile(x, (1, copies, 1)) if self.host else x.repeat(1, copies, 1)
+
+    def steps(self, x) -> list:
+        return list(x) if self.host else list(x.unbind(0))
+
+    def stack(self, steps: list) -> torch.Tensor:
+        return torch.from_numpy(np.stack(steps)) if self.host else torch.stack(steps)
+
+
+def _stepper(layer: RecordedLayer, arr: _Arrays):
+    """The layer's cell one step back: ``(factors, step, weights)``.  ``factors`` are what a step multiplies by, every
+    step's at once; ``step(weights, factors_k, dh_k, carry, direct_(k-1)) -> (da_k, dh_(k-1), carry, dc_k)``
+    (dh_(k-1) the total, ``direct_(k-1)`` added in where not None; the carry an LSTM's dc, None for the others)."""
+    w = {k: arr(v) for k, v in layer.params.items()}
+    h = arr(layer.steps(0))
     if layer.mode == Mode.LSTM:
-        c = layer.steps(1).detach()
-        c_prev = torch.cat([layer.state0[1].detach()[None], c[:-1]])
-        s = layer.tanh_c if layer.tanh_c is not None else torch.tanh(c)  # the kernel path's reconstruction has it
-        A, F, f = lstm.back_factors([stacked(layer.gates[g]) for g in lstm.GATES], s, c_prev)
-        A, F, f = rows(A, F, f)
-        W_hr = p.get("W_hr")
+        c = arr(layer.steps(1))
+        s = arr(layer.tanh_c) if layer.tanh_c is not None else np.tanh(c) if arr.host else torch.tanh(c)
+        acts = [arr(stacked(layer.gates[g])) for g in lstm.GATES]
+        factors = lstm.back_factors(acts, s, arr.before(layer.state0[1], c))
 
-        def step(dh, carry, k, plus):
-            dm = dh @ W_hr if W_hr is not None else dh
-            return lstm.step_back(dm, carry, A[k], F[k], f[k], p["W_hh"], plus)
+        def step(w, factors_k, dh, carry, plus):
+            dm = dh @ w["W_hr"] if "W_hr" in w else dh
+            return lstm.step_back(dm, carry, *factors_k, w["W_hh"], plus)
 
-        return step, torch.zeros_like(A[0])
+        return factors, step, w
     if layer.mode == Mode.GRU:
-        H = h.shape[-1]
-        h_n = h_prev @ p["W_hh"][2 * H :].T + p["b_hh"][2 * H :]
-        Kx, Kh, z = rows(*gru.back_factors([stacked(layer.gates[g]) for g in gru.GATES], h_prev, h_n))
+        H, h_prev = h.shape[-1], arr.before(layer.state0[0], h)
+        h_n = h_prev @ w["W_hh"][2 * H :].T + w["b_hh"][2 * H :]
+        factors = gru.back_factors([arr(stacked(layer.gates[g])) for g in gru.GATES], h_prev, h_n)
 
-        def step(dh, carry, k, plus):
-            da_x, _, dh_prev = gru.step_back(dh, Kx[k], Kh[k], z[k], p["W_hh"], plus)
+        def step(w, factors_k, dh, carry, plus):
+            da_x, _, dh_prev = gru.step_back(dh, *factors_k, w["W_hh"], plus)
             return da_x, dh_prev, None, None
 
-        return step, None
-    (D,) = rows(ACTIVATIONS[Mode(layer.mode).activation][1](h))
+        return factors, step, w
 
-    def step(dh, carry, k, plus):
-        da, dh_prev = rnn.step_back(dh, D[k], p["W_hh"], plus)
+    def step(w, factors_k, dh, carry, plus):
+        da, dh_prev = rnn.step_back(dh, *factors_k, w["W_hh"], plus)
         return da, dh_prev, None, None
 
-    return step, None
+    return [ACTIVATIONS[Mode(layer.mode).activation][1](h)], step, w
 
 
 def propagation_by_hand(layer: RecordedLayer, u: torch.Tensor) -> torch.Tensor | None:
