@@ -25,7 +25,6 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from torch import nn
 from torch.func import functional_call
 
 from . import reference as R
@@ -35,7 +34,17 @@ from .flowresults import TwinAgreement
 from .nested import float_outputs, replace
 from .recording import Recorded, recording
 from .tolerances import current as tolerances
-from .twins import GATES, active_dropout, cell_step, dropout_off, fused_layers, project_inputs, rel_diff, swap_fused
+from .twins import (
+    GATES,
+    Twin,
+    active_dropout,
+    cell_step,
+    dropout_off,
+    fused_layers,
+    project_inputs,
+    rel_diff,
+    swap_fused,
+)
 from .usercode import call_user
 
 #: why a model shows no states, and how to show them
@@ -133,12 +142,17 @@ def record_module(target) -> Recording:
     Where the case's own gradient call caught the upstream gradients of every fused layer
     (and nothing else shows states), the twins run without building a graph: their
     adjoints are worked out by hand from those gradients (see
-    :mod:`rnncheck.checks.twin_adjoints`).
+    :mod:`rnncheck.checks.twin_adjoints`), and where that call also caught each layer's
+    input, weights and output, the model does not run again (:func:`_replayed`).
     """
-    values, params, args = _fresh_leaves(target)
     upstream = _upstream(target)
-    recording_, recorder = _record_model(target, values, params, args, graph=upstream is None)
     specs = {name: spec_of(mod) for name, mod in fused_layers(target.model)}
+    replayed = _replayed(target) if upstream is not None else None
+    if replayed is not None:  # what the gradient call caught is the forward: nothing runs again
+        replayed.upstream = {name: (spec, upstream[name]) for name, spec in specs.items()}
+        return replayed
+    values, params, args = _fresh_leaves(target)
+    recording_, recorder = _record_model(target, values, params, args, graph=upstream is None)
     once = all(
         sum(layer.module == name for layer in recording_.layers) == spec.num_layers * spec.directions
         for name, spec in specs.items()
@@ -238,14 +252,14 @@ def _upstream(target) -> dict | None:
     out = {}
     for name, mod in fused:
         got = captured.get(name)
-        if got is None or isinstance(got[0][0], nn.utils.rnn.PackedSequence):
+        if got is None or not isinstance(got.input, torch.Tensor):  # not called, or fed a PackedSequence
             return None
-        x = got[0][0]
+        x = got.input
         batch = 1 if x.dim() == 2 else x.shape[0 if mod.batch_first else 1]
         steps = x.shape[1 if mod.batch_first and x.dim() == 3 else 0]
         if steps * batch * mod.hidden_size > BY_HAND_MAX_STATES:
             return None
-        out[name] = got[2]
+        out[name] = got.grads
     return out
 
 
@@ -319,6 +333,52 @@ def _record_twins(target, values, params, args, graph: bool = True) -> Recording
     got = Recording(loss=loss)
     explained = [t.reconstruction for _, tr in traces.values() for t in tr if t.reconstruction is not None]
     got.twin = _twin_agreement(target, values, params, args, out, len(twins), got.findings, explained)
+    got.layers = _traced_layers(traces)
+    return got
+
+
+def _replayed(target) -> Recording | None:
+    """The fused layers' states from what the case's own gradient call caught of each, without running the model
+    again; None where that cannot stand for a recorded forward.
+
+    Each layer-direction runs as its fused kernel on the input and with the weights its call
+    had, but the top layer, whose outputs and last states that call's output holds: nothing
+    of the user's code runs, and the cell's equations are held to those outputs as to the
+    kernel's (``Trace.reconstruction``).  It cannot stand for a forward that calls
+    ``rnncheck.record`` (the gradient call saw none), calls a layer twice, is a StepCase's
+    step form, or where a layer does not show the weights it used.
+    """
+    caught = target.captured
+    if target.case.step_model is not None or target.capture_recorded or caught is None:
+        return None
+    twins = {}
+    with torch.no_grad():
+        for name, mod in fused_layers(target.model):
+            got = caught.get(name)
+            if got is None or got.calls != 1 or got.weights is None:
+                return None
+            twin = Twin(mod, {n: w.detach() for n, w in got.weights.items()})
+            twin.traces, twin.fused_steps = [], True
+            twin.forward(_detached(got.input), _detached(got.hx), known=_detached(got.out))
+            twins[name] = (twin, twin.traces)
+    recording_ = Recording(loss=target.capture_loss)
+    explained = [t.reconstruction for _, tr in twins.values() for t in tr if t.reconstruction is not None]
+    diff = max(explained, default=0.0)
+    recording_.twin = _agreement(target, len(twins), diff, bool(explained), recording_.findings)
+    recording_.layers = _traced_layers(twins)
+    return recording_
+
+
+def _detached(x):
+    """A tensor, or a tuple of them, detached (None stays None)."""
+    if isinstance(x, tuple):
+        return tuple(_detached(t) for t in x)
+    return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+def _traced_layers(traces: dict) -> list[RecordedLayer]:
+    """The layers the twins traced (``name -> (twin, traces)``), in order."""
+    layers = []
     for name, (twin, tr) in traces.items():
         for trace in tr:
             p = trace.params  # the weights the layer used in this very forward
@@ -327,7 +387,7 @@ def _record_twins(target, values, params, args, graph: bool = True) -> Recording
                 pd = p if dtype is None else {k: v.to(dtype) for k, v in p.items()}
                 return lambda x, s: cell_step(mode, x, s, pd)
 
-            got.layers.append(
+            layers.append(
                 RecordedLayer(
                     f"{name or 'rnn'}/{trace.name}",
                     twin.spec.mode,
@@ -345,7 +405,7 @@ def _record_twins(target, values, params, args, graph: bool = True) -> Recording
                     tanh_c=trace.tanh_c,
                 )
             )
-    return got
+    return layers
 
 
 def _twin_agreement(
@@ -375,7 +435,13 @@ def _twin_agreement(
             )
         )
     diff = max([_max_rel_diff(ref_out, out), *explained])
-    eps = max(torch.finfo(next(iter(values.values())).dtype).eps, target.model_eps / 64)
+    return _agreement(target, fused, diff, bool(explained), findings)
+
+
+def _agreement(target, fused: int, diff: float, explained: bool, findings: list[Finding]) -> TwinAgreement:
+    """The twins' agreement at ``diff`` (max rel diff), held to a bound of many units in the model's last place; a
+    finding where it does not hold (``explained``: the fused layers' own states were explained, not stepped)."""
+    eps = max(torch.finfo(next(iter(target.saved.values())).dtype).eps, target.model_eps / 64)
     agreement = TwinAgreement(fused, diff, bool(diff <= tolerances().twin_ulps * eps))
     if not agreement.reproduces:
         findings.append(

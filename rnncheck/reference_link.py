@@ -154,11 +154,11 @@ def _sub_batch(spec, args, out, ups, batch: int):
     return x_sub.contiguous(), hx, d_out, d_states
 
 
-def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options, batch: int = 2) -> list[Comparison]:
+def fused_layer_comparisons(model: nn.Module, caught: dict, options, batch: int = 2) -> list[Comparison]:
     """Compare every nn.RNN/LSTM/GRU inside ``model`` with the reference on the first ``batch`` sequences.
 
     ``caught`` holds what :func:`rnncheck.twins.capturing` caught of each fused layer on the gradient call at
-    the check point: ``name -> (args, output, upstream gradients)``, the layer's input,
+    the check point (``name ->`` :class:`~rnncheck.twins.Caught`): the layer's input,
     initial state and output, and ∂L/∂output.  Each layer is then run again on a small
     sub-batch with that upstream gradient: its output and its weight gradients (cuDNN's on
     a GPU) are compared with the reference's.  A frozen layer's forward pass alone is.
@@ -171,7 +171,8 @@ def fused_layer_comparisons(model: nn.Module, caught: dict[str, tuple], options,
         if name not in caught:
             continue  # a layer the forward pass never called
         spec = spec_of(mod)
-        picked = _sub_batch(spec, *caught[name], batch)
+        got = caught[name]
+        picked = _sub_batch(spec, got.args, got.out, got.grads, batch)
         if picked is None:
             continue
         x_sub, hx, d_out, d_states = picked

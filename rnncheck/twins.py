@@ -182,9 +182,12 @@ class Twin:
     module's parameters swaps the twin's too.
     """
 
-    def __init__(self, fused: nn.RNNBase) -> None:
+    def __init__(self, fused: nn.RNNBase, weights: dict[str, torch.Tensor] | None = None) -> None:
         self.fused = fused
         self.spec = spec_of(fused)
+        #: the weights by name where they were caught from a call of the fused layer (:class:`Caught`); None: read
+        #: from the layer each time the twin runs
+        self.weights = weights
         self.traces: list[Trace] | None = None  # set to [] to record the next forward
         #: without a graph, each layer-direction may run as the fused kernel itself, its gates recomputed at once
         self.fused_steps = False
@@ -193,7 +196,7 @@ class Twin:
         out = {}
         for short, long in self.spec.param_names(layer, direction).items():
             if has_param(self.fused, long):
-                out[short] = getattr(self.fused, long)
+                out[short] = getattr(self.fused, long) if self.weights is None else self.weights[long]
             else:  # bias=False: the equations with zero biases
                 ref = getattr(self.fused, self.spec.param_names(layer, direction)["W_hh"])
                 out[short] = ref.new_zeros(self.spec.param_shapes()[long])
@@ -202,18 +205,25 @@ class Twin:
     def __call__(self, input, hx=None):
         return self.forward(input, hx)
 
-    def forward(self, input, hx=None):
-        """The fused layer's equations step by step; a PackedSequence advances only its active rows at each step."""
+    def forward(self, input, hx=None, known=None):
+        """The fused layer's equations step by step; a PackedSequence advances only its active rows at each step.
+
+        ``known``, the fused layer's own output on this very input (``(seq, h_n)`` or ``(seq, (h_n, c_n))``), spares
+        the top layer's kernel where each layer-direction runs as its kernel (``fused_steps``): the top layer's
+        outputs and last states are read from it, and explained as the kernel's would be.
+        """
         spec, batch = self.spec, _Batch.of(input, self.spec.batch_first)
         h0, c0 = self._initial_states(hx, batch)
         h_n, c_n = [], []
         layer_in = batch.data
+        top = self._top_layer(known, batch) if known is not None else None
         for layer in range(spec.num_layers):
             outs = []
             for d in range(spec.directions):
                 k = layer * spec.directions + d
                 state = (h0[k], c0[k]) if spec.mode == Mode.LSTM else (h0[k],)
-                out, state = self._direction(layer, d, layer_in, state, batch)
+                given = top(d, k) if top is not None and layer == spec.num_layers - 1 else None
+                out, state = self._direction(layer, d, layer_in, state, batch, given)
                 outs.append(out)
                 h_n.append(state[0])
                 if spec.mode == Mode.LSTM:
@@ -223,6 +233,20 @@ class Twin:
         cn = torch.stack(c_n) if spec.mode == Mode.LSTM else None
         out, hn, cn = batch.restore(layer_in, hn, cn, spec.batch_first)
         return (out, (hn, cn)) if spec.mode == Mode.LSTM else (out, hn)
+
+    def _top_layer(self, known, batch: _Batch):
+        """``given(d, k)``: the top layer's direction d (layer-direction k) as ``(outputs in processing order, last
+        state)``, read from the fused layer's output ``known``."""
+        seq, states = known[0], known[1] if isinstance(known[1], tuple) else (known[1],)
+        seq = _Batch.of(seq, self.spec.batch_first).data
+        states = [t.unsqueeze(1) for t in states] if batch.unbatched else states
+        P = self.spec.output_size
+
+        def given(d: int, k: int):
+            part = seq[..., d * P : (d + 1) * P]
+            return (part.flip(0) if d else part), tuple(t[k] for t in states)
+
+        return given
 
     def _initial_states(self, hx, batch: _Batch):
         """``(h0, c0)`` with a batch axis, rows in the packed order (c0 None but for an LSTM)."""
@@ -242,8 +266,9 @@ class Twin:
             c0 = None if c0 is None else c0.index_select(1, batch.sorted_idx)
         return h0, c0
 
-    def _direction(self, layer: int, d: int, layer_in, state: tuple, batch: _Batch):
-        """One layer-direction over every step: ``(its outputs, its last state)``, traced where asked."""
+    def _direction(self, layer: int, d: int, layer_in, state: tuple, batch: _Batch, given=None):
+        """One layer-direction over every step: ``(its outputs, its last state)``, traced where asked; ``given``, the
+        kernel's outputs and last state where they are known (see :meth:`forward`)."""
         spec, sizes, T, B = self.spec, batch.sizes, batch.T, batch.B
         p = self.layer_params(layer, d)
         trace = None
@@ -253,7 +278,7 @@ class Twin:
             trace.params = {k: v.detach() for k, v in p.items()}
             self.traces.append(trace)
         if self.fused_steps and not batch.packed and spec.mode in _KERNELS:
-            return self._direction_fused(p, d, layer_in, state, trace)
+            return self._direction_fused(p, d, layer_in, state, trace, given)
         gates = trace.gates if trace else None
         projected = project_inputs(spec.mode, layer_in, p)
         xp = torch.split(projected, sizes) if batch.packed else projected
@@ -273,21 +298,25 @@ class Twin:
             hs[t] = state[0][:n]
         return (torch.cat(hs) if batch.packed else torch.stack(hs)), state
 
-    def _direction_fused(self, p: dict, d: int, layer_in, state: tuple, trace: Trace | None):
+    def _direction_fused(self, p: dict, d: int, layer_in, state: tuple, trace: Trace | None, given=None):
         """One layer-direction run by the fused kernel, without a graph; its gates and cell states recomputed for every
         step at once from the outputs, and the cell's equations run on them checked to give the kernel's outputs back.
 
-        The states are the kernel's own outputs, so what the flow check measures is the model's
-        layer; the check that the equations explain them is ``trace.reconstruction``.
+        The states are the kernel's own outputs (``given``: ``(outputs, last state)`` where the layer's
+        own call gave them), so what the flow check measures is the model's layer; the check that
+        the equations explain them is ``trace.reconstruction``.
         """
         mode, lstm_ = self.spec.mode, self.spec.mode == Mode.LSTM
         x = layer_in.flip(0) if d else layer_in  # processing order
-        weights = [p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], *([p["W_hr"]] if "W_hr" in p else [])]
-        hx = (state[0][None], state[1][None]) if lstm_ else state[0][None]
-        with warnings.catch_warnings():  # cuDNN warns that these weights are not one flat buffer: it copies them
-            warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory.*")
-            out, *last = _KERNELS[mode](x, hx, weights, True, 1, 0.0, False, False, False)
-        last = tuple(t[0] for t in last)
+        if given is not None:
+            out, last = given
+        else:
+            weights = [p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], *([p["W_hr"]] if "W_hr" in p else [])]
+            hx = (state[0][None], state[1][None]) if lstm_ else state[0][None]
+            with warnings.catch_warnings():  # cuDNN warns that these weights are not one flat buffer: it copies them
+                warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory.*")
+                out, *last = _KERNELS[mode](x, hx, weights, True, 1, 0.0, False, False, False)
+            last = tuple(t[0] for t in last)
         if trace is not None:
             xp = project_inputs(mode, x, p)
             h_prev = torch.cat([state[0][None], out[:-1]])
@@ -320,9 +349,10 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     ig, c = i * g, torch.empty_like(f)
     if on_host(c):  # a step is two ops on a few rows: NumPy's views and calls cost a third of torch's there
         c_, f_, ig_, prev = c.numpy(), f.numpy(), ig.numpy(), state0[1].detach().numpy()
-        for k in range(len(c_)):
-            prev = np.multiply(f_[k], prev, out=c_[k])
-            prev += ig_[k]
+        with np.errstate(all="ignore"):  # an overflowed cell state is explained as it is, as torch does, unwarned
+            for k in range(len(c_)):
+                prev = np.multiply(f_[k], prev, out=c_[k])
+                prev += ig_[k]
     else:
         prev = state0[1]
         for k in range(len(c)):
@@ -385,29 +415,55 @@ def swap_fused(model: nn.Module):
                 del mod.forward
 
 
+@dataclass
+class Caught:
+    """What a fused layer was given, gave and was sent back on one forward and backward pass (its last call)."""
+
+    input: object  # the input sequence (a tensor or a PackedSequence), in the caller's layout
+    hx: object  # the initial state given (positionally or as hx=), None where none was
+    out: tuple  # the layer's output: (seq, h_n) or (seq, (h_n, c_n))
+    grads: list  # the gradients its output sequence and final states received (None where none came)
+    weights: dict | None  # the weights the call used, by name (None: the layer does not show them)
+    calls: int = 1  # how often the pass called the layer
+
+    @property
+    def args(self) -> tuple:
+        """The call's arguments as ``(input, hx)``, or ``(input,)`` without an initial state."""
+        return (self.input,) if self.hx is None else (self.input, self.hx)
+
+
 @contextmanager
 def capturing(layers):
-    """Hooks on every fused layer for the forward passes inside: ``name -> (args, output, tensors, grads)``.
+    """Hooks on every fused layer for the forward passes inside: ``name ->`` :class:`Caught`.
 
-    ``tensors`` are the layer's output sequence and final states.  Each that requires grad
-    gets a tensor hook that keeps the gradient a later backward pass sends into it
-    (``grads``; None where none came).  The hooks only read: what the model computes, and
-    its gradient, stay as they are.  Layers are matched by the module that fired the hook,
-    whatever order the forward pass calls them in; a layer called twice keeps its last call.
+    The output sequence and final states that require grad each get a tensor hook that keeps
+    the gradient a later backward pass sends into it (``grads``).  The hooks only read: what
+    the model computes, and its gradient, stay as they are.  Layers are matched by the module
+    that fired the hook, whatever order the forward pass calls them in; a layer called twice
+    keeps its last call, and counts both.  The weights are the list the layer's own forward
+    read (``_flat_weights``, refreshed there when a wrapper or ``functional_call`` swapped
+    them), so a parametrized weight is not computed again.
     """
-    caught: dict[str, tuple] = {}
+    caught: dict[str, Caught] = {}
 
-    def on_forward(mod, args, out, name):
+    def on_forward(mod, args, kwargs, out, name):
         seq, states = out[0], out[1] if isinstance(out[1], tuple) else (out[1],)
         seq = seq.data if isinstance(seq, nn.utils.rnn.PackedSequence) else seq
         tensors = [seq, *states]
         grads: list = [None] * len(tensors)
-        caught[name] = (args, out, tensors, grads)
+        flat, names = getattr(mod, "_flat_weights", None), getattr(mod, "_flat_weights_names", None)
+        weights = dict(zip(names, flat)) if flat is not None and names is not None else None
+        calls = caught[name].calls + 1 if name in caught else 1
+        x = args[0] if args else kwargs.get("input")
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
+        caught[name] = Caught(x, hx, out, grads, weights, calls)
         for i, t in enumerate(tensors):
             if t.requires_grad:
                 t.register_hook(functools.partial(_keep, grads, i))
 
-    hooks = [mod.register_forward_hook(functools.partial(on_forward, name=name)) for name, mod in layers]
+    hooks = [
+        mod.register_forward_hook(functools.partial(on_forward, name=name), with_kwargs=True) for name, mod in layers
+    ]
     try:
         yield caught
     finally:

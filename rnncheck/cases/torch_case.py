@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from ..errors import CaseError, UserCodeError, safe_str
 from ..nested import common_dtype, float_outputs, leaves, replace
 from ..numerics import BFLOAT16
 from ..recorders import record_cell_loop, record_module
+from ..recording import recording
 from ..reference import Mode
 from ..twins import capturing, fused_layers
 from ..usercode import call_user
@@ -212,7 +214,9 @@ class TorchTarget(Target):
     saved_inputs: dict[str, torch.Tensor]  # every input tensor at the check point, by path
     seed: int  # the run's --seed, for reseed=True cases
     numeric: NumericModel  # the float64 copy the numerical side evaluates
-    captured: dict | None  # the fused layers' inputs and upstream gradients, from the first gradient call
+    captured: dict | None  # what the first gradient call caught of each fused layer (twins.Caught), by name
+    capture_loss: torch.Tensor | None  # that call's loss, detached
+    capture_recorded: bool  # whether that call's forward called rnncheck.record
     _capture_layers: list  # the fused layers the first gradient call watches (for the reference check and the flow)
     _loss_weights: object | None  # the fixed random functional a case without loss= is measured with
     _model_eps: float  # TF32's roundoff, where a GPU computes float32 in it
@@ -264,7 +268,7 @@ class TorchTarget(Target):
         # the reference comparison needs each fused layer's inputs and upstream gradients at θ:
         # the first gradient call there catches them on its way, sparing a forward and a backward
         target._capture_layers = fused_layers(model) if options.reference or options.diagnostics else []
-        target.captured = None
+        target.captured, target.capture_loss, target.capture_recorded = None, None, False
         return target
 
     @property
@@ -391,7 +395,8 @@ class TorchTarget(Target):
         else:
             values = {n: t.requires_grad_(True) for n, t in self.placement.tensors(theta).items()}
         layers = self._capture_layers if theta is None and self.captured is None else []
-        with capturing(layers) as caught, torch.enable_grad():
+        watch = recording() if layers else contextlib.nullcontext()  # whether the forward shows states itself
+        with capturing(layers) as caught, watch as seen, torch.enable_grad():
             value = self._forward(self.model, values, self.inputs, keep_output=theta is None)
             if not value.requires_grad:
                 raise CaseError(
@@ -410,7 +415,8 @@ class TorchTarget(Target):
             )
         self.guard.check(values if theta is None else None)
         if layers:  # a frozen layer's outputs, which no gradient reaches, keep None
-            self.captured = {name: (args, out, ups) for name, (args, out, _, ups) in caught.items()}
+            self.captured, self.capture_loss = dict(caught), value.detach()
+            self.capture_recorded = bool(seen.records or seen.problems)
         result = {}
         for n, g in zip(names, grads):
             result[n] = np.zeros(self.theta[n].shape) if g is None else g.detach().to("cpu", torch.float64).numpy()

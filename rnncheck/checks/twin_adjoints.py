@@ -47,6 +47,11 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1)
     views of its tensors: a step is a few ops on a few rows, and NumPy's call costs a third of
     torch's there.  The results are torch tensors either way.
     """
+    with np.errstate(all="ignore"):  # an overflowed state is measured as it is, as torch does, without a warning
+        return _back_through(layer, direct, dh_T, dc_T, copies)
+
+
+def _back_through(layer: RecordedLayer, direct, dh_T, dc_T, copies: int):
     K, arr = len(layer.states), _Arrays(layer.steps(0))
     factors, step, weights = _stepper(layer, arr)
     dh = arr(dh_T) if dh_T is not None else arr.zeros(copies * factors[0].shape[1], layer.steps(0).shape[-1])

@@ -140,3 +140,122 @@ def test_past_the_size_where_hand_work_pays_the_twins_keep_their_graph_and_autog
         target.gradient()
         recording = target.record_states(np.random.default_rng(0))
         assert (recording.upstream is not None) is by_hand and recording.loss.requires_grad is not by_hand
+
+
+class _KeywordState(torch.nn.Module):
+    """An LSTM given its initial state as ``hx=``, which a forward hook's positional arguments do not hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(4, 5, batch_first=True)
+        self.h0 = torch.nn.Parameter(torch.randn(1, 3, 5))
+
+    def forward(self, x):
+        return self.rnn(x, hx=(self.h0, torch.tanh(self.h0)))[0]
+
+
+class _RewrittenWeight(torch.nn.Module):
+    """A WeightDrop-style wrapper: the GRU's recurrent weight is set from a raw parameter in every forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(4, 5)
+        self.raw = torch.nn.Parameter(self.rnn.weight_hh_l0.detach().clone())
+        del self.rnn.weight_hh_l0
+
+    def forward(self, x):
+        self.rnn.weight_hh_l0 = self.raw * 0.9
+        return self.rnn(x)[0]
+
+
+_REPLAYED = [
+    lambda: (torch.nn.LSTM(4, 5, num_layers=2, bidirectional=True), (7, 3, 4)),
+    lambda: (torch.nn.LSTM(4, 5, proj_size=3), (7, 3, 4)),
+    lambda: (torch.nn.GRU(4, 5, batch_first=True, bidirectional=True), (3, 7, 4)),
+    lambda: (torch.nn.RNN(4, 5, nonlinearity="relu"), (7, 4)),  # unbatched
+    lambda: (_KeywordState(), (3, 7, 4)),
+    lambda: (_RewrittenWeight(), (7, 3, 4)),
+    lambda: (torch.nn.utils.parametrizations.weight_norm(torch.nn.LSTM(4, 5), "weight_hh_l0"), (7, 3, 4)),
+    lambda: (_TwoModules(), (3, 7, 4)),
+]
+
+
+@pytest.mark.parametrize("build", _REPLAYED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_states_from_the_gradient_calls_capture_equal_a_recorded_forwards(build, dtype):
+    """Where the case's gradient call caught each fused layer's input, weights and output, the recording replays it
+    without running the model: its states, gates and initial states must be what a forward with the twins swapped
+    in records (an initial state given as hx=, a weight a wrapper sets in forward, a parametrized weight)."""
+    torch.manual_seed(0)
+    module, shape = build()
+    target = rnncheck.TorchCase(module.to(dtype), inputs=(torch.randn(*shape, dtype=dtype),)).bind(Options())
+    target.gradient()
+    calls = []
+    handle = target.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    replayed = target.record_states(np.random.default_rng(0))
+    assert not calls  # nothing of the model ran again
+    target.capture_recorded = True  # as if the forward had shown states itself: it runs again
+    ran = target.record_states(np.random.default_rng(0))
+    handle.remove()
+    assert calls and replayed.upstream is not None and ran.upstream is not None
+    assert replayed.twin.reproduces and ran.twin.reproduces
+    assert [layer.name for layer in replayed.layers] == [layer.name for layer in ran.layers]
+    # a stacked module's top layer comes from its own kernel call, the rerun's from a one-layer kernel: the two may
+    # round apart, within the dtype's default tolerance
+    for mine, theirs in zip(replayed.layers, ran.layers):
+        for part in range(len(mine.states[0])):
+            torch.testing.assert_close(mine.steps(part), theirs.steps(part), msg=mine.name)
+        for a, b in zip(mine.state0, theirs.state0):
+            assert torch.equal(a.detach(), b.detach()), mine.name
+        for gate in mine.gates:
+            torch.testing.assert_close(mine.gates[gate], theirs.gates[gate], msg=f"{mine.name} {gate}")
+        for name in mine.params:
+            assert torch.equal(mine.params[name], theirs.params[name]), (mine.name, name)
+
+
+class _CalledTwice(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(4, 4)
+
+    def forward(self, x):
+        return self.rnn(self.rnn(x)[0])[0]
+
+
+class _Recorded(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(4, 4)
+
+    def forward(self, x):
+        y = self.rnn(x)[0]
+        return rnncheck.record(torch.cumsum(y, 0), name="sum", time_dim=0)
+
+
+@pytest.mark.parametrize("module", [_CalledTwice, _Recorded])
+def test_a_forward_the_capture_cannot_stand_for_runs_again(module):
+    """A layer called twice (the capture keeps its last call) or a forward that shows states with rnncheck.record
+    (the capture holds none): the model runs again, and every state is recorded."""
+    torch.manual_seed(0)
+    target = rnncheck.TorchCase(module(), inputs=(torch.randn(6, 2, 4),)).bind(Options())
+    target.gradient()
+    calls = []
+    target.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    recording = target.record_states(np.random.default_rng(0))
+    assert calls
+    assert len(recording.layers) == 2 if module is _CalledTwice else len(recording.stacked) == 1
+
+
+def test_a_replayed_layer_whose_caught_weights_do_not_explain_its_output_is_named():
+    """The replay's states are held to the layer's own output through the cell's equations: a weight planted 1% off
+    in what the capture holds is a twin mismatch, not a silent profile of other weights."""
+    torch.manual_seed(0)
+    target = rnncheck.TorchCase(torch.nn.LSTM(4, 5), inputs=(torch.randn(7, 3, 4),)).bind(Options())
+    target.gradient()
+    good = target.record_states(np.random.default_rng(0))
+    assert good.twin.reproduces and not good.findings
+    weights = target.captured[""].weights
+    weights["weight_hh_l0"] = weights["weight_hh_l0"] * 1.01
+    bad = target.record_states(np.random.default_rng(0))
+    assert not bad.twin.reproduces
+    assert [f.kind for f in bad.findings] == ["twin_mismatch"]
