@@ -60,7 +60,7 @@ def _back_through(layer: RecordedLayer, direct, dh_T, dc_T, copies: int):
         carry = arr(dc_T) if dc_T is not None else arr.zeros(dh.shape[0], factors[0].shape[-1])
     if copies > 1:  # each factor's rows once per block of the batch
         factors = [arr.tile_rows(x, copies) for x in factors]
-    steps = factors if arr.host else [x.unbind(0) for x in factors]  # a step reads views, without an indexing kernel
+    steps = [arr.steps(x) for x in factors]  # a step reads views, without an indexing kernel
     out_h, out_c, out_a = [None] * K, [None] * K, [None] * K
     direct = [None] * K if direct is None else arr.steps(arr(direct))
     if direct[-1] is not None:
@@ -90,6 +90,9 @@ class _Arrays:
         parts = [self(first)[None], whole[:-1]]
         return np.concatenate(parts) if self.host else torch.cat(parts)
 
+    def tanh(self, x):
+        return np.tanh(x) if self.host else torch.tanh(x)
+
     def tile_rows(self, x, copies: int):
         return np.tile(x, (1, copies, 1)) if self.host else x.repeat(1, copies, 1)
 
@@ -108,7 +111,7 @@ def _stepper(layer: RecordedLayer, arr: _Arrays):
     h = arr(layer.steps(0))
     if layer.mode == Mode.LSTM:
         c = arr(layer.steps(1))
-        s = arr(layer.tanh_c) if layer.tanh_c is not None else np.tanh(c) if arr.host else torch.tanh(c)
+        s = arr(layer.tanh_c) if layer.tanh_c is not None else arr.tanh(c)  # the kernel path's reconstruction has it
         acts = [arr(stacked(layer.gates[g])) for g in lstm.GATES]
         factors = lstm.back_factors(acts, s, arr.before(layer.state0[1], c))
 
