@@ -14,7 +14,8 @@ then exact from the decay, against one forward+backward of the same model.
 ``--threads N`` fixes torch's threads for the unit and the check alike.  ``verify`` runs a
 model under 50,000 parameters (an LSTM(64) has 33,280) on one thread (rnncheck's thread
 policy), so ``--threads 1`` is how a check of such a model runs; torch's default here is
-one thread per core.
+one thread per core.  NumPy's BLAS is held to torch's thread count, as ``verify`` holds it
+while a case runs (the hand-worked backward's time loop runs in NumPy on the CPU).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from _timing import best_of, machine  # noqa: E402
 import rnncheck  # noqa: E402
 from rnncheck import Options  # noqa: E402
 from rnncheck.checks.flow import check_flow  # noqa: E402
+from rnncheck.threads import blas_threads  # noqa: E402
 
 
 def run(H: int, T: int, B: int, device: str = "cpu", repeats: int = 5) -> dict:
@@ -118,6 +120,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    with blas_threads(torch.get_num_threads()):  # as verify holds NumPy's BLAS while a case runs
+        measured(args)
+
+
+def measured(args) -> None:
     r = run(args.hidden, args.steps, args.batch, args.device)
     print(f"machine: {machine()}")
     c = r["config"]

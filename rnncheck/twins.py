@@ -364,10 +364,23 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
     return (out, c), gates, max(rel_diff(h, out), rel_diff(c[-1], last[1])), tanh_c
 
 
+#: the most values (every step's states of one layer-direction) whose time loops run on NumPy views: up to it a step's
+#: few ops on a few rows cost NumPy about a third of torch's calls; past it the ops themselves weigh, where torch's
+#: threads and kernels win, and NumPy's large temporaries measured slowing the torch work after them
+#: (benchmarks/README.md §25)
+HOST_MAX_VALUES = 50 * 16 * 256
+
+
 def on_host(t: torch.Tensor) -> bool:
-    """Whether a time loop over ``t``'s steps runs on NumPy views: a CPU tensor of a dtype NumPy computes in as torch
-    does (float32, float64), outside autograd.  At a few rows a step, NumPy's call costs a third of torch's."""
-    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and not t.requires_grad
+    """Whether a time loop over ``t``'s steps (``t``: every step's states, (K, B, ·)) runs on NumPy views: a CPU tensor
+    of a dtype NumPy computes in as torch does (float32, float64), outside autograd, and no larger than
+    :data:`HOST_MAX_VALUES`."""
+    return (
+        t.device.type == "cpu"
+        and t.dtype in (torch.float32, torch.float64)
+        and not t.requires_grad
+        and t.numel() <= HOST_MAX_VALUES
+    )
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
