@@ -68,11 +68,16 @@ class _TwoModules(torch.nn.Module):
         lambda: (_TwoModules(), (3, 7, 4)),
     ],
 )
-def test_the_total_adjoints_by_hand_equal_autograds_through_the_twins_graph(build):
+@pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
+def test_the_total_adjoints_by_hand_equal_autograds_through_the_twins_graph(build, host, monkeypatch):
     """Where the case's gradient call caught the fused layers' upstream gradients, the twins run without a graph
     and every dL/dh_t (and dL/dc_t) is worked out by hand, layer by layer down each module: it must be what
-    autograd gives through the twins' graph."""
-    from rnncheck.checks.twin_adjoints import total_adjoints  # internal structure under test
+    autograd gives through the twins' graph, with the time loop on NumPy views (a small layer on the CPU) or on
+    torch tensors (a large one, a GPU's)."""
+    from rnncheck.checks import twin_adjoints  # internal structure under test
+    from rnncheck.checks.twin_adjoints import total_adjoints
+
+    monkeypatch.setattr(twin_adjoints, "on_host", lambda t: host)
 
     torch.manual_seed(0)
     module, shape = build()
