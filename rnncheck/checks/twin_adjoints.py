@@ -30,9 +30,9 @@ def by_hand(layer: RecordedLayer) -> bool:
     return layer.params is not None and not layer.packed and layer.mode is not None and layer.step is not None
 
 
-def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1):
+def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1, inputs_side: bool = True):
     """Back through one layer-direction: ``(dh, dc, da)``, each every step's at once, (K, rows, ·) in processing
-    order (``dc`` None but for an LSTM).
+    order (``dc`` None but for an LSTM; ``da`` None unless ``inputs_side``: a layer with none below needs none).
 
     ``direct`` (K, B, P) holds each step's direct dL/dh_k (None: none), ``dh_T`` and ``dc_T``
     what the last state receives from outside (None: nothing).  ``dh[k]`` is the total
@@ -48,10 +48,10 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1)
     torch's there.  The results are torch tensors either way.
     """
     with np.errstate(all="ignore"):  # an overflowed state is measured as it is, as torch does, without a warning
-        return _back_through(layer, direct, dh_T, dc_T, copies)
+        return _back_through(layer, direct, dh_T, dc_T, copies, inputs_side)
 
 
-def _back_through(layer: RecordedLayer, direct, dh_T, dc_T, copies: int):
+def _back_through(layer: RecordedLayer, direct, dh_T, dc_T, copies: int, inputs_side: bool):
     K, arr = len(layer.states), _Arrays(layer.steps(0))
     factors, step, weights = _stepper(layer, arr)
     dh = arr(dh_T) if dh_T is not None else arr.zeros(copies * factors[0].shape[1], layer.steps(0).shape[-1])
@@ -68,7 +68,7 @@ def _back_through(layer: RecordedLayer, direct, dh_T, dc_T, copies: int):
     for k in range(K - 1, -1, -1):  # each step gives the next one's total dL/dh, its direct share added in
         out_h[k] = dh
         out_a[k], dh, carry, out_c[k] = step(weights, [x[k] for x in steps], dh, carry, direct[k - 1] if k else None)
-    return tuple(None if out[0] is None else arr.stack(out) for out in (out_h, out_c, out_a))
+    return tuple(None if out[0] is None else arr.stack(out) for out in (out_h, out_c, out_a if inputs_side else [None]))
 
 
 class _Arrays:
@@ -144,7 +144,7 @@ def propagation_by_hand(layer: RecordedLayer, u: torch.Tensor) -> torch.Tensor |
     if not by_hand(layer):
         return None
     with torch.no_grad():
-        dh, _, _ = back_through(layer, None, u.detach())
+        dh, _, _ = back_through(layer, None, u.detach(), inputs_side=False)
     return dh.flip(0)
 
 
@@ -198,10 +198,10 @@ def _module_adjoints(spec, ups, layers: dict, adjoint: dict, units: dict, propag
                 direct = torch.cat([direct, torch.zeros_like(direct)], dim=1)
                 dh_T = torch.cat([torch.zeros_like(u) if dh_T is None else dh_T, u.detach()])
                 dc_T = None if dc_T is None else torch.cat([dc_T, torch.zeros_like(dc_T)])
-            dh, dc, da = back_through(layer, direct, dh_T, dc_T, copies=1 if u is None else 2)
+            dh, dc, da = back_through(layer, direct, dh_T, dc_T, 1 if u is None else 2, inputs_side=layer_index > 0)
             if u is not None:
                 propagation[id(layer)] = dh[:, B:].flip(0)
-                dh, dc, da = dh[:, :B], None if dc is None else dc[:, :B], da[:, :B]
+                dh, dc, da = dh[:, :B], None if dc is None else dc[:, :B], None if da is None else da[:, :B]
             _keep_adjoints(adjoint, layer, dh, dc)
             if layer_index:
                 share = (da.flip(0) if d else da) @ layer.params["W_ih"]
