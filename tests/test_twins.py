@@ -92,8 +92,12 @@ def test_the_fused_kernel_path_reports_equations_that_do_not_give_its_outputs_ba
     assert traces[0].reconstruction > 1e-3
 
 
-def test_the_kernel_path_holds_the_equations_to_the_finite_outputs_only():
+@pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
+def test_the_kernel_path_holds_the_equations_to_the_finite_outputs_only(host, monkeypatch):
+    from rnncheck import twins
     from rnncheck.twins import rel_diff as _rel
+
+    monkeypatch.setattr(twins, "on_host", lambda t: host)
 
     out = torch.tensor([1.0, float("nan"), 2.0])
     assert _rel(torch.tensor([1.0, 5.0, 2.0]), out) == 0.0  # the kernel's NaN has no value to compare

@@ -53,21 +53,21 @@ def back_through(layer: RecordedLayer, direct, dh_T, dc_T=None, copies: int = 1,
 
 def _back_through(layer: RecordedLayer, direct, dh_T, dc_T, copies: int, inputs_side: bool):
     K, arr = len(layer.states), _Arrays(layer.steps(0))
-    factors, step, weights = _stepper(layer, arr)
+    factors, step = _stepper(layer, arr)
     dh = arr(dh_T) if dh_T is not None else arr.zeros(copies * factors[0].shape[1], layer.steps(0).shape[-1])
     carry = None  # an LSTM's dc carried back from the step after, c's rows beside h's
     if layer.mode == Mode.LSTM:
         carry = arr(dc_T) if dc_T is not None else arr.zeros(dh.shape[0], factors[0].shape[-1])
     if copies > 1:  # each factor's rows once per block of the batch
         factors = [arr.tile_rows(x, copies) for x in factors]
-    steps = [arr.steps(x) for x in factors]  # a step reads views, without an indexing kernel
+    rows = list(zip(*(arr.steps(x) for x in factors)))  # each step's factors as views, without an indexing kernel
     out_h, out_c, out_a = [None] * K, [None] * K, [None] * K
     direct = [None] * K if direct is None else arr.steps(arr(direct))
     if direct[-1] is not None:
         dh = direct[-1] + dh
     for k in range(K - 1, -1, -1):  # each step gives the next one's total dL/dh, its direct share added in
         out_h[k] = dh
-        out_a[k], dh, carry, out_c[k] = step(weights, [x[k] for x in steps], dh, carry, direct[k - 1] if k else None)
+        out_a[k], dh, carry, out_c[k] = step(rows[k], dh, carry, direct[k - 1] if k else None)
     return tuple(None if out[0] is None else arr.stack(out) for out in (out_h, out_c, out_a if inputs_side else [None]))
 
 
@@ -104,10 +104,11 @@ class _Arrays:
 
 
 def _stepper(layer: RecordedLayer, arr: _Arrays):
-    """The layer's cell one step back: ``(factors, step, weights)``.  ``factors`` are what a step multiplies by, every
-    step's at once; ``step(weights, factors_k, dh_k, carry, direct_(k-1)) -> (da_k, dh_(k-1), carry, dc_k)``
-    (dh_(k-1) the total, ``direct_(k-1)`` added in where not None; the carry an LSTM's dc, None for the others)."""
+    """The layer's cell one step back: ``(factors, step)``.  ``factors`` are what a step multiplies by, every step's
+    at once; ``step(factors_k, dh_k, carry, direct_(k-1)) -> (da_k, dh_(k-1), carry, dc_k)`` (dh_(k-1) the total,
+    ``direct_(k-1)`` added in where not None; the carry an LSTM's dc, None for the others)."""
     w = {k: arr(v) for k, v in layer.params.items()}
+    W_hh, W_hr = w["W_hh"], w.get("W_hr")
     h = arr(layer.steps(0))
     if layer.mode == Mode.LSTM:
         c = arr(layer.steps(1))
@@ -115,27 +116,27 @@ def _stepper(layer: RecordedLayer, arr: _Arrays):
         acts = [arr(stacked(layer.gates[g])) for g in lstm.GATES]
         factors = lstm.back_factors(acts, s, arr.before(layer.state0[1], c))
 
-        def step(w, factors_k, dh, carry, plus):
-            dm = dh @ w["W_hr"] if "W_hr" in w else dh
-            return lstm.step_back(dm, carry, *factors_k, w["W_hh"], plus)
+        def step(factors_k, dh, carry, plus):
+            dm = dh if W_hr is None else dh @ W_hr
+            return lstm.step_back(dm, carry, *factors_k, W_hh, plus)
 
-        return factors, step, w
+        return factors, step
     if layer.mode == Mode.GRU:
         H, h_prev = h.shape[-1], arr.before(layer.state0[0], h)
         h_n = h_prev @ w["W_hh"][2 * H :].T + w["b_hh"][2 * H :]
         factors = gru.back_factors([arr(stacked(layer.gates[g])) for g in gru.GATES], h_prev, h_n)
 
-        def step(w, factors_k, dh, carry, plus):
-            da_x, _, dh_prev = gru.step_back(dh, *factors_k, w["W_hh"], plus)
+        def step(factors_k, dh, carry, plus):
+            da_x, _, dh_prev = gru.step_back(dh, *factors_k, W_hh, plus)
             return da_x, dh_prev, None, None
 
-        return factors, step, w
+        return factors, step
 
-    def step(w, factors_k, dh, carry, plus):
-        da, dh_prev = rnn.step_back(dh, *factors_k, w["W_hh"], plus)
+    def step(factors_k, dh, carry, plus):
+        da, dh_prev = rnn.step_back(dh, *factors_k, W_hh, plus)
         return da, dh_prev, None, None
 
-    return [ACTIVATIONS[Mode(layer.mode).activation][1](h)], step, w
+    return [ACTIVATIONS[Mode(layer.mode).activation][1](h)], step
 
 
 def propagation_by_hand(layer: RecordedLayer, u: torch.Tensor) -> torch.Tensor | None:
