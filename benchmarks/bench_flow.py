@@ -9,7 +9,7 @@ A second family: minGRU (``examples/linear_scans.py``) computed as a log-space p
 whose forward shows its states with ``rnncheck.record(h, time_dim=1, decay=a)``, the flow
 then exact from the decay, against one forward+backward of the same model.
 
-    python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--batches] [--threads N] [--json FILE]
+    python benchmarks/bench_flow.py [--hidden 256] [--steps 100] [--batch 32] [--batches] [--threads N] [--repeats N] [--json FILE]
 
 ``--threads N`` fixes torch's threads for the unit and the check alike.  ``verify`` runs a
 model under 50,000 parameters (an LSTM(64) has 33,280) on one thread (rnncheck's thread
@@ -113,6 +113,9 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--threads", type=int, help="torch's intra-op threads for the unit and the check alike")
     ap.add_argument(
+        "--repeats", type=int, default=5, help="interleaved rounds, the best of each kept (more steady a small model)"
+    )
+    ap.add_argument(
         "--batches",
         action="store_true",
         help="also T=50 at B = 1, 8, 16 and 64: fixed costs weigh most at small batches",
@@ -125,7 +128,7 @@ def main() -> None:
 
 
 def measured(args) -> None:
-    r = run(args.hidden, args.steps, args.batch, args.device)
+    r = run(args.hidden, args.steps, args.batch, args.device, args.repeats)
     print(f"machine: {machine()}")
     c = r["config"]
     print(f"LSTM({c['hidden']}, {c['hidden']}), T={c['steps']}, B={c['batch']}, float32, {c['device']}")
@@ -142,7 +145,7 @@ def measured(args) -> None:
     print(
         f"  + --spectral (opt-in)  {r['seconds']['flow + --spectral'] * 1e3:8.1f} ms   ratio {r['ratio_spectral']:.1f}"
     )
-    small = [run(args.hidden, 50, b, args.device) for b in (1, 8, 16, 64)] if args.batches else []
+    small = [run(args.hidden, 50, b, args.device, args.repeats) for b in (1, 8, 16, 64)] if args.batches else []
     for sr in small:
         c = sr["config"]
         print(
