@@ -23,7 +23,7 @@ checkout's ``rnncheck/reference`` linked to its own ``reference/``: the installe
 ``rnncheck.reference`` to the tree it was installed from).
 
     python benchmarks/bench_cost.py [--sizes 32 256 1024] [--device cpu] [--dtype float32]
-                                    [--threads N] [--rnncheck-only] [--repeats 2] [--json FILE]
+                                    [--threads N] [--rnncheck-only] [--repeats 2] [--probes N] [--json FILE]
     python benchmarks/bench_cost.py --grid [--sizes 64 256 1024] [--batches 1 8 16 64] [--json FILE]
 
 ``--grid`` measures the cost targets' grid: for float64 and float32 models, every H and B,
@@ -63,6 +63,10 @@ def _timed(fn, repeats: int = 1) -> float:
     return best
 
 
+#: options every rnncheck run here is given beside the device (``--probes N``: the probe count's trade)
+CHECK_OPTIONS: dict = {}
+
+
 def measure(
     H: int,
     device: str,
@@ -89,12 +93,12 @@ def measure(
     unit = _timed(fb, repeats=5)
     rows = {"fwd+bwd": unit}
     case = lambda: rnncheck.TorchCase(model, inputs=(x,), loss=lambda out: (out[0] * w).sum())  # noqa: E731
-    verify_case(case(), Options(device=device))  # the thread policy's one measurement per model, and warm-up
+    verify_case(case(), Options(device=device, **CHECK_OPTIONS))  # the thread policy's one measurement, and warm-up
     shares: dict[str, float] = {}
 
     def default_check():
         t0 = time.perf_counter()
-        result = verify_case(case(), Options(device=device))
+        result = verify_case(case(), Options(device=device, **CHECK_OPTIONS))
         if not shares or time.perf_counter() - t0 < shares["_total"]:
             shares.clear()  # the shares of the fastest run, the one whose time is kept
             shares.update({str(c.name): c.seconds for c in result.checks if c.seconds is not None})
@@ -102,7 +106,8 @@ def measure(
 
     rows["rnncheck"] = _timed(default_check, repeats=repeats)
     rows["rnncheck probes only"] = _timed(
-        lambda: verify_case(case(), Options(device=device, diagnostics=False, reference=False)), repeats=repeats
+        lambda: verify_case(case(), Options(device=device, diagnostics=False, reference=False, **CHECK_OPTIONS)),
+        repeats=repeats,
     )
     rows["fwd+bwd"] = min(unit, _timed(fb, repeats=5))  # the unit again: the machine may have slowed meanwhile
     rows["_shares"] = {k: v for k, v in shares.items() if k != "_total"}
@@ -241,7 +246,10 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--grid", action="store_true", help="the targets' grid: B in --batches, H in --sizes, both dtypes")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 64])
+    ap.add_argument("--probes", type=int, help="rnncheck's random probe directions (default: its own, 3)")
     args = ap.parse_args()
+    if args.probes is not None:
+        CHECK_OPTIONS["probes"] = args.probes
     if args.threads is not None:
         if args.threads < 1:
             ap.error(f"--threads {args.threads}: give 1 or more threads")

@@ -11,7 +11,7 @@ Checkers, all in float64 (gradcheck requires it): rnncheck's default probes,
 textbook loop (a central difference per entry, flagged when the largest relative error
 exceeds 1e-5).
 
-    python benchmarks/bench_detection.py [--json FILE]
+    python benchmarks/bench_detection.py [--probes 1 2 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ class Holder(torch.nn.Module):
 def caught(checker: str, n: int, j: int, delta: float) -> bool:
     p0, true_loss = make(n)
     fn = planted(true_loss, j, delta)
-    if checker == "rnncheck":
+    if checker.startswith("rnncheck"):  # "rnncheck", or "rnncheck --probes N"
+        probes = {"probes": int(checker.split()[-1])} if "--probes" in checker else {}
         result = verify_case(
             rnncheck.TorchCase(Holder(p0, fn), inputs=(), loss=lambda out: out),
-            Options(diagnostics=False, reference=False),
+            Options(diagnostics=False, reference=False, **probes),
         )
         return result.verdict == "fail"
     if checker.startswith("gradcheck"):
@@ -133,18 +134,24 @@ def run(checkers=("rnncheck", "gradcheck fast", "gradcheck slow", "textbook loop
 
 
 def table(res: dict) -> str:
-    lines = [f"{'checker':<16}" + "".join(f"{'n=' + str(n):>12}" for n in SIZES)]
+    lines = [f"{'checker':<20}" + "".join(f"{'n=' + str(n):>12}" for n in SIZES)]
     for checker, rows in res.items():
         cells = [("missed" if rows[n]["worst"] is None else f"{rows[n]['worst']:.0e}") for n in SIZES]
-        lines.append(f"{checker:<16}" + "".join(f"{c:>12}" for c in cells))
+        lines.append(f"{checker:<20}" + "".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json")
+    ap.add_argument(
+        "--probes",
+        type=int,
+        nargs="+",
+        help="rnncheck alone, with each of these probe counts (the probe count's trade)",
+    )
     args = ap.parse_args()
-    res = run()
+    res = run(tuple(f"rnncheck --probes {k}" for k in args.probes)) if args.probes else run()
     print(f"machine: {machine()}")
     print(
         f"smallest relative error δ of one gradient entry caught at every tested position (grid {DELTAS[0]:g} .. {DELTAS[-1]:g}; 'missed': not even δ = {DELTAS[-1]:g})"
