@@ -367,8 +367,8 @@ def _explain(mode, xp, h_prev, out, state0: tuple, last: tuple, p: dict):
 #: the most values (every step's states of one layer-direction) whose time loops run on NumPy views: up to it a step's
 #: few ops on a few rows cost NumPy about a third of torch's calls; past it the ops themselves weigh, where torch's
 #: threads and kernels win, and NumPy's larger temporaries were measured slowing the check: at twice this bound a
-#: float32 LSTM(256) at B=16 inside ``verify`` took 6.4-7.6 units of flow against 3.2-4.2 with torch, and an LSTM(256)
-#: at B=64 at two threads 2.1-2.4 against 1.7 (benchmarks/README.md §25)
+#: float32 LSTM(256) at B=16 inside ``verify`` took 6.4-7.6 units of flow against 3.2-4.2 with torch, and with no bound
+#: an LSTM(256) at B=64 at two threads 2.1-2.4 against 1.7 (benchmarks/README.md §25)
 HOST_MAX_VALUES = 50 * 8 * 256
 
 
