@@ -471,7 +471,8 @@ def capturing(layers):
         tensors = [seq, *states]
         grads: list = [None] * len(tensors)
         flat, names = getattr(mod, "_flat_weights", None), getattr(mod, "_flat_weights_names", None)
-        weights = dict(zip(names, flat)) if flat is not None and names is not None else None
+        shown = flat is not None and names is not None and all(isinstance(w, torch.Tensor) for w in flat)
+        weights = dict(zip(names, flat)) if shown else None
         calls = caught[name].calls + 1 if name in caught else 1
         x = args[0] if args else kwargs.get("input")
         hx = args[1] if len(args) > 1 else kwargs.get("hx")
