@@ -17,8 +17,10 @@ instead: its states are the kernel's own outputs, every step's gates are recompu
 at once, and the cell's equations run on them are held to the outputs (``Trace.reconstruction``).
 
 ``swap_fused(model)`` runs every fused layer of a model as its twin inside a ``with`` block;
-``capturing(layers)`` records what the fused layers themselves are given and sent back
-during one forward and backward pass (the reference comparison's inputs).
+``capturing(layers)`` records what the fused layers themselves are given, give and are sent
+back during one forward and backward pass (:class:`Caught`): the reference comparison's
+inputs, and what the flow check replays instead of running the model again (a twin given
+the layer's own output, ``Twin.forward(..., known=)``, runs no kernel for the top layer).
 """
 
 from __future__ import annotations
