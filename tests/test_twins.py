@@ -58,8 +58,14 @@ MODULES = [
 ]
 
 
+@pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
 @pytest.mark.parametrize("make", MODULES)
-def test_the_fused_kernel_path_records_what_the_stepped_twin_records(make):
+def test_the_fused_kernel_path_records_what_the_stepped_twin_records(make, host, monkeypatch):
+    """The kernel path's cell states come from a loop on NumPy views (a small layer on the CPU) or on torch tensors
+    (a large one, a GPU's, a half-precision one): either must record what the stepped twin records."""
+    from rnncheck import twins
+
+    monkeypatch.setattr(twins, "on_host", lambda t: host)
     torch.manual_seed(2)
     module = make().double()
     x = torch.randn(6, 4, 3, dtype=torch.float64)
