@@ -359,7 +359,8 @@ def _replayed(target) -> Recording | None:
                 return None
             twin = Twin(mod, {n: w.detach() for n, w in got.weights.items()})
             twin.traces, twin.fused_steps = [], True
-            twin.forward(_detached(got.input), _detached(got.hx), known=_detached(got.out))
+            input_, hx, out = (replace(t, "caught", {}, torch.Tensor.detach) for t in (got.input, got.hx, got.out))
+            twin.forward(input_, hx, known=out)
             twins[name] = (twin, twin.traces)
     recording_ = Recording(loss=target.capture_loss)
     explained = [t.reconstruction for _, tr in twins.values() for t in tr if t.reconstruction is not None]
@@ -367,13 +368,6 @@ def _replayed(target) -> Recording | None:
     recording_.twin = _agreement(target, len(twins), diff, bool(explained), recording_.findings)
     recording_.layers = _traced_layers(twins)
     return recording_
-
-
-def _detached(x):
-    """A tensor, or a tuple of them, detached (None stays None)."""
-    if isinstance(x, tuple):
-        return tuple(_detached(t) for t in x)
-    return x.detach() if isinstance(x, torch.Tensor) else x
 
 
 def _traced_layers(traces: dict) -> list[RecordedLayer]:
