@@ -37,7 +37,7 @@ from .findings import (
     worst,
 )
 from .options import Options
-from .threads import apply_policy, blas_threads
+from .threads import apply_policy, blas_count, blas_threads
 from .tolerances import using
 from .usercode import CaseTimeout, call_user, case_guard
 from .version import __version__
@@ -150,7 +150,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             clock.stage = "setup"
             target = case.bind(options)
             threads = apply_policy(target, options.threads)
-            held.enter_context(blas_threads(torch.get_num_threads()))
+            held.enter_context(blas_threads(blas_count(target)))
             ctx = Context(case, name, options, clock)
             for check in CHECKS:
                 if not check.applies(ctx):

@@ -15,10 +15,14 @@ One thread has no barrier to wait at.  So:
    signature in a process;
 4. the thread budget is the cores this process may use, divided among pytest-xdist's
    workers when it runs under them;
-5. NumPy's BLAS (OpenBLAS or MKL: the reference, NumPy cases' own code) is held to the same
-   count while the case runs (:func:`blas_threads`, through threadpoolctl): its threads spin
-   at barriers as OpenMP's do, and the reference's backward ran 2.6× slower beside one busy
-   process with them;
+5. NumPy's BLAS (OpenBLAS or MKL: the reference, NumPy cases' own code) is held while the case
+   runs (:func:`blas_threads`, through threadpoolctl; :func:`blas_count` says to what): its
+   threads spin at barriers as OpenMP's do, and the reference's backward ran 2.6× slower beside
+   one busy process with them.  A NumPy case's model is NumPy code, and its BLAS gets the case's
+   count; beside a torch model BLAS gets one thread, since what NumPy computes there is
+   rnncheck's own small work (the reference's per-step products of two sequences) and a second
+   pool spinning after each of those products takes the cores torch's threads wait for
+   (``nn.LSTM(256)`` in float64 at B=64 on two cores: the whole check 9.1 → 7.0 forward+backwards);
 6. whatever was set before the case is put back after it (:func:`rnncheck.usercode.case_guard`
    for torch, :func:`blas_threads` for BLAS).
 """
@@ -117,6 +121,14 @@ def apply_policy(target, requested: int | None) -> str:
     threads, said = _MEASURED[key]
     torch.set_num_threads(threads)
     return said
+
+
+def blas_count(target) -> int:
+    """How many threads NumPy's BLAS gets for checking ``target``: torch's count where the model is NumPy code,
+    one beside a torch model (see the module's docstring, point 5)."""
+    if target.model is None:
+        return torch.get_num_threads()
+    return 1
 
 
 _CONTROLLER = None  # threadpoolctl's view of the loaded BLAS libraries, made on first use

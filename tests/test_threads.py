@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -99,6 +100,49 @@ def test_numpys_blas_runs_on_the_cases_threads_and_is_put_back(monkeypatch):
         assert result.verdict == "pass"
         assert seen and all(counts == [1] * len(counts) for counts in seen[1:])  # a small model: one thread
         assert blas() == before  # and what was set before is back
+
+
+def test_blas_gets_a_numpy_models_threads_and_one_thread_beside_a_torch_model(monkeypatch):
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import rnncheck
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen = {}
+
+    def numpy_loss(p):
+        seen.setdefault("numpy", []).append(blas())
+        return float(p["w"] @ p["w"])
+
+    def torch_loss(out):
+        seen.setdefault("torch", []).append(blas())
+        return out.pow(2).sum()
+
+    before_threads = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            if not blas():
+                pytest.skip("no BLAS that threadpoolctl can see: nothing is held")
+            numpy_case = rnncheck.NumpyCase({"w": np.ones(3)}, loss=numpy_loss, grad=lambda p: {"w": 2 * p["w"]})
+            torch.manual_seed(0)
+            torch_case = rnncheck.TorchCase(
+                torch.nn.Linear(3, 2).double(), inputs=(torch.randn(4, 3, dtype=torch.float64),), loss=torch_loss
+            )
+            for case in (numpy_case, torch_case):
+                result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False, reference=False, threads=2))
+                assert result.verdict == "pass", result.error
+    finally:
+        torch.set_num_threads(before_threads)
+    # a NumPy model's own products get the two threads asked for; beside a torch model, NumPy's work is
+    # rnncheck's own and one thread spins at no barrier beside torch's pool
+    assert all(counts == [2] * len(counts) for counts in seen["numpy"][1:])
+    assert all(counts == [1] * len(counts) for counts in seen["torch"])
 
 
 def test_blas_threads_come_back_after_a_case_that_exits_hangs_or_sets_its_own(monkeypatch):
