@@ -12,7 +12,7 @@ One thread has no barrier to wait at.  So:
 2. otherwise a small model (under :data:`SMALL_MODEL` parameters) runs on one thread;
 3. a larger one gets more threads only where a measured forward+backward shows that they
    pay (at least :data:`PAYS` times faster than one thread), measured once per model
-   signature in a process;
+   signature and input shapes in a process;
 4. the thread budget is the cores this process may use, divided among pytest-xdist's
    workers when it runs under them;
 5. NumPy's BLAS (OpenBLAS or MKL: the reference, NumPy cases' own code) is held while the case
@@ -36,6 +36,8 @@ from contextlib import contextmanager
 
 import torch
 from threadpoolctl import ThreadpoolController
+
+from .nested import leaves
 
 #: below this many checked parameters a case runs on one thread without measuring
 SMALL_MODEL = 50_000
@@ -101,6 +103,9 @@ def apply_policy(target, requested: int | None) -> str:
     key = (
         type(getattr(getattr(target, "case", None), "model", None)).__name__,
         tuple(sorted((n, v.shape) for n, v in target.theta.items())),
+        # the inputs' shapes: one model at batch 1 and at batch 64 is two decisions (2 threads paid 1.0× and 1.7×
+        # for an LSTM(256) in float64)
+        tuple((path, tuple(t.shape)) for path, t in leaves(target.inputs, "input")),
         str(target.model_dtype),
         budget,
     )

@@ -178,3 +178,36 @@ def test_blas_threads_come_back_after_a_case_that_exits_hangs_or_sets_its_own(mo
             result = rnncheck.verify_case(case, rnncheck.Options(diagnostics=False, timeout=1.0))
             assert result.verdict == verdict, (loss.__name__, result.error)
             assert blas() == before, loss.__name__
+
+
+def test_one_model_at_two_batch_sizes_is_measured_twice(monkeypatch):
+    import rnncheck
+    import rnncheck.threads as policy  # the policy's own bookkeeping, not a user-facing behaviour
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(policy, "available_cores", lambda: 2)
+    monkeypatch.setattr(policy, "_MEASURED", {})
+    timed = []
+
+    def fake_time(target, threads, repeats=2):
+        batch = target.inputs[0].shape[1]
+        timed.append((batch, threads))
+        # two threads pay at batch 64 only, as they did for an LSTM(256) in float64
+        return 1.0 if threads == 1 or batch == 1 else 0.5
+
+    monkeypatch.setattr(policy, "_time_gradient", fake_time)
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(128, 128)  # above the small-model bound
+    assert sum(p.numel() for p in model.parameters()) >= policy.SMALL_MODEL
+    said = {}
+    before = torch.get_num_threads()
+    try:
+        for batch in (1, 64):
+            torch.set_num_threads(policy._AT_IMPORT)  # nobody's explicit choice, as the case's guard leaves it
+            case = rnncheck.TorchCase(model, inputs=(torch.randn(3, batch, 128),))
+            said[batch] = policy.apply_policy(case.bind(rnncheck.Options()), None)
+    finally:
+        torch.set_num_threads(before)
+    assert {b for b, _ in timed} == {1, 64}
+    assert said[1].startswith("1 thread") and said[64].startswith("2 threads"), said
