@@ -76,6 +76,11 @@ def fill_weights(out: np.ndarray, rng: np.random.Generator, size: float) -> None
     e·v vanishes only on a set of measure zero, so no error of any size hides by cancelling;
     every entry still weighs within 2× of the block's size.
     """
+    if not out.flags.c_contiguous:  # a view that reshape would copy: fill a contiguous array, then write it back
+        filled = np.empty(out.shape)
+        fill_weights(filled, rng, size)
+        out[...] = filled
+        return
     flat = out.reshape(-1)
     fill_signs(flat, rng, 1.0)
     flat *= rng.random(flat.size, dtype=np.float32) + np.float32(0.5)
@@ -159,16 +164,13 @@ def probe_direction(
     wmax = max(weight.values(), default=1.0)
     v: dict[str, np.ndarray] = {}
     for b in blocks:
-        arr = v.setdefault(b.tensor, np.zeros(theta[b.tensor].shape))
-        sub = arr[b.rows]
-        size = scales[b] * weight[b] / wmax
-        weights = np.empty(sub.shape)
-        fill_weights(weights, rng, size)
-        if aligned:
+        if b.tensor not in v:
+            v[b.tensor] = np.zeros(theta[b.tensor].shape)
+        sub = v[b.tensor][b.rows]  # whole rows of a C-ordered array: contiguous, filled in place
+        fill_weights(sub, rng, scales[b] * weight[b] / wmax)
+        if aligned:  # the gradient's own sign where it has one, the random one where it is 0 (or NaN)
             g = grad[b.tensor][b.rows]
-            sub[...] = np.where(g > 0, np.abs(weights), np.where(g < 0, -np.abs(weights), weights))
-        else:
-            sub[...] = weights
+            np.copysign(sub, g, out=sub, where=(g > 0) | (g < 0))
     return v
 
 
