@@ -9,10 +9,13 @@ One thread has no barrier to wait at.  So:
 1. an explicit choice is kept: ``--threads N`` (``Options.threads``), an ``OMP_NUM_THREADS``
    or ``MKL_NUM_THREADS`` in the environment, or a ``torch.set_num_threads`` the user's code
    made since rnncheck was imported;
-2. otherwise a small model (under :data:`SMALL_MODEL` parameters) runs on one thread;
+2. otherwise a small model runs on one thread: one whose forward+backward, timed on one
+   thread, takes under :data:`SMALL_CALL` seconds (the work, not the parameter count:
+   an LSTM(64) at batch 64 paid for two threads, 10.3 → 7.4 forward+backwards for the whole check);
 3. a larger one gets more threads only where a measured forward+backward shows that they
    pay (at least :data:`PAYS` times faster than one thread), measured once per model
-   signature and input shapes in a process;
+   signature and input shapes in a process.  A gradient call that fails while it is timed
+   leaves the case on one thread, for the checks to meet the failure and say what it is;
 4. the thread budget is the cores this process may use, divided among pytest-xdist's
    workers when it runs under them;
 5. NumPy's BLAS (OpenBLAS or MKL: the reference, NumPy cases' own code) is held while the case
@@ -37,10 +40,11 @@ from contextlib import contextmanager
 import torch
 from threadpoolctl import ThreadpoolController
 
+from .errors import BudgetExceeded
 from .nested import leaves
 
-#: below this many checked parameters a case runs on one thread without measuring
-SMALL_MODEL = 50_000
+#: a forward+backward faster than this on one thread (seconds) runs on one thread without measuring more
+SMALL_CALL = 0.002
 #: more threads are kept only if one forward+backward runs at least this many times faster
 PAYS = 1.3
 
@@ -77,14 +81,32 @@ def explicit_threads(requested: int | None) -> tuple[int | None, str | None]:
 
 
 def _time_gradient(target, threads: int, repeats: int = 2) -> float:
+    """The fastest of ``repeats`` gradient calls on ``threads`` threads, in seconds."""
     torch.set_num_threads(threads)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        target.gradient()
-        best = min(best, time.perf_counter() - start)
-    target.evaluations -= repeats  # the policy's own calls are not the check's evaluations
+    best, made = float("inf"), 0
+    try:
+        for _ in range(repeats):
+            made += 1
+            start = time.perf_counter()
+            target.gradient()
+            best = min(best, time.perf_counter() - start)
+    finally:
+        target.evaluations -= made  # the policy's own calls are not the check's evaluations
     return best
+
+
+def _measure(target, budget: int) -> tuple[int, str]:
+    """The thread count for ``target`` and the sentence that says why, from timed gradient calls."""
+    one = _time_gradient(target, 1)  # the first of the two also warms the allocator for what follows
+    if one < SMALL_CALL:
+        return 1, (
+            f"1 thread (a small model: one forward+backward takes {one * 1e3:.2g} ms on one thread, and one thread "
+            "waits at no barrier when the machine is busy)"
+        )
+    many = _time_gradient(target, budget)
+    if one > PAYS * many:
+        return budget, f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)"
+    return 1, f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)"
 
 
 def apply_policy(target, requested: int | None) -> str:
@@ -96,8 +118,7 @@ def apply_policy(target, requested: int | None) -> str:
     if target.device is not None and target.device.type != "cpu":
         return f"{torch.get_num_threads()} thread(s) for the host side; the model runs on {target.device}"
     budget = available_cores()
-    size = sum(v.size for v in target.theta.values())
-    if budget == 1 or size < SMALL_MODEL or target.model is None:
+    if budget == 1 or target.model is None:
         torch.set_num_threads(1)
         return "1 thread (a small model: one thread waits at no barrier when the machine is busy)"
     key = (
@@ -110,19 +131,13 @@ def apply_policy(target, requested: int | None) -> str:
         budget,
     )
     if key not in _MEASURED:
-        many = _time_gradient(target, budget, repeats=1)  # also warms the allocator for what follows
-        one = _time_gradient(target, 1, repeats=1)
-        many = min(many, _time_gradient(target, budget, repeats=1))
-        if one > PAYS * many:
-            _MEASURED[key] = (
-                budget,
-                f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)",
-            )
-        else:
-            _MEASURED[key] = (
-                1,
-                f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)",
-            )
+        try:
+            _MEASURED[key] = _measure(target, budget)
+        except BudgetExceeded:
+            raise
+        except Exception:  # noqa: BLE001 - the user's gradient failed: the checks meet it, and name it
+            torch.set_num_threads(1)
+            return "1 thread (not measured: the gradient call failed)"
     threads, said = _MEASURED[key]
     torch.set_num_threads(threads)
     return said
