@@ -234,6 +234,104 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
     return out
 
 
+class Float32Only(torch.nn.Module):
+    """An LSTM that refuses float64, as some user code does: rnncheck's numerical side then runs in float32.
+
+    ``plant``: the gradient of ``weight_hh_l0[7, 3]`` is made wrong by that relative amount (0: right).
+    """
+
+    def __init__(self, lstm: torch.nn.LSTM, refuse64: bool = True, plant: float = 0.0) -> None:
+        super().__init__()
+        self.lstm, self.refuse64, self.plant = lstm, refuse64, plant
+
+    def forward(self, x):
+        if self.refuse64 and x.dtype == torch.float64:
+            raise TypeError("this model runs in float32 only")
+        if not self.plant:
+            return self.lstm(x)
+        weights = dict(self.lstm.named_parameters())
+        weights["weight_hh_l0"] = _Planted.apply(weights["weight_hh_l0"], self.plant)
+        return functional_call(self.lstm, weights, (x,))
+
+
+class _Planted(torch.autograd.Function):
+    """The identity, whose backward makes one entry of the gradient wrong by a relative ``delta``."""
+
+    @staticmethod
+    def forward(ctx, w, delta):
+        ctx.delta = delta
+        return w.view_as(w)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.clone()
+        g[7, 3] *= 1 + ctx.delta
+        return g, None
+
+
+def numeric_trade(sizes: list[int], batches: list[int], repeats: int) -> list[dict]:
+    """What a float32 model's float64 numerical side costs and buys: the default check of ``nn.LSTM(H, H)`` in
+    float32 as it is (numerical side in float64) and wrapped to refuse float64 (numerical side in float32).
+
+    Cost in units of one forward+backward; power as the report's catches column (the smallest relative error of a
+    typical single entry that some probe catches), worst over the four tensors; and a planted error of 1e-4 in one
+    entry of ``weight_hh_l0``'s gradient (an identity Function on the weight), caught or not.  Both sides check the
+    same wrapper module, so that the wrapper's own cost is on both.
+    """
+    out = []
+    for H in sizes:
+        for b in batches:
+            torch.manual_seed(0)
+            lstm = torch.nn.LSTM(H, H)
+            x = torch.randn(T, b, H)
+            w = torch.randn(T, b, H) / (T * b * H) ** 0.5
+            params = list(lstm.parameters())
+
+            def fb():
+                out_, _ = lstm(x)
+                return torch.autograd.grad((out_ * w).sum(), params)
+
+            fb()
+            unit = _timed(fb, repeats=5)
+            row = {"H": H, "B": b, "unit_ms": unit * 1e3}
+            for side, model in (("float64", Float32Only(lstm, refuse64=False)), ("float32", Float32Only(lstm))):
+                case = lambda m=model: rnncheck.TorchCase(m, inputs=(x,), loss=lambda o: (o[0] * w).sum())  # noqa: E731
+                verify_case(case(), Options())  # warm-up, and the thread policy's measurement
+                kept = {}
+
+                def run(case=case, kept=kept):
+                    result = verify_case(case(), Options())
+                    kept["result"] = result
+
+                seconds = _timed(run, repeats=repeats)
+                result = kept["result"]
+                gradient = next(c for c in result.checks if str(c.name) == "gradient")
+                catches = [r.detection for r in gradient.tensors if r.detection is not None]
+                planted = _planted(side == "float32", lstm, x, w)
+                row[side] = {
+                    "units": seconds / unit,
+                    "evaluations": gradient.evaluations,
+                    "catches_worst": max(catches) if catches else None,
+                    "verdict": str(result.verdict),
+                    "planted_1e-4": planted,
+                }
+                print(
+                    f"float32 LSTM H={H:<4} B={b:<3} numerical side {side}: {seconds / unit:5.1f}x one fwd+bwd "
+                    f"({gradient.evaluations} evaluations), catches {row[side]['catches_worst']:.1g} (worst tensor), "
+                    f"a 1e-4 error in one entry: {planted}",
+                    flush=True,
+                )
+            out.append(row)
+    return out
+
+
+def _planted(refuse64: bool, lstm, x, w, delta: float = 1e-4) -> str:
+    """The default check's verdict with one entry of weight_hh_l0's gradient off by a relative ``delta``."""
+    model = Float32Only(lstm, refuse64=refuse64, plant=delta)
+    result = verify_case(rnncheck.TorchCase(model, inputs=(x,), loss=lambda o: (o[0] * w).sum()), Options())
+    return "caught" if result.verdict == "fail" else f"missed ({result.verdict})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 256, 1024])
@@ -247,6 +345,11 @@ def main() -> None:
     ap.add_argument("--grid", action="store_true", help="the targets' grid: B in --batches, H in --sizes, both dtypes")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 64])
     ap.add_argument("--probes", type=int, help="rnncheck's random probe directions (default: its own, 3)")
+    ap.add_argument(
+        "--numeric-trade",
+        action="store_true",
+        help="a float32 model's numerical side in float64 (the default) against float32: cost and power",
+    )
     args = ap.parse_args()
     if args.probes is not None:
         CHECK_OPTIONS["probes"] = args.probes
@@ -254,6 +357,12 @@ def main() -> None:
         if args.threads < 1:
             ap.error(f"--threads {args.threads}: give 1 or more threads")
         torch.set_num_threads(args.threads)
+    if args.numeric_trade:
+        print(f"machine: {machine()}; LSTM(H, H) in float32, T={T}, a fixed linear loss")
+        rows = numeric_trade(args.sizes, args.batches, args.repeats)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return
     if args.grid:
         print(f"machine: {machine()}; LSTM(H, H), T={T}, a fixed linear loss; ratios to one fwd+bwd in the same run")
         rows = grid(args.sizes, args.batches, ["float64", "float32"], args.device, args.repeats)
