@@ -95,6 +95,7 @@ def measure(
     case = lambda: rnncheck.TorchCase(model, inputs=(x,), loss=lambda out: (out[0] * w).sum())  # noqa: E731
     verify_case(case(), Options(device=device, **CHECK_OPTIONS))  # the thread policy's one measurement, and warm-up
     shares: dict[str, float] = {}
+    verdicts: dict[str, str] = {}
 
     def default_check():
         t0 = time.perf_counter()
@@ -103,6 +104,7 @@ def measure(
             shares.clear()  # the shares of the fastest run, the one whose time is kept
             shares.update({str(c.name): c.seconds for c in result.checks if c.seconds is not None})
             shares["_total"] = time.perf_counter() - t0
+            verdicts["default"] = str(result.verdict)  # the model is correct: anything but a pass is worth a look
 
     rows["rnncheck"] = _timed(default_check, repeats=repeats)
     rows["rnncheck probes only"] = _timed(
@@ -111,6 +113,7 @@ def measure(
     )
     rows["fwd+bwd"] = min(unit, _timed(fb, repeats=5))  # the unit again: the machine may have slowed meanwhile
     rows["_shares"] = {k: v for k, v in shares.items() if k != "_total"}
+    rows["_verdict"] = verdicts.get("default")
     if not peers:
         return {"hidden": H, "params": n_params, "T": T, "B": B, "device": device, "dtype": str(dtype), "seconds": rows}
 
@@ -219,6 +222,7 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
                     "probes": s["rnncheck probes only"] / unit,
                     "gradcheck_fast": s["gradcheck fast"] / unit,
                     "shares": {check: seconds / unit for check, seconds in s["_shares"].items()},
+                    "verdict": s["_verdict"],
                 }
                 row["default_target"] = 10.0 if name == "float64" else 20.0
                 out.append(row)
@@ -226,7 +230,8 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
                     f"{name:8} H={H:<5} B={b:<3} unit {row['unit_ms']:8.1f} ms  default {row['default']:6.1f}x "
                     f"(target <= {row['default_target']:g}: {'met' if row['default'] <= row['default_target'] else 'NOT met'})  "
                     f"probes {row['probes']:6.1f}x  gradcheck fast {row['gradcheck_fast']:6.1f}x "
-                    f"({'no slower' if row['probes'] <= row['gradcheck_fast'] else 'slower'})\n"
+                    f"({'no slower' if row['probes'] <= row['gradcheck_fast'] else 'slower'})  "
+                    f"verdict {row['verdict']}\n"
                     f"{'':8} the default check's shares, in units: "
                     + ", ".join(f"{check} {units:.1f}" for check, units in row["shares"].items()),
                     flush=True,
