@@ -10,8 +10,10 @@ One thread has no barrier to wait at.  So:
    or ``MKL_NUM_THREADS`` in the environment, or a ``torch.set_num_threads`` the user's code
    made since rnncheck was imported;
 2. otherwise a small model runs on one thread: one whose forward+backward, timed on one
-   thread, takes under :data:`SMALL_CALL` seconds (the work, not the parameter count:
-   an LSTM(64) at batch 64 paid for two threads, 10.3 → 7.4 forward+backwards for the whole check);
+   thread (the fastest of three calls), takes under :data:`SMALL_CALL` seconds, or four times
+   that for a model of fewer than :data:`FEW_PARAMETERS` parameters.  The work decides, not
+   the parameter count alone: an LSTM(64) at batch 64 paid for two threads, 10.3 → 7.4
+   forward+backwards for the whole check;
 3. a larger one gets more threads only where a measured forward+backward shows that they
    pay (at least :data:`PAYS` times faster than one thread), measured once per model
    signature and input shapes in a process.  A gradient call that fails while it is timed
@@ -45,6 +47,9 @@ from .nested import leaves
 
 #: a forward+backward faster than this on one thread (seconds) runs on one thread without measuring more
 SMALL_CALL = 0.002
+#: a model with fewer parameters than this needs a call this many times ``SMALL_CALL`` to be measured: a tiny
+#: model's call, slowed by a busy neighbour, once measured 10× faster on two threads than on one
+FEW_PARAMETERS, FEW_PARAMETERS_CALLS = 50_000, 4
 #: more threads are kept only if one forward+backward runs at least this many times faster
 PAYS = 1.3
 
@@ -97,13 +102,17 @@ def _time_gradient(target, threads: int, repeats: int = 2) -> float:
 
 def _measure(target, budget: int) -> tuple[int, str]:
     """The thread count for ``target`` and the sentence that says why, from timed gradient calls."""
-    one = _time_gradient(target, 1)  # the first of the two also warms the allocator for what follows
-    if one < SMALL_CALL:
+    # the fastest of three: the first call of a process is a cold one (lazy initialization, the allocator), and one
+    # call slowed by a neighbour must not make a small model look large
+    one = _time_gradient(target, 1, repeats=3)
+    few = sum(v.size for v in target.theta.values()) < FEW_PARAMETERS
+    if one < SMALL_CALL * (FEW_PARAMETERS_CALLS if few else 1):
         return 1, (
             f"1 thread (a small model: one forward+backward takes {one * 1e3:.2g} ms on one thread, and one thread "
             "waits at no barrier when the machine is busy)"
         )
     many = _time_gradient(target, budget)
+    one = min(one, _time_gradient(target, 1, repeats=1))  # once more after: a machine that was slow at first
     if one > PAYS * many:
         return budget, f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)"
     return 1, f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)"

@@ -215,17 +215,28 @@ def test_one_model_at_two_batch_sizes_is_measured_twice(monkeypatch):
     assert said[1].startswith("1 thread") and said[64].startswith("2 threads"), said
 
 
-def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_whatever_the_parameter_count(monkeypatch):
+def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_parameters_or_many(monkeypatch):
     import rnncheck
     import rnncheck.threads as policy  # the policy's own arithmetic, not a user-facing behaviour
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(policy, "available_cores", lambda: 2)
+    few = torch.nn.Linear(3, 2)  # 8 parameters
+    many = torch.nn.Linear(256, 256)  # 65,792 parameters
+    assert sum(p.numel() for p in many.parameters()) >= policy.FEW_PARAMETERS
+    bound = policy.SMALL_CALL
+    runs = {  # (model, seconds on one thread) -> measured further?
+        ("few", bound / 2): False,
+        ("few", bound * 2): False,  # few parameters: a call must be clearly slow to be worth measuring
+        ("few", bound * policy.FEW_PARAMETERS_CALLS * 2): True,  # an LSTM(64) at batch 64, say
+        ("many", bound / 2): False,
+        ("many", bound * 2): True,
+    }
     before = torch.get_num_threads()
     said = {}
     try:
-        for seconds in (policy.SMALL_CALL / 4, policy.SMALL_CALL * 4):
+        for (which, seconds), _ in runs.items():
             monkeypatch.setattr(policy, "_MEASURED", {})
             timed = []
 
@@ -235,13 +246,17 @@ def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_whatever_the
 
             monkeypatch.setattr(policy, "_time_gradient", fake_time)
             torch.set_num_threads(policy._AT_IMPORT)
-            case = rnncheck.TorchCase(torch.nn.Linear(3, 2), inputs=(torch.randn(4, 3),))  # 8 parameters
-            said[seconds] = (policy.apply_policy(case.bind(rnncheck.Options()), None), timed)
+            model = few if which == "few" else many
+            case = rnncheck.TorchCase(model, inputs=(torch.randn(4, model.in_features),))
+            said[(which, seconds)] = (policy.apply_policy(case.bind(rnncheck.Options()), None), timed)
     finally:
         torch.set_num_threads(before)
-    fast, slow = said[policy.SMALL_CALL / 4], said[policy.SMALL_CALL * 4]
-    assert fast[0].startswith("1 thread (a small model") and fast[1] == [1], fast  # one thread, nothing more timed
-    assert slow[0].startswith("2 threads (one forward+backward measured 2.0×") and slow[1] == [1, 2], slow
+    for key, measured in runs.items():
+        sentence, timed = said[key]
+        if measured:
+            assert sentence.startswith("2 threads (one forward+backward measured 2.0×") and timed == [1, 2, 1], key
+        else:
+            assert sentence.startswith("1 thread (a small model") and timed == [1], key  # nothing more timed
 
 
 def test_a_gradient_that_fails_while_the_policy_times_it_is_reported_by_the_checks(monkeypatch):

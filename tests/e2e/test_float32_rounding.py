@@ -21,7 +21,9 @@ def test_a_correct_float32_lstm_is_not_failed_for_its_rounding_and_a_wrong_entry
     cases = {c["name"].split("::")[-1]: c for c in report["cases"]}
     right, wrong = cases["right"], cases["wrong_entry"]
     right_kinds = [f["kind"] for c in right["checks"] for f in c.get("findings", [])]
-    assert right["verdict"] == "warn" and right_kinds == ["unresolved"], right  # before: fail, "mismatch"
+    # on this project's machines: a warn naming the unresolved probe (before: fail, "mismatch"); a CPU whose
+    # kernels round otherwise may pass it outright; any other outcome is a bug
+    assert (right["verdict"], right_kinds) in (("warn", ["unresolved"]), ("pass", [])), right
     wrong_findings = [f for c in wrong["checks"] for f in c.get("findings", [])]
     assert wrong["verdict"] == "fail"
     assert any(
