@@ -239,10 +239,11 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
     return out
 
 
-class Float32Only(torch.nn.Module):
-    """An LSTM that refuses float64, as some user code does: rnncheck's numerical side then runs in float32.
+class WrappedLSTM(torch.nn.Module):
+    """An LSTM behind a wrapper both sides of ``--numeric-trade`` check, so that its own cost is on both.
 
-    ``plant``: the gradient of ``weight_hh_l0[7, 3]`` is made wrong by that relative amount (0: right).
+    ``refuse64``: it refuses float64, as some user code does, and rnncheck's numerical side then runs in
+    float32.  ``plant``: the gradient of ``weight_hh_l0[7, 3]`` is made wrong by that relative amount (0: right).
     """
 
     def __init__(self, lstm: torch.nn.LSTM, refuse64: bool = True, plant: float = 0.0) -> None:
@@ -300,7 +301,7 @@ def numeric_trade(sizes: list[int], batches: list[int], repeats: int) -> list[di
             fb()
             unit = _timed(fb, repeats=5)
             row = {"H": H, "B": b, "unit_ms": unit * 1e3}
-            for side, model in (("float64", Float32Only(lstm, refuse64=False)), ("float32", Float32Only(lstm))):
+            for side, model in (("float64", WrappedLSTM(lstm, refuse64=False)), ("float32", WrappedLSTM(lstm))):
                 case = lambda m=model: rnncheck.TorchCase(m, inputs=(x,), loss=lambda o: (o[0] * w).sum())  # noqa: E731
                 verify_case(case(), Options())  # warm-up, and the thread policy's measurement
                 kept = {}
@@ -338,7 +339,7 @@ PLANTED = (1e-3, 1e-2)
 
 def _planted(refuse64: bool, lstm, x, w, delta: float) -> str:
     """The default check's verdict with one entry of weight_hh_l0's gradient off by a relative ``delta``."""
-    model = Float32Only(lstm, refuse64=refuse64, plant=delta)
+    model = WrappedLSTM(lstm, refuse64=refuse64, plant=delta)
     result = verify_case(rnncheck.TorchCase(model, inputs=(x,), loss=lambda o: (o[0] * w).sum()), Options())
     return "caught" if result.verdict == "fail" else f"missed ({result.verdict})"
 

@@ -68,7 +68,7 @@ def _bits(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def fill_weights(out: np.ndarray, rng: np.random.Generator, size: float) -> None:
-    """Write random signs times magnitudes drawn from [size/2, 3·size/2) into ``out`` in place.
+    """Write random signs times magnitudes drawn from [size/2, 3·size/2) into ``out`` (C-contiguous) in place.
 
     Signs alone have atoms: an error that sums to zero over two entries ([+e, −e], what a
     flipped sign under a softmax or a normalization gives) cancels in half of all ±1
@@ -76,11 +76,6 @@ def fill_weights(out: np.ndarray, rng: np.random.Generator, size: float) -> None
     e·v vanishes only on a set of measure zero, so no error of any size hides by cancelling;
     every entry still weighs within 2× of the block's size.
     """
-    if not out.flags.c_contiguous:  # a view that reshape would copy: fill a contiguous array, then write it back
-        filled = np.empty(out.shape)
-        fill_weights(filled, rng, size)
-        out[...] = filled
-        return
     flat = out.reshape(-1)
     fill_signs(flat, rng, 1.0)
     flat *= rng.random(flat.size, dtype=np.float32) + np.float32(0.5)

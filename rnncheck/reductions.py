@@ -28,6 +28,11 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(torch.dist(flat_tensor(a), flat_tensor(b), float("inf"))) if a.size else 0.0
 
 
+def equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` have one shape and the same entries (NaN equals nothing): one pass, stopping early."""
+    return a.shape == b.shape and torch.equal(flat_tensor(a), flat_tensor(b))
+
+
 def all_finite(a: np.ndarray) -> bool:
     """Whether every entry is finite: the largest |entry| is NaN or inf exactly when some entry is."""
     return math.isfinite(max_abs(a))
