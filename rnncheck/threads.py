@@ -16,13 +16,8 @@ One thread has no barrier to wait at.  So:
    forward+backwards for the whole check;
 3. a larger one gets more threads only where a measured forward+backward shows that they
    pay (at least :data:`PAYS` times faster than one thread), measured once per model
-   signature and input shapes in a process.  Where the numerical side evaluates a float64
-   copy of the model (a float32 model's), that copy's loss is timed too, and the two are
-   weighed as the check calls them (:data:`MIX`): most of such a check is the copy's float64
-   forward, which more threads can speed up where the model's own float32 kernel gains
-   nothing (an ``nn.LSTM(256)`` at batch 1: the whole check 148–198 ms on one thread,
-   114–149 ms on two).  A call that fails while it is timed leaves the case on one thread,
-   for the checks to meet the failure and say what it is;
+   signature and input shapes in a process.  A gradient call that fails while it is timed
+   leaves the case on one thread, for the checks to meet the failure and say what it is;
 4. the thread budget is the cores this process may use, divided among pytest-xdist's
    workers when it runs under them;
 5. NumPy's BLAS (OpenBLAS or MKL: the reference, NumPy cases' own code) is held while the case
@@ -55,12 +50,8 @@ SMALL_CALL = 0.002
 #: a model with fewer parameters than this needs a call this many times ``SMALL_CALL`` to be measured: a tiny
 #: model's call, slowed by a busy neighbour, once measured 10× faster on two threads than on one
 FEW_PARAMETERS, FEW_PARAMETERS_CALLS = 50_000, 4
-#: more threads are kept only if one forward+backward (or the check's mix of calls) runs at least this many times faster
+#: more threads are kept only if one forward+backward runs at least this many times faster
 PAYS = 1.3
-#: how often the default check calls the model's forward+backward and its float64 copy's loss, where it has one:
-#: the gradient four times (the sanity checks' two, the analytic side's rounding, the reference's layer), the loss
-#: nine (three probes: a Richardson pair, two screens, the value at the point)
-MIX = {"gradient": 4, "loss": 9}
 
 _AT_IMPORT = torch.get_num_threads()
 
@@ -94,35 +85,19 @@ def explicit_threads(requested: int | None) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _time(target, call, threads: int, repeats: int) -> float:
-    """The fastest of ``repeats`` calls of ``call()`` on ``threads`` threads, in seconds."""
+def _time_gradient(target, threads: int, repeats: int = 2) -> float:
+    """The fastest of ``repeats`` gradient calls on ``threads`` threads, in seconds."""
     torch.set_num_threads(threads)
     best, made = float("inf"), 0
     try:
         for _ in range(repeats):
             made += 1
             start = time.perf_counter()
-            call()
+            target.gradient()
             best = min(best, time.perf_counter() - start)
     finally:
         target.evaluations -= made  # the policy's own calls are not the check's evaluations
     return best
-
-
-def _time_gradient(target, threads: int, repeats: int = 2) -> float:
-    """The fastest of ``repeats`` gradient calls on ``threads`` threads, in seconds."""
-    return _time(target, target.gradient, threads, repeats)
-
-
-def _time_loss(target, threads: int, repeats: int = 2) -> float:
-    """The fastest of ``repeats`` evaluations of the numerical side's loss at the check point, in seconds."""
-    return _time(target, lambda: target.loss(target.theta), threads, repeats)
-
-
-def _float64_copy(target) -> bool:
-    """Whether the numerical side evaluates a copy of the model (in float64), not the model itself."""
-    numeric = getattr(target, "numeric", None)
-    return numeric is not None and numeric.model is not target.model
 
 
 def _measure(target, budget: int) -> tuple[int, str]:
@@ -138,20 +113,9 @@ def _measure(target, budget: int) -> tuple[int, str]:
         )
     many = _time_gradient(target, budget)
     one = min(one, _time_gradient(target, 1, repeats=1))  # once more after: a machine that was slow at first
-    what = "one forward+backward"
-    if _float64_copy(target):
-        # the copy's first evaluation is watched for casts (and may find it cannot run in float64): the fastest of two
-        copy_many = _time_loss(target, budget)
-        copy_one = _time_loss(target, 1)
-        one = MIX["gradient"] * one + MIX["loss"] * copy_one
-        many = MIX["gradient"] * many + MIX["loss"] * copy_many
-        what = (
-            f"the check's calls (the model's forward+backward ×{MIX['gradient']}, the loss of its float64 copy "
-            f"×{MIX['loss']})"
-        )
     if one > PAYS * many:
-        return budget, f"{budget} threads ({what} measured {one / many:.1f}× faster than on one thread)"
-    return 1, f"1 thread ({budget} threads measured only {one / many:.1f}× faster on {what})"
+        return budget, f"{budget} threads (one forward+backward measured {one / many:.1f}× faster than on one thread)"
+    return 1, f"1 thread ({budget} threads measured only {one / many:.1f}× faster on one forward+backward)"
 
 
 def apply_policy(target, requested: int | None) -> str:
@@ -180,9 +144,9 @@ def apply_policy(target, requested: int | None) -> str:
             _MEASURED[key] = _measure(target, budget)
         except BudgetExceeded:
             raise
-        except Exception:  # noqa: BLE001 - the user's code failed: the checks meet it, and name it
+        except Exception:  # noqa: BLE001 - the user's gradient failed: the checks meet it, and name it
             torch.set_num_threads(1)
-            return "1 thread (not measured: a timed call of the model failed)"
+            return "1 thread (not measured: the gradient call failed)"
     threads, said = _MEASURED[key]
     torch.set_num_threads(threads)
     return said

@@ -222,9 +222,8 @@ def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_paramete
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(policy, "available_cores", lambda: 2)
-    # float64: the numerical side is the model itself, and its forward+backward alone decides
-    few = torch.nn.Linear(3, 2).double()  # 8 parameters
-    many = torch.nn.Linear(256, 256).double()  # 65,792 parameters
+    few = torch.nn.Linear(3, 2)  # 8 parameters
+    many = torch.nn.Linear(256, 256)  # 65,792 parameters
     assert sum(p.numel() for p in many.parameters()) >= policy.FEW_PARAMETERS
     bound = policy.SMALL_CALL
     runs = {  # (model, seconds on one thread) -> measured further?
@@ -248,7 +247,7 @@ def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_paramete
             monkeypatch.setattr(policy, "_time_gradient", fake_time)
             torch.set_num_threads(policy._AT_IMPORT)
             model = few if which == "few" else many
-            case = rnncheck.TorchCase(model, inputs=(torch.randn(4, model.in_features, dtype=torch.float64),))
+            case = rnncheck.TorchCase(model, inputs=(torch.randn(4, model.in_features),))
             said[(which, seconds)] = (policy.apply_policy(case.bind(rnncheck.Options()), None), timed)
     finally:
         torch.set_num_threads(before)
@@ -258,53 +257,6 @@ def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_paramete
             assert sentence.startswith("2 threads (one forward+backward measured 2.0×") and timed == [1, 2, 1], key
         else:
             assert sentence.startswith("1 thread (a small model") and timed == [1], key  # nothing more timed
-
-
-def test_a_float32_model_is_measured_on_the_checks_calls_its_float64_copy_among_them(monkeypatch):
-    import rnncheck
-    import rnncheck.threads as policy  # the policy's own arithmetic, not a user-facing behaviour
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(policy, "available_cores", lambda: 2)
-    timed = []
-    ms = 1e-3
-
-    def fake_gradient(target, threads, repeats=2):
-        timed.append(("gradient", threads))
-        return 10 * ms  # the model's own kernel gains nothing from a second thread
-
-    def fake_loss(target, threads, repeats=2):
-        timed.append(("loss", threads))
-        return 20 * ms if threads == 1 else 10 * ms  # its float64 copy runs twice as fast on two
-
-    monkeypatch.setattr(policy, "_time_gradient", fake_gradient)
-    monkeypatch.setattr(policy, "_time_loss", fake_loss)
-    torch.manual_seed(0)
-    said = {}
-    before = torch.get_num_threads()
-    try:
-        for dtype in (torch.float32, torch.float64):
-            monkeypatch.setattr(policy, "_MEASURED", {})
-            timed.clear()
-            torch.set_num_threads(policy._AT_IMPORT)
-            model = torch.nn.LSTM(256, 256).to(dtype)
-            case = rnncheck.TorchCase(model, inputs=(torch.randn(3, 1, 256, dtype=dtype),))
-            said[dtype] = (policy.apply_policy(case.bind(rnncheck.Options()), None), list(timed))
-    finally:
-        torch.set_num_threads(before)
-    sentence, calls = said[torch.float32]
-    # (4·10 + 9·20) / (4·10 + 9·10) = 1.7
-    assert sentence.startswith(
-        "2 threads (the check's calls (the model's forward+backward ×4, the loss of its float64 "
-        "copy ×9) measured 1.7× faster"
-    ), sentence
-    assert ("loss", 1) in calls and ("loss", 2) in calls
-    sentence, calls = said[
-        torch.float64
-    ]  # no copy: the model's own forward+backward decides, and nothing else is timed
-    assert sentence.startswith("1 thread (2 threads measured only 1.0× faster on one forward+backward)"), sentence
-    assert all(kind == "gradient" for kind, _ in calls)
 
 
 def test_a_gradient_that_fails_while_the_policy_times_it_is_reported_by_the_checks(monkeypatch):
