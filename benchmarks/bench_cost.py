@@ -105,6 +105,8 @@ def measure(
             shares.update({str(c.name): c.seconds for c in result.checks if c.seconds is not None})
             shares["_total"] = time.perf_counter() - t0
             verdicts["default"] = str(result.verdict)  # the model is correct: anything but a pass is worth a look
+            gradient = next((c for c in result.checks if str(c.name) == "gradient"), None)
+            verdicts["threads"] = getattr(gradient, "threads", None)  # the thread policy's sentence
 
     rows["rnncheck"] = _timed(default_check, repeats=repeats)
     rows["rnncheck probes only"] = _timed(
@@ -114,6 +116,7 @@ def measure(
     rows["fwd+bwd"] = min(unit, _timed(fb, repeats=5))  # the unit again: the machine may have slowed meanwhile
     rows["_shares"] = {k: v for k, v in shares.items() if k != "_total"}
     rows["_verdict"] = verdicts.get("default")
+    rows["_threads"] = verdicts.get("threads")
     if not peers:
         return {"hidden": H, "params": n_params, "T": T, "B": B, "device": device, "dtype": str(dtype), "seconds": rows}
 
@@ -223,6 +226,7 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
                     "gradcheck_fast": s["gradcheck fast"] / unit,
                     "shares": {check: seconds / unit for check, seconds in s["_shares"].items()},
                     "verdict": s["_verdict"],
+                    "threads": s["_threads"],
                 }
                 row["default_target"] = 10.0 if name == "float64" else 20.0
                 out.append(row)
@@ -233,7 +237,8 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
                     f"({'no slower' if row['probes'] <= row['gradcheck_fast'] else 'slower'})  "
                     f"verdict {row['verdict']}\n"
                     f"{'':8} the default check's shares, in units: "
-                    + ", ".join(f"{check} {units:.1f}" for check, units in row["shares"].items()),
+                    + ", ".join(f"{check} {units:.1f}" for check, units in row["shares"].items())
+                    + f"\n{'':8} threads: {row['threads']}",
                     flush=True,
                 )
     return out
@@ -356,6 +361,13 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--grid", action="store_true", help="the targets' grid: B in --batches, H in --sizes, both dtypes")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 64])
+    ap.add_argument(
+        "--grid-dtypes",
+        nargs="+",
+        default=["float64", "float32"],
+        choices=["float64", "float32"],
+        help="the grid's model dtypes (default: both)",
+    )
     ap.add_argument("--probes", type=int, help="rnncheck's random probe directions (default: its own, 3)")
     ap.add_argument(
         "--numeric-trade",
@@ -377,7 +389,7 @@ def main() -> None:
         return
     if args.grid:
         print(f"machine: {machine()}; LSTM(H, H), T={T}, a fixed linear loss; ratios to one fwd+bwd in the same run")
-        rows = grid(args.sizes, args.batches, ["float64", "float32"], args.device, args.repeats)
+        rows = grid(args.sizes, args.batches, args.grid_dtypes, args.device, args.repeats)
         if args.json:
             Path(args.json).write_text(
                 json.dumps({"benchmark": "cost grid", "machine": machine(), "rows": rows}, indent=2)
