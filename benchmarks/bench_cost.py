@@ -103,6 +103,8 @@ def measure(
         if not shares or time.perf_counter() - t0 < shares["_total"]:
             shares.clear()  # the shares of the fastest run, the one whose time is kept
             shares.update({str(c.name): c.seconds for c in result.checks if c.seconds is not None})
+            # of those seconds, the time inside calls of the model (its forwards and backwards, the float64 copy's)
+            shares["_model"] = sum(getattr(c, "user_seconds", None) or 0.0 for c in result.checks)
             shares["_total"] = time.perf_counter() - t0
             verdicts["default"] = str(result.verdict)  # the model is correct: anything but a pass is worth a look
             gradient = next((c for c in result.checks if str(c.name) == "gradient"), None)
@@ -114,7 +116,8 @@ def measure(
         repeats=repeats,
     )
     rows["fwd+bwd"] = min(unit, _timed(fb, repeats=5))  # the unit again: the machine may have slowed meanwhile
-    rows["_shares"] = {k: v for k, v in shares.items() if k != "_total"}
+    rows["_shares"] = {k: v for k, v in shares.items() if not k.startswith("_")}
+    rows["_model_calls"] = shares.get("_model")
     rows["_verdict"] = verdicts.get("default")
     rows["_threads"] = verdicts.get("threads")
     if not peers:
@@ -227,6 +230,7 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
                     "shares": {check: seconds / unit for check, seconds in s["_shares"].items()},
                     "verdict": s["_verdict"],
                     "threads": s["_threads"],
+                    "model_calls": s["_model_calls"] / unit if s["_model_calls"] else None,
                 }
                 row["default_target"] = 10.0 if name == "float64" else 20.0
                 out.append(row)
@@ -238,6 +242,12 @@ def grid(sizes: list[int], batches: list[int], dtypes: list[str], device: str, r
                     f"verdict {row['verdict']}\n"
                     f"{'':8} the default check's shares, in units: "
                     + ", ".join(f"{check} {units:.1f}" for check, units in row["shares"].items())
+                    + (
+                        f"; inside calls of the model {row['model_calls']:.1f}, rnncheck's own work "
+                        f"{sum(row['shares'].values()) - row['model_calls']:.1f}"
+                        if row["model_calls"]
+                        else ""
+                    )
                     + f"\n{'':8} threads: {row['threads']}",
                     flush=True,
                 )

@@ -168,6 +168,7 @@ class CheckResult:
     evaluations: int = 0
     numbers: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None  # where the time went (``-v``)
+    user_seconds: float | None = None  # of ``seconds``, the time inside calls into the user's code
     traceback: str | None = None  # ``--debug``: the traceback of the error that stopped the check
 
     def __post_init__(self) -> None:
@@ -185,6 +186,8 @@ class CheckResult:
             out["traceback"] = self.traceback
         if self.seconds is not None:
             out["seconds"] = self.seconds
+        if self.user_seconds is not None:
+            out["user_seconds"] = self.user_seconds
         return out
 
 

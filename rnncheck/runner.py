@@ -39,7 +39,7 @@ from .findings import (
 from .options import Options
 from .threads import apply_policy, blas_count, blas_threads
 from .tolerances import using
-from .usercode import CaseTimeout, call_user, case_guard
+from .usercode import CaseTimeout, call_user, case_guard, user_seconds
 from .version import __version__
 
 Progress = Callable[[str, str], None]  # (case name, stage)
@@ -156,7 +156,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                 if not check.applies(ctx):
                     continue
                 clock.stage = check.stage
-                began = time.perf_counter()
+                began, inside = time.perf_counter(), user_seconds()
                 try:
                     outcome = check.run(target, ctx)
                 except (BudgetExceeded, CaseTimeout):
@@ -165,6 +165,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
                     outcome = _check_error(check, exc, options.debug, file)
                 if outcome is not None:
                     outcome.seconds = time.perf_counter() - began  # where the time went (-v)
+                    outcome.user_seconds = min(user_seconds() - inside, outcome.seconds)
                     ctx.results.append(outcome)
                     result.checks.append(outcome)
             result.unit_seconds = ctx.call_seconds  # one call of the user's gradient: a forward and a backward

@@ -61,6 +61,14 @@ def exit_message(what: str, exc: SystemExit, user_file: str | None = None) -> st
 #: worker process keeps it where its supervisor can read it after the worker died (see :mod:`rnncheck.workers`)
 activity: Callable[[str | None], None] | None = None
 _current: str | None = None
+#: seconds spent inside calls into user code, the outermost of nested calls only (see :func:`user_seconds`)
+_inside = {"depth": 0, "seconds": 0.0}
+
+
+def user_seconds() -> float:
+    """Seconds this process has spent inside :func:`call_user` so far: the difference over a check is the time its
+    calls into the user's code took (the model's forward, the loss, the backward pass), the rest is rnncheck's own."""
+    return _inside["seconds"]
 
 
 def call_user(what: str, fn, *args, user_file: str | None = None, **kwargs):
@@ -70,10 +78,16 @@ def call_user(what: str, fn, *args, user_file: str | None = None, **kwargs):
     if tell is not None:
         _current = what
         tell(what)
+    inside = _inside
+    inside["depth"] += 1
+    start = time.perf_counter()
     try:
         try:
             return fn(*args, **kwargs)
         finally:
+            inside["depth"] -= 1
+            if inside["depth"] == 0:
+                inside["seconds"] += time.perf_counter() - start
             exit_if_forked()
             if tell is not None:
                 _current = outer

@@ -154,18 +154,26 @@ def _time_shares(case: CaseResult) -> str:
     backward, as rnncheck calls it: the fastest call the sanity checks timed)."""
     unit = case.unit_seconds or 0.0
     parts = []
+    inside = 0.0
     for c in case.checks:
         seconds = c.seconds
         if seconds is None:
             continue
         units = f" = {seconds / unit:.1f} units" if unit > 0 else ""
         parts.append(f"{c.name} {seconds:.3f} s{units}")
+        inside += c.user_seconds or 0.0
     if not parts:
         return ""
+    total = sum(c.seconds for c in case.checks if c.seconds is not None)
+    yours = (
+        f"; of the {total:.3f} s, {inside:.3f} s"
+        + (f" = {inside / unit:.1f} units" if unit > 0 else "")
+        + " inside calls into your code (its forwards, losses and backwards), the rest rnncheck's own work"
+    )
     unit_text = (
         f"; unit: one forward+backward (the fastest gradient call timed) {unit * 1e3:.1f} ms" if unit > 0 else ""
     )
-    return "time: " + ", ".join(parts) + unit_text
+    return "time: " + ", ".join(parts) + yours + unit_text
 
 
 def case_table(case: CaseResult, plain: bool, width: int | None = None) -> Table | None:

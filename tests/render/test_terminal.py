@@ -63,6 +63,43 @@ def test_verbose_output_says_where_the_time_went_in_units_of_one_forward_and_bac
     for check in ("sanity", "gradient", "reference", "flow"):
         assert re.search(rf"{check} \d+\.\d+ s = \d+\.\d units", line), line
     assert "one forward+backward" in line
+    total, inside = re.search(
+        r"of the (\d+\.\d+) s, (\d+\.\d+) s = \d+\.\d units inside calls into your code", line
+    ).groups()
+    assert 0 < float(inside) <= float(total), line
+
+
+def test_the_time_inside_the_users_code_is_told_apart_from_rnnchecks_own(tmp_path):
+    """A loss that sleeps 20 ms a call: every one of the gradient check's evaluations is inside the user's code,
+    and the JSON and -v say so; what is left is rnncheck's own work."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rnncheck import main
+
+    model = tmp_path / "slow_loss.py"
+    model.write_text(
+        "import time\nimport numpy as np\nimport rnncheck\n\n\n"
+        "def loss(p):\n    time.sleep(0.02)\n    return float(np.sum(p['w'] ** 2))\n\n\n"
+        "def grad(p):\n    return {'w': 2 * p['w']}\n\n\n"
+        "@rnncheck.case\ndef quad():\n"
+        "    return rnncheck.NumpyCase(loss=loss, grad=grad, params={'w': np.array([1.0, -2.0, 0.5])})\n"
+    )
+    report = tmp_path / "r.json"
+    out = (
+        CliRunner().invoke(main, ["verify", str(model), "-v", "--no-color", "--no-flow", "--json", str(report)]).output
+    )
+    checks = {c["name"]: c for c in json.loads(report.read_text())["cases"][0]["checks"]}
+    gradient = checks["gradient"]
+    numbers = gradient["numbers"]
+    assert gradient["evaluations"] >= 5
+    assert numbers["user_seconds"] >= 0.02 * gradient["evaluations"]  # each evaluation is one sleeping loss call
+    assert numbers["user_seconds"] <= numbers["seconds"]
+    assert all(c["numbers"]["user_seconds"] <= c["numbers"]["seconds"] for c in checks.values())
+    line = next(s for s in out.splitlines() if s.strip().startswith("time: "))
+    inside = float(re.search(r"(\d+\.\d+) s = \d+\.\d units inside calls into your code", line).group(1))
+    assert inside >= 0.02 * gradient["evaluations"], line
 
 
 def test_the_unit_of_the_time_shares_is_a_gradient_call_not_the_sanity_checks_mean(tmp_path):
