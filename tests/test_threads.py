@@ -284,3 +284,93 @@ def test_a_gradient_that_fails_while_the_policy_times_it_is_reported_by_the_chec
     assert result.error.startswith("loss() raised ValueError: the loss is broken")
     assert [str(c.name) for c in result.checks] == ["sanity"]  # the sanity check met it, as without the policy
     assert policy._MEASURED == {}  # nothing decided from a failed call
+
+
+def test_the_policys_timed_calls_are_the_sanity_checks_two_and_count_as_theirs(monkeypatch):
+    """A measured case used to pay the policy's timed gradient calls on top of the check: the last two made on the
+    thread count it chose are now the sanity checks' own, so a case makes two calls fewer, and reports the same."""
+    import rnncheck
+    import rnncheck.threads as policy  # the policy's own bookkeeping, not a user-facing behaviour
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(policy, "available_cores", lambda: 2)
+
+    class Counted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(4, 6)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.lstm(x)[0]
+
+    def run(options):
+        torch.manual_seed(0)
+        model = Counted().double()
+        case = rnncheck.TorchCase(model, inputs=(torch.randn(5, 2, 4, dtype=torch.float64),))
+        before = torch.get_num_threads()
+        torch.set_num_threads(policy._AT_IMPORT)
+        try:
+            result = rnncheck.verify_case(case, options)
+        finally:
+            torch.set_num_threads(before)
+        return result, model.calls
+
+    monkeypatch.setattr(policy, "_MEASURED", {})
+    measured, measured_calls = run(rnncheck.Options())  # a small model: three timed calls on one thread
+    assert measured.checks[1].threads.startswith("1 thread (a small model")
+    monkeypatch.setattr(policy, "_MEASURED", {})
+    chosen, chosen_calls = run(rnncheck.Options(threads=1))  # nothing timed: the sanity checks call twice
+    assert measured.verdict == chosen.verdict == "pass"
+    assert measured_calls == chosen_calls + 1  # three timed calls, of which two are the sanity checks'
+    sanity = {r.checks[0].name: r.checks[0].evaluations for r in (measured, chosen)}
+    assert measured.checks[0].evaluations == chosen.checks[0].evaluations == 2, sanity
+    gradient = [next(c for c in r.checks if c.name == "gradient") for r in (measured, chosen)]
+    assert gradient[0].evaluations == gradient[1].evaluations
+    assert [(t.name, t.norm) for t in gradient[0].tensors] == [(t.name, t.norm) for t in gradient[1].tensors]
+
+
+def test_a_backward_that_keeps_state_is_still_caught_in_the_policys_calls(monkeypatch):
+    import rnncheck
+    import rnncheck.threads as policy
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(policy, "available_cores", lambda: 2)
+    monkeypatch.setattr(policy, "_MEASURED", {})
+
+    class Accumulating(torch.autograd.Function):
+        total = None
+
+        @staticmethod
+        def forward(ctx, w):
+            return w * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            # the bug: a running sum that is never reset
+            Accumulating.total = g.clone() if Accumulating.total is None else Accumulating.total + g
+            return Accumulating.total
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+
+        def forward(self, x):
+            return (Accumulating.apply(self.w) * x).sum()
+
+    torch.manual_seed(0)
+    case = rnncheck.TorchCase(Model(), inputs=(torch.randn(5, dtype=torch.float64),))
+    before = torch.get_num_threads()
+    torch.set_num_threads(policy._AT_IMPORT)
+    try:
+        result = rnncheck.verify_case(case, rnncheck.Options())
+    finally:
+        torch.set_num_threads(before)
+    finding = next(f for f in result.findings if f.kind == "stateful_gradient")
+    # the policy timed three calls on one thread, the sanity checks compared its second and third: 3/2 of the first
+    assert finding.numbers["ratio"] == pytest.approx(1.5)
+    assert result.verdict == "fail"

@@ -37,10 +37,10 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray], flo
     # where the gradient call evaluates the very loss (torch), its value serves the loss checks
     own = target.gradient_computes_loss
     calls: list[float] = []
-    l1, g1 = _timed(calls, target.gradient) if own else (target.model_loss(), None)
+    l1, g1 = _gradient(calls, target) if own else (target.model_loss(), None)
     stop = _nonfinite_loss(l1)
     if stop is None:
-        l2, g2 = _timed(calls, target.gradient) if own else (target.model_loss(), None)
+        l2, g2 = _gradient(calls, target) if own else (target.model_loss(), None)
         stop = nondeterminism(l1, l2, target.model_eps, target=target)
     if stop is not None:
         result = CheckResult(CheckName.SANITY, Verdict.ERROR, [stop], evaluations=target.evaluations - start)
@@ -49,7 +49,12 @@ def check_sanity(target) -> tuple[CheckResult, float, dict[str, np.ndarray], flo
     if not own:
         gl1, g1 = _timed(calls, target.gradient)
         _, g2 = _timed(calls, target.gradient)
-    findings = _nonfinite_gradients(g1) + _stateful_gradients(g1, g2, target.model_eps)
+    stateful = _stateful_gradients(g1, g2, target.model_eps)
+    random = _random_gradients(stateful, target)
+    if random is not None:
+        result = CheckResult(CheckName.SANITY, Verdict.ERROR, [random], evaluations=target.evaluations - start)
+        return result, l1, {}, min(calls, default=None)
+    findings = _nonfinite_gradients(g1) + stateful
     if (
         gl1 is not None
         and abs(gl1 - l1) > tolerances().loss_agreement_ulps * target.model_eps * max(abs(l1), abs(gl1)) + 1e-300
@@ -82,6 +87,17 @@ def _timed(calls: list[float], call):
     out = call()
     calls.append(time.perf_counter() - t0)
     return out
+
+
+def _gradient(calls: list[float], target):
+    """A gradient call at the check point, its seconds appended to ``calls``: one the thread policy already made
+    and timed on the case's thread count (``target.prepaid``) while one is left, else a fresh one."""
+    if target.prepaid:
+        seconds, out = target.prepaid.pop(0)
+        target.evaluations += 1  # the policy took its calls off the count: this one is the sanity checks'
+        calls.append(seconds)
+        return out
+    return _timed(calls, target.gradient)
 
 
 def _nonfinite_loss(l1: float) -> Finding | None:
@@ -126,7 +142,9 @@ def _stateful_gradients(g1: dict[str, np.ndarray], g2: dict[str, np.ndarray], ep
             continue
         ratio = _ratio(a, b)
         extra = f" (the second is {ratio:.4g}× the first)" if ratio is not None else ""
-        accumulator = f" (the second returns {ratio:.4g}× the first: an accumulator added to, never reset)"
+        accumulator = (
+            f" (the second returns {ratio:.4g}× the first: an accumulator added to, never reset)" if ratio else ""
+        )
         findings.append(
             Finding(
                 "stateful_gradient",
@@ -135,10 +153,50 @@ def _stateful_gradients(g1: dict[str, np.ndarray], g2: dict[str, np.ndarray], ep
                 "the backward keeps state between calls (an accumulator not reset?)",
                 tensor=name,
                 numbers={"ratio": ratio},
-                hint="only the first call is right: state is kept between calls" + (accumulator if ratio else ""),
+                hint="only the first call is right: state is kept between calls" + accumulator,
             )
         )
     return findings
+
+
+def _random_gradients(stateful: list[Finding], target) -> Finding | None:
+    """Gradients that differ between two calls where the model draws random numbers: randomness, not state.
+
+    The loss's repeat test allows a few hundred units in the model's last place, which in
+    float16 or bfloat16 lets two dropout masks through; their gradients then differ, and
+    calling that a backward that keeps state would name the wrong cause.  A difference that
+    is an exact multiple (an accumulator's 2×) stays what it is.
+    """
+    if not stateful or any(f.numbers.get("ratio") is not None for f in stateful) or not _draws_random(target):
+        return None
+    advice, numbers = _randomness_advice(target)
+    names = ", ".join(f.tensor for f in stateful[:3]) + (" …" if len(stateful) > 3 else "")
+    return Finding(
+        "nondeterministic_loss",
+        Verdict.ERROR,
+        f"the loss is nondeterministic: two gradient calls at the same parameters gave gradients of {names} that "
+        f"differ by more than rounding, though their losses agreed within the model's precision; {advice}",
+        numbers={"tensors": [f.tensor for f in stateful], **numbers},
+    )
+
+
+def _draws_random(target) -> bool:
+    """Whether the model draws random numbers: a dropout in training mode, or a random op one forward calls."""
+    model = target.model if target is not None else None
+    if model is None:
+        return False
+    return bool(_dropouts(model)) or bool(_random_draws(target))
+
+
+def _dropouts(model) -> list[str]:
+    """The modules in training mode that apply dropout (a dropout layer, or an RNN's inter-layer dropout)."""
+    return [
+        f"{name or type(m).__name__} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if m.training
+        and isinstance(m, torch.nn.modules.dropout._DropoutNd | torch.nn.RNNBase)
+        and getattr(m, "p", getattr(m, "dropout", 0))
+    ]
 
 
 def nondeterminism(first: float, second: float, eps: float, what: str = "", target=None) -> Finding | None:
@@ -170,13 +228,7 @@ def _randomness_advice(target) -> tuple[str, dict]:
         return "disable dropout (model.eval()) or seed the randomness inside the loss", {}
 
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
-    dropouts = [
-        f"{name or type(m).__name__} ({type(m).__name__})"
-        for name, m in model.named_modules()
-        if m.training
-        and isinstance(m, torch.nn.modules.dropout._DropoutNd | torch.nn.RNNBase)
-        and getattr(m, "p", getattr(m, "dropout", 0))
-    ]
+    dropouts = _dropouts(model)
     draws = _random_draws(target)
     where = f": {draws[0]}" if draws else ""
     if training:
