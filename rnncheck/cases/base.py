@@ -132,6 +132,7 @@ class CheckTarget(Protocol):
 
     # the loss and the gradient
     gradient_computes_loss: bool  # gradient() runs the very forward model_loss() would (its loss can stand in)
+    prepaid: list  # gradient calls at the check point the thread policy made, for the sanity checks to take
 
     def loss(self, theta: dict[str, np.ndarray]) -> float: ...
     def loss_offset(self, theta: dict[str, np.ndarray], v: dict[str, np.ndarray], s: float) -> float: ...
