@@ -374,3 +374,38 @@ def test_a_backward_that_keeps_state_is_still_caught_in_the_policys_calls(monkey
     # the policy timed three calls on one thread, the sanity checks compared its second and third: 3/2 of the first
     assert finding.numbers["ratio"] == pytest.approx(1.5)
     assert result.verdict == "fail"
+
+
+def test_more_threads_measured_slower_are_measured_once_more(monkeypatch):
+    """A neighbour's burst during the two-thread calls must not leave a model that gains from threads on one; a
+    machine that stays busy still gets one thread."""
+    import rnncheck
+    import rnncheck.threads as policy  # the policy's own arithmetic, not a user-facing behaviour
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(policy, "available_cores", lambda: 2)
+    said = {}
+    before = torch.get_num_threads()
+    try:
+        for burst in ("passing", "lasting"):
+            monkeypatch.setattr(policy, "_MEASURED", {})
+            timed = []
+
+            def fake_time(target, threads, repeats=2, burst=burst):
+                timed.append(threads)
+                if threads == 1:
+                    return 0.010
+                slow = burst == "lasting" or timed.count(threads) == 1  # the first two-thread timing is slowed
+                return 0.014 if slow else 0.005
+
+            monkeypatch.setattr(policy, "_time_gradient", fake_time)
+            torch.set_num_threads(policy._AT_IMPORT)
+            model = torch.nn.Linear(256, 256).double()
+            case = rnncheck.TorchCase(model, inputs=(torch.randn(4, 256, dtype=torch.float64),))
+            said[burst] = (policy.apply_policy(case.bind(rnncheck.Options()), None), list(timed))
+    finally:
+        torch.set_num_threads(before)
+    assert said["passing"][0].startswith("2 threads (one forward+backward measured 2.0×"), said
+    assert said["lasting"][0].startswith("1 thread (2 threads measured only 0.7×"), said
+    assert said["passing"][1] == said["lasting"][1] == [1, 2, 1, 2, 1]
