@@ -326,6 +326,8 @@ class CaseResult:
     traceback: str | None = None
     fingerprint: dict[str, Any] | None = None  # what the regression gate compares (see baseline.py)
     unit_seconds: float | None = None  # one call of the user's gradient (a forward and a backward): the fastest timed
+    # the thread policy's own time, and of it the time inside the user's code (its timed gradient calls), where it ran
+    policy_seconds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.verdict = Verdict(self.verdict)

@@ -149,7 +149,10 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             result.name, result.file = name, file
             clock.stage = "setup"
             target = case.bind(options)
+            began, inside = time.perf_counter(), user_seconds()
             threads = apply_policy(target, options.threads)
+            if user_seconds() > inside:  # the policy timed calls of the model: -v shows what they cost
+                result.policy_seconds = (time.perf_counter() - began, user_seconds() - inside)
             held.enter_context(blas_threads(blas_count(target)))
             ctx = Context(case, name, options, clock)
             for check in CHECKS:
@@ -174,6 +177,8 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             gradient = ctx.result(CheckName.GRADIENT)
             if gradient is not None:
                 gradient.threads = threads
+                if result.policy_seconds is not None:  # the JSON's numbers.threads_seconds: what deciding took
+                    gradient.numbers["threads_seconds"], gradient.numbers["threads_user_seconds"] = result.policy_seconds
             result.verdict = _case_verdict(result.checks)
             errors = [f.message for c in result.checks for f in c.findings if f.verdict == Verdict.ERROR]
             if errors and result.verdict == Verdict.ERROR:  # a failing case's setup problem stays its own row

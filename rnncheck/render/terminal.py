@@ -154,17 +154,18 @@ def _time_shares(case: CaseResult) -> str:
     backward, as rnncheck calls it: the fastest call the sanity checks timed)."""
     unit = case.unit_seconds or 0.0
     parts = []
-    inside = 0.0
-    for c in case.checks:
-        seconds = c.seconds
-        if seconds is None:
-            continue
+    total = inside = 0.0
+    timed = [(str(c.name), c.seconds, c.user_seconds) for c in case.checks if c.seconds is not None]
+    if case.policy_seconds is not None and timed:
+        # the thread policy's timed gradient calls, the last two of which are the sanity checks' own
+        timed.insert(0, ("thread policy (its calls serve the sanity checks)", *case.policy_seconds))
+    for name, seconds, user in timed:
         units = f" = {seconds / unit:.1f} units" if unit > 0 else ""
-        parts.append(f"{c.name} {seconds:.3f} s{units}")
-        inside += c.user_seconds or 0.0
+        parts.append(f"{name} {seconds:.3f} s{units}")
+        total += seconds
+        inside += user or 0.0
     if not parts:
         return ""
-    total = sum(c.seconds for c in case.checks if c.seconds is not None)
     yours = (
         f"; of the {total:.3f} s, {inside:.3f} s"
         + (f" = {inside / unit:.1f} units" if unit > 0 else "")

@@ -123,3 +123,34 @@ def test_the_unit_of_the_time_shares_is_a_gradient_call_not_the_sanity_checks_me
     unit_ms = float(re.search(r"timed\) (\d+\.\d+) ms", line).group(1))
     sanity_s = float(re.search(r"sanity (\d+\.\d+) s", line).group(1))
     assert sanity_s >= 0.4 and unit_ms < 100, line
+
+
+def test_the_thread_policys_own_time_is_shown_where_it_timed_calls(tmp_path, monkeypatch):
+    """The policy's timed gradient calls are the sanity checks' own: -v and the JSON show what they took, so that
+    the sanity check's small share does not hide them; with --threads nothing is timed and nothing is shown."""
+    import json
+    import os
+
+    import pytest
+    from click.testing import CliRunner
+    from helpers import EXAMPLES
+
+    from rnncheck import main
+
+    for var in ("PYTEST_XDIST_WORKER_COUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)  # the cores are this run's own, as in a user's
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the policy decides without timing anything")
+    said = {}
+    for extra in ([], ["--threads", "1"]):
+        report = tmp_path / f"r{len(extra)}.json"
+        args = ["verify", str(EXAMPLES / "lstm_module.py"), "-v", "--no-color", "--json", str(report), *extra]
+        out = CliRunner().invoke(main, args).output
+        line = next(s for s in out.splitlines() if s.strip().startswith("time: "))
+        gradient = next(c for c in json.loads(report.read_text())["cases"][0]["checks"] if c["name"] == "gradient")
+        said[bool(extra)] = (line, gradient["numbers"])
+    line, numbers = said[False]
+    assert re.search(r"thread policy \(its calls serve the sanity checks\) \d+\.\d+ s = \d+\.\d units", line), line
+    assert 0 < numbers["threads_user_seconds"] <= numbers["threads_seconds"]
+    line, numbers = said[True]
+    assert "thread policy" not in line and "threads_seconds" not in numbers
