@@ -178,7 +178,9 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             if gradient is not None:
                 gradient.threads = threads
                 if result.policy_seconds is not None:  # the JSON's numbers.threads_seconds: what deciding took
-                    gradient.numbers["threads_seconds"], gradient.numbers["threads_user_seconds"] = result.policy_seconds
+                    gradient.numbers["threads_seconds"], gradient.numbers["threads_user_seconds"] = (
+                        result.policy_seconds
+                    )
             result.verdict = _case_verdict(result.checks)
             errors = [f.message for c in result.checks for f in c.findings if f.verdict == Verdict.ERROR]
             if errors and result.verdict == Verdict.ERROR:  # a failing case's setup problem stays its own row
