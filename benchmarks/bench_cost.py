@@ -26,10 +26,13 @@ checkout's ``rnncheck/reference`` linked to its own ``reference/``: the installe
                                     [--threads N] [--rnncheck-only] [--repeats 2] [--probes N] [--json FILE]
     python benchmarks/bench_cost.py --grid [--sizes 64 256 1024] [--batches 1 8 16 64] [--json FILE]
 
-``--grid`` measures the cost targets' grid: for float64 and float32 models, every H and B,
+``--grid`` measures the cost targets' grid: for float64 and float32 models (``--grid-dtypes``), every H and B,
 the default check, the probes alone and gradcheck's fast mode (on a float64 copy), each
 against the targets (default ≤ 10× for float64, ≤ 20× for float32; probes no slower than
-gradcheck fast).
+gradcheck fast).  Each cell also prints the default check's shares by check, how much of it was
+spent inside calls of the model against rnncheck's own work, the thread policy's decision, and
+the model's first check in the process (the policy's timed calls included), which is what a
+``rnncheck verify`` run waits for.
 """
 
 from __future__ import annotations
