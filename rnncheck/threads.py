@@ -179,7 +179,7 @@ def _keep_prepaid(target, threads: int) -> None:
     measured case paid on top of the check (a small model's two timed calls are then all the
     policy costs).  Their seconds serve as the sanity checks' timings, of which the fastest is the unit.
     """
-    same = [(seconds, result) for t, seconds, result in target.prepaid if t == threads]
+    same = [call for call in target.prepaid if call[0] == threads]
     target.prepaid[:] = same[-2:] if len(same) >= 2 else []
 
 

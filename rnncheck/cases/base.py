@@ -200,7 +200,7 @@ class Target:
     evaluations: int = 0
     time_structure: dict | None = None  # set where the loss is a sum over time steps
     # gradient calls at the check point the thread policy made and timed, on the thread count the case runs on:
-    # ``(seconds, (loss, gradient))`` in call order, for the sanity checks to take instead of calling again
+    # ``(threads, seconds, (loss, gradient))`` in call order, for the sanity checks to take instead of calling again
     prepaid: list = field(default_factory=list)
 
     @property

@@ -95,7 +95,7 @@ def _gradient(calls: list[float], target):
     """A gradient call at the check point, its seconds appended to ``calls``: one the thread policy already made
     and timed on the case's thread count (``target.prepaid``) while one is left, else a fresh one."""
     if target.prepaid:
-        seconds, out = target.prepaid.pop(0)
+        _, seconds, out = target.prepaid.pop(0)
         target.evaluations += 1  # the policy took its calls off the count: this one is the sanity checks'
         calls.append(seconds)
         return out
@@ -169,9 +169,13 @@ def _random_gradients(stateful: list[Finding], target) -> Finding | None:
     calling that a backward that keeps state would name the wrong cause.  A difference that
     is an exact multiple (an accumulator's 2×) stays what it is.
     """
-    if not stateful or any(f.numbers.get("ratio") is not None for f in stateful) or not _draws_random(target):
+    model = target.model if target is not None else None
+    if model is None or not stateful or any(f.numbers.get("ratio") is not None for f in stateful):
         return None
-    advice, numbers = _randomness_advice(target)
+    draws = _random_draws(target)
+    if not (_dropouts(model) or draws):
+        return None
+    advice, numbers = _randomness_advice(target, draws)
     names = ", ".join(f.tensor for f in stateful[:3]) + (" …" if len(stateful) > 3 else "")
     return Finding(
         "nondeterministic_loss",
@@ -180,14 +184,6 @@ def _random_gradients(stateful: list[Finding], target) -> Finding | None:
         f"differ by more than rounding, though their losses agreed within the model's precision; {advice}",
         numbers={"tensors": [f.tensor for f in stateful], **numbers},
     )
-
-
-def _draws_random(target) -> bool:
-    """Whether the model draws random numbers: a dropout in training mode, or a random op one forward calls."""
-    model = target.model if target is not None else None
-    if model is None:
-        return False
-    return bool(_dropouts(model)) or bool(_random_draws(target))
 
 
 def _dropouts(model) -> list[str]:
@@ -223,15 +219,16 @@ def nondeterminism(first: float, second: float, eps: float, what: str = "", targ
     )
 
 
-def _randomness_advice(target) -> tuple[str, dict]:
-    """What draws the random numbers, and what to do about it."""
+def _randomness_advice(target, draws: list[str] | None = None) -> tuple[str, dict]:
+    """What draws the random numbers, and what to do about it.  ``draws``: :func:`_random_draws`'s, where the
+    caller already watched a forward for them."""
     model = target.model if target is not None else None
     if model is None:
         return "disable dropout (model.eval()) or seed the randomness inside the loss", {}
 
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     dropouts = _dropouts(model)
-    draws = _random_draws(target)
+    draws = _random_draws(target) if draws is None else draws
     where = f": {draws[0]}" if draws else ""
     if training:
         which = (
