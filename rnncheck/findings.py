@@ -328,6 +328,7 @@ class CaseResult:
     unit_seconds: float | None = None  # one call of the user's gradient (a forward and a backward): the fastest timed
     # the thread policy's own time, and of it the time inside the user's code (its timed gradient calls), where it ran
     policy_seconds: tuple[float, float] | None = None
+    policy_served: bool = False  # whether two of those calls are the sanity checks' (not where one failed)
 
     def __post_init__(self) -> None:
         self.verdict = Verdict(self.verdict)

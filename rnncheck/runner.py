@@ -153,6 +153,7 @@ def verify_case(item: CaseDef | Case, options: Options | None = None, progress: 
             threads = apply_policy(target, options.threads)
             if user_seconds() > inside:  # the policy timed calls of the model: -v shows what they cost
                 result.policy_seconds = (time.perf_counter() - began, user_seconds() - inside)
+                result.policy_served = bool(target.prepaid)
             held.enter_context(blas_threads(blas_count(target)))
             ctx = Context(case, name, options, clock)
             for check in CHECKS:

@@ -157,8 +157,9 @@ def _time_shares(case: CaseResult) -> str:
     total = inside = 0.0
     timed = [(str(c.name), c.seconds, c.user_seconds) for c in case.checks if c.seconds is not None]
     if case.policy_seconds is not None and timed:
-        # the thread policy's timed gradient calls, the last two of which are the sanity checks' own
-        timed.insert(0, ("thread policy (its calls serve the sanity checks)", *case.policy_seconds))
+        # the thread policy's timed gradient calls, the last two of which are the sanity checks' own unless one failed
+        served = " (its calls serve the sanity checks)" if case.policy_served else ""
+        timed.insert(0, (f"thread policy{served}", *case.policy_seconds))
     for name, seconds, user in timed:
         units = f" = {seconds / unit:.1f} units" if unit > 0 else ""
         parts.append(f"{name} {seconds:.3f} s{units}")

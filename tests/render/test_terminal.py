@@ -154,3 +154,29 @@ def test_the_thread_policys_own_time_is_shown_where_it_timed_calls(tmp_path, mon
     assert 0 < numbers["threads_user_seconds"] <= numbers["threads_seconds"]
     line, numbers = said[True]
     assert "thread policy" not in line and "threads_seconds" not in numbers
+
+
+def test_the_thread_policys_calls_are_not_said_to_serve_the_sanity_checks_when_one_failed(tmp_path, monkeypatch):
+    """A loss that raises fails the policy's first timed call: nothing of it is the sanity checks', and -v must not
+    say so (the sanity checks call again, and name the error)."""
+    import os
+
+    import pytest
+    from click.testing import CliRunner
+
+    from rnncheck import main
+
+    for var in ("PYTEST_XDIST_WORKER_COUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the policy decides without timing anything")
+    model = tmp_path / "broken.py"
+    model.write_text(
+        "import torch\nimport rnncheck\n\n\ndef _broken(out):\n    raise ValueError('the loss is broken')\n\n\n"
+        "@rnncheck.case\ndef broken():\n    torch.manual_seed(0)\n"
+        "    return rnncheck.TorchCase(torch.nn.LSTM(128, 128), inputs=(torch.randn(5, 2, 128),), loss=_broken)\n"
+    )
+    out = CliRunner().invoke(main, ["verify", str(model), "-v", "--no-color"]).output
+    line = next(s for s in out.splitlines() if s.strip().startswith("time: "))
+    assert re.search(r"thread policy \d+\.\d+ s", line) and "serve the sanity checks" not in line, line
+    assert "loss() raised ValueError: the loss is broken" in out
