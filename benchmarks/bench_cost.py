@@ -70,6 +70,22 @@ def _timed(fn, repeats: int = 1) -> float:
 CHECK_OPTIONS: dict = {}
 
 
+def _problem(H: int, B: int, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """``(model, x, w, fb)``: ``nn.LSTM(H, H)`` on (T, B, H) inputs with the fixed linear loss Σ out·w, and ``fb``,
+    one forward+backward of it (the unit every ratio here is in)."""
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(H, H).to(device, dtype)
+    x = torch.randn(T, B, H, device=device, dtype=dtype)
+    w = torch.randn(T, B, H, device=device, dtype=dtype) / (T * B * H) ** 0.5
+    params = list(model.parameters())
+
+    def fb():
+        out, _ = model(x)
+        return torch.autograd.grad((out * w).sum(), params)
+
+    return model, x, w, fb
+
+
 def measure(
     H: int,
     device: str,
@@ -81,17 +97,8 @@ def measure(
     fast_only: bool = False,
 ) -> dict:
     B = batch or globals()["B"]
-    torch.manual_seed(0)
-    model = torch.nn.LSTM(H, H).to(device, dtype)
-    x = torch.randn(T, B, H, device=device, dtype=dtype)
-    w = torch.randn(T, B, H, device=device, dtype=dtype) / (T * B * H) ** 0.5
-    params = list(model.parameters())
-    n_params = sum(p.numel() for p in params)
-
-    def fb():
-        out, _ = model(x)
-        return torch.autograd.grad((out * w).sum(), params)
-
+    model, x, w, fb = _problem(H, B, device, dtype)
+    n_params = sum(p.numel() for p in model.parameters())
     fb()
     unit = _timed(fb, repeats=5)
     rows = {"fwd+bwd": unit}
@@ -314,16 +321,7 @@ def numeric_trade(sizes: list[int], batches: list[int], repeats: int) -> list[di
     out = []
     for H in sizes:
         for b in batches:
-            torch.manual_seed(0)
-            lstm = torch.nn.LSTM(H, H)
-            x = torch.randn(T, b, H)
-            w = torch.randn(T, b, H) / (T * b * H) ** 0.5
-            params = list(lstm.parameters())
-
-            def fb():
-                out_, _ = lstm(x)
-                return torch.autograd.grad((out_ * w).sum(), params)
-
+            lstm, x, w, fb = _problem(H, b)
             fb()
             unit = _timed(fb, repeats=5)
             row = {"H": H, "B": b, "unit_ms": unit * 1e3}
