@@ -183,14 +183,23 @@ def test_blas_threads_come_back_after_a_case_that_exits_hangs_or_sets_its_own(mo
             assert blas() == before, loss.__name__
 
 
-def test_one_model_at_two_batch_sizes_is_measured_twice(monkeypatch):
-    import rnncheck
-    import rnncheck.threads as policy  # the policy's own bookkeeping, not a user-facing behaviour
+@pytest.fixture
+def two_cores(monkeypatch):
+    """The policy as it runs on a two-core machine of its own: no thread count in the environment, two cores,
+    nothing measured yet."""
+    import rnncheck.threads as policy
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(policy, "available_cores", lambda: 2)
     monkeypatch.setattr(policy, "_MEASURED", {})
+    return policy
+
+
+def test_one_model_at_two_batch_sizes_is_measured_twice(monkeypatch, two_cores):
+    import rnncheck
+    import rnncheck.threads as policy  # the policy's own bookkeeping, not a user-facing behaviour
+
     timed = []
 
     def fake_time(target, threads, repeats=2):
@@ -215,13 +224,10 @@ def test_one_model_at_two_batch_sizes_is_measured_twice(monkeypatch):
     assert said[1].startswith("1 thread") and said[64].startswith("2 threads"), said
 
 
-def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_parameters_or_many(monkeypatch):
+def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_parameters_or_many(monkeypatch, two_cores):
     import rnncheck
     import rnncheck.threads as policy  # the policy's own arithmetic, not a user-facing behaviour
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(policy, "available_cores", lambda: 2)
     few = torch.nn.Linear(3, 2)  # 8 parameters
     many = torch.nn.Linear(256, 256)  # 65,792 parameters
     assert sum(p.numel() for p in many.parameters()) >= policy.FEW_PARAMETERS
@@ -262,14 +268,9 @@ def test_a_fast_call_stays_on_one_thread_and_a_slow_one_is_measured_few_paramete
             assert sentence.startswith("1 thread (a small model") and timed == [1, 1], key  # nothing more timed
 
 
-def test_a_gradient_that_fails_while_the_policy_times_it_is_reported_by_the_checks(monkeypatch):
+def test_a_gradient_that_fails_while_the_policy_times_it_is_reported_by_the_checks(monkeypatch, two_cores):
     import rnncheck
     import rnncheck.threads as policy
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(policy, "available_cores", lambda: 2)
-    monkeypatch.setattr(policy, "_MEASURED", {})
 
     def broken(out):
         raise ValueError("the loss is broken")
@@ -289,16 +290,12 @@ def test_a_gradient_that_fails_while_the_policy_times_it_is_reported_by_the_chec
     assert policy._MEASURED == {}  # nothing decided from a failed call
 
 
-def test_the_policys_timed_calls_are_the_sanity_checks_two_and_count_as_theirs(monkeypatch):
+def test_the_policys_timed_calls_are_the_sanity_checks_two_and_count_as_theirs(monkeypatch, two_cores):
     """A measured case used to pay the policy's timed gradient calls on top of the check: the last two made on the
     thread count it chose are now the sanity checks' own, so a case makes two calls fewer, and reports the same (a
     small model's policy now costs nothing: its two timed calls are the sanity checks')."""
     import rnncheck
     import rnncheck.threads as policy  # the policy's own bookkeeping, not a user-facing behaviour
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(policy, "available_cores", lambda: 2)
 
     class Counted(torch.nn.Module):
         def __init__(self):
@@ -336,14 +333,9 @@ def test_the_policys_timed_calls_are_the_sanity_checks_two_and_count_as_theirs(m
     assert [(t.name, t.norm) for t in gradient[0].tensors] == [(t.name, t.norm) for t in gradient[1].tensors]
 
 
-def test_a_backward_that_keeps_state_is_still_caught_in_the_policys_calls(monkeypatch):
+def test_a_backward_that_keeps_state_is_still_caught_in_the_policys_calls(monkeypatch, two_cores):
     import rnncheck
     import rnncheck.threads as policy
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(policy, "available_cores", lambda: 2)
-    monkeypatch.setattr(policy, "_MEASURED", {})
 
     class Accumulating(torch.autograd.Function):
         total = None
@@ -380,15 +372,12 @@ def test_a_backward_that_keeps_state_is_still_caught_in_the_policys_calls(monkey
     assert result.verdict == "fail"
 
 
-def test_more_threads_measured_slower_are_measured_once_more(monkeypatch):
+def test_more_threads_measured_slower_are_measured_once_more(monkeypatch, two_cores):
     """A neighbour's burst during the two-thread calls must not leave a model that gains from threads on one; a
     machine that stays busy still gets one thread."""
     import rnncheck
     import rnncheck.threads as policy  # the policy's own arithmetic, not a user-facing behaviour
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(policy, "available_cores", lambda: 2)
     said = {}
     before = torch.get_num_threads()
     try:
