@@ -334,32 +334,18 @@ def test_the_policys_timed_calls_are_the_sanity_checks_two_and_count_as_theirs(m
 
 
 def test_a_backward_that_keeps_state_is_still_caught_in_the_policys_calls(monkeypatch, two_cores):
+    import importlib.util
+
+    from helpers import MODELS
+
     import rnncheck
     import rnncheck.threads as policy
 
-    class Accumulating(torch.autograd.Function):
-        total = None
-
-        @staticmethod
-        def forward(ctx, w):
-            return w * 1.0
-
-        @staticmethod
-        def backward(ctx, g):
-            # the bug: a running sum that is never reset
-            Accumulating.total = g.clone() if Accumulating.total is None else Accumulating.total + g
-            return Accumulating.total
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
-
-        def forward(self, x):
-            return (Accumulating.apply(self.w) * x).sum()
-
-    torch.manual_seed(0)
-    case = rnncheck.TorchCase(Model(), inputs=(torch.randn(5, dtype=torch.float64),))
+    # a backward that adds to a running sum it never resets (tests/models/random_or_stateful.py)
+    spec = importlib.util.spec_from_file_location("random_or_stateful", MODELS / "random_or_stateful.py")
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    case = models.stateful
     before = torch.get_num_threads()
     torch.set_num_threads(policy._AT_IMPORT)
     try:

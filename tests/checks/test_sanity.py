@@ -133,66 +133,15 @@ def test_reseed_checks_a_model_with_its_dropout_on_and_still_catches_a_bug():
     assert bad.verdict == "fail"
 
 
-SHUFFLED = """
-import torch
-import rnncheck
-
-
-class Shuffled(torch.nn.Module):
-    # the loss is sum(w * x[perm]) with w all ones: the same value for every permutation, a different gradient
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(6, dtype=torch.float64))
-
-    def forward(self, x):
-        return (self.w * x[torch.randperm(6)]).sum()
-
-
-class Accumulating(torch.autograd.Function):
-    total = None
-
-    @staticmethod
-    def forward(ctx, w):
-        return w * 1.0
-
-    @staticmethod
-    def backward(ctx, g):
-        Accumulating.total = g.clone() if Accumulating.total is None else Accumulating.total + g
-        return Accumulating.total
-
-
-class Stateful(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(6, dtype=torch.float64))
-
-    def forward(self, x):
-        return (Accumulating.apply(self.w) * x).sum()
-
-
-def _x():
-    return torch.arange(1.0, 7.0, dtype=torch.float64)
-
-
-@rnncheck.case
-def shuffled():
-    return rnncheck.TorchCase(Shuffled().eval(), inputs=(_x(),))
-
-
-@rnncheck.case
-def stateful():
-    return rnncheck.TorchCase(Stateful(), inputs=(_x(),))
-"""
-
-
 def test_gradients_that_differ_because_the_model_draws_random_numbers_are_named_randomness_not_state(tmp_path):
     """Two losses that agree and two gradients that differ: a model that draws random numbers (a permutation here,
     dropout masks in float16) is nondeterministic, with the op and the line; a backward whose second answer is an
     exact multiple of its first keeps state, as before.  Over seeds, with and without the thread policy's calls."""
     import json
 
-    path = tmp_path / "m.py"
-    path.write_text(SHUFFLED)
+    from helpers import MODELS
+
+    path = MODELS / "random_or_stateful.py"
     for seed in ("0", "1", "2"):
         for extra in ([], ["--threads", "1"]):
             out = tmp_path / "r.json"
@@ -204,7 +153,7 @@ def test_gradients_that_differ_because_the_model_draws_random_numbers_are_named_
             assert shuffled["verdict"] == "error" and kinds == ["nondeterministic_loss"], (seed, extra, kinds)
             message = shuffled["findings"][0]["message"]
             assert "two gradient calls at the same parameters gave gradients of w" in message, message
-            assert "randperm at " in message and "m.py:" in message, message
+            assert "randperm at " in message and "random_or_stateful.py:" in message, message
             stateful = cases["stateful"]
             assert stateful["verdict"] == "fail", (seed, extra)
             assert [f["kind"] for f in stateful["findings"]].count("stateful_gradient") == 1, stateful["findings"]
